@@ -1,0 +1,34 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// AVX2 + FMA is the baseline every target machine has. Without it Swift's SIMD
+// `addingProduct` becomes a libm call per lane (about 100x slower); see ../shared/SWIFT-NOTES.md.
+let simd: [SwiftSetting] = [.unsafeFlags(["-Xcc", "-march=x86-64-v3"])]
+
+let package = Package(
+    name: "ddptrain",
+    products: [
+        .executable(name: "ddptrain", targets: ["ddptrain"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        // Open MPI's handles are macros over incomplete globals; this shim is the only C.
+        .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
+        // Numerics over raw buffers: no MPI, no files, no CLI.
+        .target(name: "ConvCore", swiftSettings: simd),
+        // The CIFAR-10 binary format, sharding and augmentation.
+        .target(name: "CIFAR10", dependencies: ["ConvCore"], swiftSettings: simd),
+        // Models, optimizers, the communicator and the training loop.
+        .target(name: "DDPTrainer", dependencies: ["ConvCore", "CIFAR10", "CMPI"], swiftSettings: simd),
+        .executableTarget(name: "ddptrain", dependencies: [
+            "DDPTrainer", "CIFAR10", "ConvCore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: simd),
+        .testTarget(name: "ConvCoreTests", dependencies: ["ConvCore"], swiftSettings: simd),
+
+        .testTarget(name: "DDPTrainerTests", dependencies: ["DDPTrainer", "CIFAR10", "ConvCore"], swiftSettings: simd),
+    ]
+)

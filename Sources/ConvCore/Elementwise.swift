@@ -1,0 +1,79 @@
+/// Element-wise kernels and small reductions shared by the layers.
+
+/// Elements per task for element-wise work (fixed, so results never depend on thread count): large enough to outweigh a fork-join (~20 µs).
+public let elementwiseChunk = 1 << 15
+
+@inline(__always)
+public func forEachChunk(_ count: Int, pool: WorkerPool, _ body: (_ start: Int, _ end: Int) -> Void) {
+    let tasks = (count + elementwiseChunk - 1) / elementwiseChunk
+    pool.run(tasks: tasks) { t, _ in
+        body(t * elementwiseChunk, min(count, (t + 1) * elementwiseChunk))
+    }
+}
+
+/// y = max(x, 0).
+public func reluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, pool: WorkerPool) {
+    forEachChunk(count, pool: pool) { start, end in
+        var i = start
+        while i + 16 <= end {
+            storeVector(y + i, pointwiseMax(loadVector(x + i), SIMD16(repeating: 0)))
+            i += 16
+        }
+        while i < end { y[i] = max(x[i], 0); i += 1 }
+    }
+}
+
+/// dx = dy where the ReLU's output was positive, else 0.
+public func reluBackward(output y: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
+                         inputGradient dx: UnsafeMutablePointer<Float>, count: Int, pool: WorkerPool) {
+    forEachChunk(count, pool: pool) { start, end in
+        var i = start
+        let zero = SIMD16<Float>(repeating: 0)
+        while i + 16 <= end {
+            storeVector(dx + i, loadVector(dy + i).replacing(with: zero, where: loadVector(y + i) .<= zero))
+            i += 16
+        }
+        while i < end { dx[i] = y[i] > 0 ? dy[i] : 0; i += 1 }
+    }
+}
+
+/// y = x ⊙ mask (dropout with a precomputed, already scaled keep-mask); also its backward.
+public func multiplyElementwise(_ x: UnsafePointer<Float>, _ mask: UnsafePointer<Float>,
+                                _ y: UnsafeMutablePointer<Float>, count: Int, pool: WorkerPool) {
+    forEachChunk(count, pool: pool) { start, end in
+        var i = start
+        while i + 16 <= end {
+            storeVector(y + i, loadVector(x + i) * loadVector(mask + i))
+            i += 16
+        }
+        while i < end { y[i] = x[i] * mask[i]; i += 1 }
+    }
+}
+
+/// Fills a rows×count matrix with copies of one row (bias initialisation before a GEMM accumulates).
+public func broadcastRows(_ row: UnsafePointer<Float>, count: Int, rows: Int,
+                          into y: UnsafeMutablePointer<Float>, pool: WorkerPool) {
+    let rowsPerTask = max(1, elementwiseChunk / max(count, 1))
+    pool.run(tasks: (rows + rowsPerTask - 1) / rowsPerTask) { t, _ in
+        for r in (t * rowsPerTask)..<min(rows, (t + 1) * rowsPerTask) {
+            (y + r * count).update(from: row, count: count)
+        }
+    }
+}
+
+/// out[j] = Σᵢ m[i][j], summed in row order.
+public func sumRows(_ m: UnsafePointer<Float>, rows: Int, columns: Int, into out: UnsafeMutablePointer<Float>) {
+    out.update(repeating: 0, count: columns)
+    for r in 0..<rows { addInPlace(out, m + r * columns, count: columns) }
+}
+
+/// dst += src.
+@inline(__always)
+public func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int) {
+    var i = 0
+    while i + 16 <= count {
+        storeVector(dst + i, loadVector(dst + i) + loadVector(src + i))
+        i += 16
+    }
+    while i < count { dst[i] += src[i]; i += 1 }
+}

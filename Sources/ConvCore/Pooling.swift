@@ -1,0 +1,55 @@
+/// Max pooling on NHWC tensors, window `size`×`size`, step `stride`, no padding.
+public struct PoolShape: Sendable, Equatable {
+    public let batch: Int, height: Int, width: Int, channels: Int, size: Int, stride: Int
+    public init(batch: Int, height: Int, width: Int, channels: Int, size: Int, stride: Int) {
+        self.batch = batch; self.height = height; self.width = width
+        self.channels = channels; self.size = size; self.stride = stride
+    }
+    public var outHeight: Int { (height - size) / stride + 1 }
+    public var outWidth: Int { (width - size) / stride + 1 }
+    public var inputCount: Int { batch * height * width * channels }
+    public var outputCount: Int { batch * outHeight * outWidth * channels }
+}
+
+/// y = window maximum; `argmax` records which input element (offset within its image) won,
+/// so the backward pass routes gradient without recomparing. Ties go to the first element.
+public func maxPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
+                           argmax: UnsafeMutablePointer<Int32>, pool: WorkerPool) {
+    let oh = s.outHeight, ow = s.outWidth, c = s.channels
+    let imageSize = s.height * s.width * c
+    pool.run(tasks: s.batch) { n, _ in
+        let image = x + n * imageSize
+        var out = y + n * oh * ow * c
+        var arg = argmax + n * oh * ow * c
+        for oy in 0..<oh {
+            for ox in 0..<ow {
+                for ch in 0..<c {
+                    var best = -Float.infinity, bestAt = 0
+                    for ky in 0..<s.size {
+                        for kx in 0..<s.size {
+                            let at = ((oy * s.stride + ky) * s.width + (ox * s.stride + kx)) * c + ch
+                            if image[at] > best || (ky == 0 && kx == 0) { best = image[at]; bestAt = at }
+                        }
+                    }
+                    out[ch] = best
+                    arg[ch] = Int32(bestAt)
+                }
+                out += c; arg += c
+            }
+        }
+    }
+}
+
+/// dx[argmax] += dy; every other input gradient is zero.
+public func maxPoolBackward(_ s: PoolShape, outputGradient dy: UnsafePointer<Float>,
+                            argmax: UnsafePointer<Int32>, inputGradient dx: UnsafeMutablePointer<Float>,
+                            pool: WorkerPool) {
+    let perImageOut = s.outHeight * s.outWidth * s.channels
+    let imageSize = s.height * s.width * s.channels
+    pool.run(tasks: s.batch) { n, _ in
+        let image = dx + n * imageSize
+        image.update(repeating: 0, count: imageSize)
+        let g = dy + n * perImageOut, arg = argmax + n * perImageOut
+        for i in 0..<perImageOut { image[Int(arg[i])] += g[i] }
+    }
+}

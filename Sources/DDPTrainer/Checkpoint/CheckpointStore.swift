@@ -1,0 +1,100 @@
+import Foundation
+
+/// A run directory's checkpoints: `checkpoints/step-NNNNNNNN.safetensors`, the `latest` pointer
+/// beside them, rotation to the newest `keep`, and a background writer so that training goes on
+/// while rank 0's disk catches up.
+///
+/// Order of a save: the checkpoint file appears atomically (temporary file, fsync, rename,
+/// directory fsync); only then is `latest` replaced the same way; only then are old files
+/// deleted. A crash at any point leaves `latest` naming a complete, valid checkpoint.
+public final class CheckpointStore: @unchecked Sendable {
+    public let runDirectory: String
+    public let directory: String
+    public let keep: Int
+    var latestPointer: String { (runDirectory as NSString).appendingPathComponent("latest") }
+
+    private let queue = DispatchQueue(label: "ddptrain.checkpoint-writer")
+    private let pending = DispatchGroup()
+    private let lock = NSLock()
+    private var failure: Error?
+
+    /// Creates the directories and proves they are writable, so a read-only or missing run
+    /// directory is reported before any training is done.
+    public init(runDirectory: String, keep: Int) throws {
+        self.runDirectory = runDirectory
+        directory = (runDirectory as NSString).appendingPathComponent("checkpoints")
+        self.keep = max(1, keep)
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try writeAtomically(Data("probe\n".utf8), to: (directory as NSString).appendingPathComponent(".write-probe"))
+            try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent(".write-probe"))
+        } catch {
+            throw UsageError("run directory \(runDirectory) is not writable: \(error)")
+        }
+    }
+
+    public static func fileName(globalStep: Int) -> String { String(format: "step-%08d.safetensors", globalStep) }
+
+    /// Queues `data` to be written as the checkpoint of `globalStep`. Waits only for the
+    /// previous save, and rethrows its error if it failed.
+    public func save(_ data: Data, globalStep: Int) throws {
+        try waitForPendingSave()
+        pending.enter()
+        queue.async { [self] in
+            defer { pending.leave() }
+            do {
+                try write(data, globalStep: globalStep)
+            } catch {
+                lock.lock(); failure = error; lock.unlock()
+            }
+        }
+    }
+
+    /// Blocks until the queued save is on disk; throws what went wrong with it.
+    public func waitForPendingSave() throws {
+        pending.wait()
+        lock.lock(); defer { lock.unlock() }
+        if let error = failure {
+            failure = nil
+            throw error
+        }
+    }
+
+    func write(_ data: Data, globalStep: Int) throws {
+        let name = CheckpointStore.fileName(globalStep: globalStep)
+        let path = (directory as NSString).appendingPathComponent(name)
+        do {
+            try writeAtomically(data, to: path)
+        } catch {
+            throw UsageError("could not save checkpoint \(path) (disk full or not writable?): \(error); earlier checkpoints are intact")
+        }
+        do {
+            try writeAtomically(Data("checkpoints/\(name)\n".utf8), to: latestPointer)
+        } catch {
+            throw UsageError("could not update \(latestPointer): \(error); it still names the previous checkpoint")
+        }
+        for old in checkpointFiles().dropFirst(keep) {
+            try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent(old))
+        }
+    }
+
+    /// Checkpoint file names, newest (highest step) first.
+    func checkpointFiles() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".safetensors") }.sorted(by: >)
+    }
+
+    /// Paths to try when resuming: the one `latest` names, then every other, newest first.
+    public func resumeCandidates() -> [String] {
+        var paths: [String] = []
+        if let pointer = try? String(contentsOfFile: latestPointer, encoding: .utf8) {
+            let relative = pointer.trimmingCharacters(in: .whitespacesAndNewlines)
+            if !relative.isEmpty { paths.append((runDirectory as NSString).appendingPathComponent(relative)) }
+        }
+        for name in checkpointFiles() {
+            let path = (directory as NSString).appendingPathComponent(name)
+            if !paths.contains(path) { paths.append(path) }
+        }
+        return paths
+    }
+}

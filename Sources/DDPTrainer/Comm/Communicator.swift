@@ -1,0 +1,118 @@
+import CMPI
+import Foundation
+
+/// The only file that talks to MPI. Every rank holds one; without mpirun it is a world of one
+/// (Open MPI's singleton mode), so the same code path serves both.
+public final class Communicator {
+    public let rank: Int
+    public let size: Int
+    /// Ranks sharing this node, from Open MPI's environment (1 when not launched by mpirun).
+    public let localSize: Int
+    public var isRoot: Bool { rank == 0 }
+
+    private let world: MPI_Comm
+
+    public init() {
+        var provided: Int32 = 0
+        // Worker threads compute between MPI calls but only the main thread calls MPI.
+        MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided)
+        world = ddp_comm_world()
+        var r: Int32 = 0, s: Int32 = 0
+        MPI_Comm_rank(world, &r)
+        MPI_Comm_size(world, &s)
+        rank = Int(r)
+        size = Int(s)
+        localSize = Communicator.environmentInt("OMPI_COMM_WORLD_LOCAL_SIZE") ?? 1
+    }
+
+    /// Open MPI's launcher variables, readable before MPI_Init (used to size thread pools).
+    public static func environmentInt(_ name: String) -> Int? {
+        guard let v = getenv(name) else { return nil }
+        return Int(String(cString: v))
+    }
+
+    /// Copies rank 0's `count` floats into every other rank's buffer.
+    public func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
+        forEachMessage(count) { offset, n in
+            MPI_Bcast(buffer + offset, n, ddp_float(), 0, world)
+        }
+    }
+
+    /// Rank 0's small values, on every rank.
+    public func broadcast(_ values: [Double]) -> [Double] {
+        if size == 1 { return values }
+        var v = values
+        MPI_Bcast(&v, Int32(v.count), ddp_double(), 0, world)
+        return v
+    }
+
+    /// In-place element-wise sum across ranks.
+    public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
+        if size == 1 { return }
+        forEachMessage(count) { offset, n in
+            MPI_Allreduce(ddp_in_place(), buffer + offset, n, ddp_float(), ddp_sum(), world)
+        }
+    }
+
+    /// Sums small statistics (losses, counts) across ranks, in double precision.
+    public func allReduceSum(_ values: [Double]) -> [Double] {
+        if size == 1 { return values }
+        var v = values
+        MPI_Allreduce(ddp_in_place(), &v, Int32(v.count), ddp_double(), ddp_sum(), world)
+        return v
+    }
+
+    /// (minimum, maximum) of one value over all ranks.
+    public func allReduceRange(_ value: Int64) -> (min: Int64, max: Int64) {
+        if size == 1 { return (value, value) }
+        var lo = value, hi = value
+        MPI_Allreduce(ddp_in_place(), &lo, 1, ddp_int64(), ddp_min(), world)
+        MPI_Allreduce(ddp_in_place(), &hi, 1, ddp_int64(), ddp_max(), world)
+        return (lo, hi)
+    }
+
+    public func barrier() { MPI_Barrier(world) }
+
+    /// Collective: succeeds only if `local` succeeded on every rank. The error is printed once —
+    /// by rank 0 when it failed too (every rank then failed alike), else by each failing rank —
+    /// and every rank gets `SetupFailed`, so all of them can exit cleanly instead of some
+    /// waiting forever in the next collective.
+    public func agreeOnSetup<T>(_ local: Result<T, Error>) throws -> T {
+        let failedHere: Double = if case .failure = local { 1 } else { 0 }
+        let totals = allReduceSum([failedHere, isRoot ? failedHere : 0])
+        if case let .failure(error) = local, isRoot || totals[1] == 0 {
+            let prefix = size > 1 && !isRoot ? "rank \(rank): " : ""
+            FileHandle.standardError.write(Data("error: \(prefix)\(error)\n".utf8))
+        }
+        switch local {
+        case let .success(value) where totals[0] == 0: return value
+        default: throw SetupFailed()
+        }
+    }
+
+    /// Ends every rank of the job (used when one rank cannot go on and the others would wait forever).
+    public func abort(code: Int32) -> Never {
+        MPI_Abort(world, code)
+        exit(code)
+    }
+
+    public func finish() { MPI_Finalize() }
+
+    /// MPI counts are Int32: split larger buffers.
+    private func forEachMessage(_ count: Int, _ body: (Int, Int32) -> Void) {
+        let limit = Int(Int32.max / 2)
+        var offset = 0
+        while offset < count {
+            let n = min(limit, count - offset)
+            body(offset, Int32(n))
+            offset += n
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Setup failed on some rank; the reason has already been printed.
+public struct SetupFailed: Error {}

@@ -1,0 +1,307 @@
+import CIFAR10
+import ConvCore
+import Foundation
+
+/// The part of starting a run that can fail on bad input: checking the configuration, reading
+/// and validating the data, preparing the run directory, and (rank 0) finding the checkpoint to
+/// resume from. It makes no MPI calls, so a failure on some ranks cannot leave the others
+/// waiting in a collective; the caller agrees on success (`Communicator.agreeOnSetup`) first.
+public struct TrainingSetup {
+    public let config: TrainingConfig
+    let spec: ModelSpec
+    let shard: ShardPlan
+    let train: LabeledImages, test: LabeledImages
+    let normalization: Normalization
+    let dataFingerprint: String
+    let log: RunLog
+    /// Rank 0 only: where to write checkpoints, and the checkpoint this run continues.
+    let store: CheckpointStore?
+    let resume: Checkpoint?
+
+    public init(config: TrainingConfig, rank: Int, worldSize: Int) throws {
+        guard let spec = ModelSpec.named(config.model) else {
+            throw UsageError("unknown model '\(config.model)'; available: \(ModelSpec.all.map(\.name).joined(separator: ", "))")
+        }
+        guard config.epochs >= 1 else { throw UsageError("--epochs must be at least 1 (got \(config.epochs))") }
+        do {
+            shard = try ShardPlan(globalBatch: config.globalBatch, worldSize: worldSize, rank: rank)
+        } catch {
+            throw UsageError("\(error)")
+        }
+        train = try loadCIFAR10(directory: config.dataDirectory, split: .train)
+        test = try loadCIFAR10(directory: config.dataDirectory, split: .test)
+        guard shard.stepsPerEpoch(samples: train.count) >= 1 else {
+            throw UsageError("global batch \(config.globalBatch) is larger than the \(train.count) training images")
+        }
+        // Statistics of the training set only, so the test set never leaks into training.
+        normalization = Normalization.measure(train)
+        dataFingerprint = fingerprint(of: train, directory: config.dataDirectory)
+        self.config = config
+        self.spec = spec
+        log = try RunLog(directory: config.runDirectory, enabled: rank == 0)
+        if rank == 0 {
+            let store = try CheckpointStore(runDirectory: config.runDirectory, keep: config.keep)
+            self.store = store
+            resume = try findResumePoint(config: config, spec: spec, store: store, fingerprint: dataFingerprint, log: log)
+            try log.saveConfig(config)
+        } else {
+            store = nil
+            resume = nil
+        }
+    }
+}
+
+/// Rank 0's choice of checkpoint, following `--resume`.
+private func findResumePoint(config: TrainingConfig, spec: ModelSpec, store: CheckpointStore,
+                             fingerprint: String, log: RunLog) throws -> Checkpoint? {
+    // A throwaway single-sample network gives the tensor table to validate against.
+    let probe = Network(spec: spec, maxBatch: 1, threads: 1)
+    var chosen: Checkpoint?
+    switch config.resume {
+    case .none:
+        return nil
+    case .path(let path):
+        chosen = try Checkpoint.load(path, for: probe, optimizer: config.optimizer.kind)
+    case .auto:
+        for path in store.resumeCandidates() {
+            do {
+                chosen = try Checkpoint.load(path, for: probe, optimizer: config.optimizer.kind)
+                break
+            } catch {
+                // Moved aside, so that rotation never keeps it in place of a good one.
+                let aside = path + ".bad"
+                try? FileManager.default.moveItem(atPath: path, toPath: aside)
+                log.warn("\(error); moved it to \(aside) and trying an older checkpoint")
+            }
+        }
+    }
+    guard let checkpoint = chosen else { return nil }
+    let conflicts = config.conflicts(with: checkpoint.config)
+    if !conflicts.isEmpty {
+        throw UsageError("""
+            cannot resume from \(checkpoint.path): \(conflicts.joined(separator: "; ")). \
+            Use another --run-dir, or --resume none to start over.
+            """)
+    }
+    if let saved = checkpoint.metadata["data_fingerprint"], saved != fingerprint {
+        throw UsageError("cannot resume from \(checkpoint.path): the training data differ (checkpoint: \(saved); now: \(fingerprint))")
+    }
+    return checkpoint
+}
+
+/// File names and sizes plus a hash of every training record: other data cannot pass for it.
+func fingerprint(of images: LabeledImages, directory: String) -> String {
+    let files = CIFAR10.trainFiles.map { name -> String in
+        let path = (directory as NSString).appendingPathComponent(name)
+        let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
+        return "\(name):\(size ?? -1)"
+    }
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    images.labels.withUnsafeBytes { for b in $0 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 } }
+    images.pixels.withUnsafeBytes { raw in
+        for i in 0..<(raw.count / 8) { h = (h ^ raw.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self)) &* 0x100_0000_01b3 }
+    }
+    return files.joined(separator: ",") + String(format: ",records:%d,hash:%016llx", images.count, h)
+}
+
+/// The data-parallel training loop. Each rank holds a full replica and trains on its slice of
+/// every global batch; gradients are summed across ranks so every replica takes the same step.
+public final class Trainer {
+    let config: TrainingConfig
+    let comm: Communicator
+    let shard: ShardPlan
+    let train: LabeledImages, test: LabeledImages
+    let assembler: BatchAssembler, testAssembler: BatchAssembler
+    public let network: Network
+    let optimizer: Optimizer
+    let log: RunLog
+    let store: CheckpointStore?
+    let dataFingerprint: String
+    var progress = TrainingProgress()
+    /// Global step of the last checkpoint written, so none is written twice.
+    var savedAtStep = -1
+
+    /// Sample indices and labels of the current local batch, allocated once.
+    let sampleIDs: UnsafeMutablePointer<Int32>
+    let labels: UnsafeMutablePointer<Int32>
+
+    /// Builds the replica and gives every rank rank 0's starting point: fresh parameters from
+    /// the seed, or the checkpoint rank 0 chose (collective).
+    public init(_ setup: TrainingSetup, comm: Communicator, threads: ThreadPlan) throws {
+        config = setup.config
+        self.comm = comm
+        shard = setup.shard
+        train = setup.train
+        test = setup.test
+        log = setup.log
+        store = setup.store
+        dataFingerprint = setup.dataFingerprint
+        assembler = BatchAssembler(images: train, normalization: setup.normalization)
+        testAssembler = BatchAssembler(images: test, normalization: setup.normalization)
+        network = Network(spec: setup.spec, maxBatch: shard.localBatch, threads: threads.threads)
+        optimizer = Optimizer(config.optimizer, parameterCount: network.parameterCount)
+        sampleIDs = .allocate(capacity: shard.localBatch)
+        labels = .allocate(capacity: shard.localBatch)
+        log.say("""
+            ddptrain: \(setup.spec.name) (\(network.parameterCount.formatted()) parameters), \
+            \(comm.size) rank\(comm.size == 1 ? "" : "s") × \(threads), \
+            global batch \(config.globalBatch) (\(shard.localBatch) per rank), \(stepsPerEpoch) steps/epoch, \
+            \(train.count) train / \(test.count) test images from \(config.dataDirectory)
+            """)
+
+        if let checkpoint = setup.resume {
+            checkpoint.parameters.withUnsafeBufferPointer { network.parameters.update(from: $0.baseAddress!, count: $0.count) }
+            checkpoint.optimizerState.withUnsafeBufferPointer { optimizer.state.update(from: $0.baseAddress!, count: $0.count) }
+            progress = checkpoint.progress
+        } else {
+            network.initializeParameters(seed: config.seed)
+        }
+        let resumed = comm.broadcast([setup.resume == nil ? 0 : 1] + progress.asDoubles)
+        progress = TrainingProgress(Array(resumed.dropFirst()))
+        if !comm.isRoot { progress.lossSum = 0; progress.correct = 0; progress.seen = 0 }  // rank 0 carries the sums
+        optimizer.steps = progress.optimizerSteps
+        comm.broadcast(network.parameters, count: network.parameterCount)
+        comm.broadcast(optimizer.state, count: optimizer.stateCount)
+        if let checkpoint = setup.resume {
+            log.say("resumed from \(checkpoint.path): epoch \(progress.epoch + 1), step \(progress.stepInEpoch) of \(stepsPerEpoch), global step \(progress.globalStep) (saved by \(checkpoint.metadata["world_size"] ?? "?") ranks)")
+            savedAtStep = progress.globalStep
+        }
+        try verifyReplicas(when: setup.resume == nil ? "at start" : "after resume")
+    }
+
+    deinit {
+        sampleIDs.deallocate()
+        labels.deallocate()
+    }
+
+    public var stepsPerEpoch: Int { shard.stepsPerEpoch(samples: train.count) }
+
+    /// Trains until the configured epochs are done (or maxSteps), checkpointing on the way.
+    public func run() throws {
+        if progress.epoch >= config.epochs {
+            log.say("nothing to do: this run already finished \(config.epochs) epochs (raise --epochs to train further, or use another --run-dir)")
+            return
+        }
+        while progress.epoch < config.epochs {
+            let epoch = progress.epoch
+            let permutation = epochPermutation(count: train.count, seed: config.seed, epoch: epoch)
+            let started = Date()
+            var stepsRun = 0
+            while progress.stepInEpoch < stepsPerEpoch {
+                if let limit = config.maxSteps, progress.globalStep >= limit {
+                    try saveCheckpoint()
+                    try finish()
+                    log.say("stopped at --max-steps \(limit); run again without it to continue")
+                    return
+                }
+                let result = trainStep(step: progress.stepInEpoch, epoch: epoch, permutation: permutation)
+                progress.lossSum += result.lossSum
+                progress.correct += Double(result.correct)
+                progress.seen += Double(shard.localBatch)
+                progress.stepInEpoch += 1
+                progress.globalStep += 1
+                progress.optimizerSteps = optimizer.steps
+                stepsRun += 1
+                if config.checkpointEvery > 0 && progress.globalStep % config.checkpointEvery == 0
+                    && progress.stepInEpoch < stepsPerEpoch {
+                    try saveCheckpoint()
+                }
+            }
+            let seconds = Date().timeIntervalSince(started)
+            let totals = comm.allReduceSum([progress.lossSum, progress.correct, progress.seen])
+            let evaluation = evaluate()
+            log.epoch(EpochStats(epoch: epoch + 1, epochs: config.epochs, step: progress.globalStep,
+                                 trainLoss: totals[0] / max(totals[2], 1), trainAccuracy: totals[1] / max(totals[2], 1),
+                                 testLoss: evaluation.loss, testAccuracy: evaluation.accuracy,
+                                 imagesPerSecond: Double(stepsRun * config.globalBatch) / max(seconds, 1e-9), seconds: seconds))
+            progress.epoch += 1
+            progress.stepInEpoch = 0
+            (progress.lossSum, progress.correct, progress.seen) = (0, 0, 0)
+            try saveCheckpoint()
+        }
+        try finish()
+    }
+
+    /// One global step: next batch, forward, loss, backward, all-reduce, update.
+    func trainStep(step: Int, epoch: Int, permutation: [Int32]) -> (lossSum: Double, correct: Int) {
+        let n = shard.localBatch
+        let range = shard.localRange(step: step)
+        for (i, p) in range.enumerated() { sampleIDs[i] = permutation[p] }
+        assembler.assemble(indices: UnsafeBufferPointer(start: sampleIDs, count: n), augment: config.augment,
+                           seed: config.seed, epoch: epoch, into: network.input, labels: labels)
+        network.forward(batch: n, dropout: DropoutKey(seed: config.seed, epoch: epoch, sampleIDs: sampleIDs))
+        // Scaled by the global batch, so the sum over ranks is the gradient of the global mean loss.
+        let result = network.loss(labels: labels, batch: n, gradientScale: 1 / Float(config.globalBatch))
+        network.backward(batch: n)
+        comm.allReduceSum(network.gradients, count: network.parameterCount)
+        optimizer.step(parameters: network.parameters, gradients: network.gradients, pool: network.workspace.pool)
+        return result
+    }
+
+    /// Test loss and accuracy; each rank scores a contiguous slice of the test set.
+    func evaluate() -> (loss: Double, accuracy: Double) {
+        let lo = comm.rank * test.count / comm.size, hi = (comm.rank + 1) * test.count / comm.size
+        var lossSum = 0.0, correct = 0
+        var start = lo
+        while start < hi {
+            let n = min(shard.localBatch, hi - start)
+            for i in 0..<n { sampleIDs[i] = Int32(start + i) }
+            testAssembler.assemble(indices: UnsafeBufferPointer(start: sampleIDs, count: n), augment: false,
+                                   seed: config.seed, epoch: 0, into: network.input, labels: labels)
+            network.forward(batch: n, dropout: nil)
+            let r = network.loss(labels: labels, batch: n, gradientScale: 0)
+            lossSum += r.lossSum
+            correct += r.correct
+            start += n
+        }
+        let totals = comm.allReduceSum([lossSum, Double(correct)])
+        return (totals[0] / Double(max(test.count, 1)), totals[1] / Double(max(test.count, 1)))
+    }
+
+    /// Collective: the epoch's partial sums are gathered to rank 0, which serialises the
+    /// state and hands it to the background writer.
+    func saveCheckpoint() throws {
+        if progress.globalStep == savedAtStep { return }
+        savedAtStep = progress.globalStep
+        let sums = comm.allReduceSum([progress.lossSum, progress.correct, progress.seen])
+        guard let store else { return }
+        var snapshot = progress
+        (snapshot.lossSum, snapshot.correct, snapshot.seen) = (sums[0], sums[1], sums[2])
+        let data = try Checkpoint.encode(network: network, optimizer: optimizer, progress: snapshot, config: config,
+                                         worldSize: comm.size, dataFingerprint: dataFingerprint)
+        try store.save(data, globalStep: progress.globalStep)
+    }
+
+    func finish() throws {
+        try store?.waitForPendingSave()
+        try verifyReplicas(when: "at the end")
+        if comm.isRoot { try saveWeights() }
+    }
+
+    /// Every replica must hold the same parameters; a cheap hash compared across ranks proves it.
+    func verifyReplicas(when: String) throws {
+        let hash = parameterChecksum(network.parameters, count: network.parameterCount)
+        let range = comm.allReduceRange(Int64(bitPattern: hash))
+        guard range.min == range.max else {
+            throw UsageError("replicas differ \(when): parameter checksums range from \(range.min) to \(range.max)")
+        }
+        log.say("replicas identical \(when) (parameter checksum \(String(UInt64(bitPattern: range.min), radix: 16)))")
+    }
+
+    func saveWeights() throws {
+        let path = (config.runDirectory as NSString).appendingPathComponent("model.safetensors")
+        try SafeTensors.write(to: path, tensors: network.tensors.map { ($0.name, $0.shape, UnsafePointer(network.parameters + $0.offset)) },
+                              metadata: ["model": network.spec.name, "layers": network.spec.description,
+                                         "layout": "conv weights [kh][kw][in][out], dense weights [in][out], activations NHWC",
+                                         "seed": String(config.seed), "global_batch": String(config.globalBatch),
+                                         "global_step": String(progress.globalStep)])
+        log.say("wrote \(path)")
+    }
+}
+
+/// FNV-1a over the parameters' bit patterns: equal iff (with overwhelming probability) bitwise equal.
+public func parameterChecksum(_ p: UnsafePointer<Float>, count: Int) -> UInt64 {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for i in 0..<count { h = (h ^ UInt64(p[i].bitPattern)) &* 0x100_0000_01b3 }
+    return h
+}

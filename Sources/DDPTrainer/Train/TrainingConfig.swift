@@ -1,0 +1,58 @@
+/// Everything that defines a training run. Parsed by the CLI, saved in the run directory.
+public struct TrainingConfig: Sendable, Codable, Equatable {
+    public var model: String = ModelSpec.tfTutorial.name
+    public var dataDirectory: String
+    public var epochs: Int = 30
+    /// The global batch: the sum over ranks. Training is defined by it, never by the world size.
+    public var globalBatch: Int = 64
+    public var optimizer = OptimizerConfig(kind: .adam, learningRate: 1e-3)
+    public var seed: UInt64 = 0
+    public var augment = false
+    public var runDirectory: String
+    /// Stop after this many global steps in total (for tests and quick trials).
+    public var maxSteps: Int?
+    public var threads: Int?
+    /// Save a checkpoint every this many global steps (0: only at epoch ends and the end of the run).
+    public var checkpointEvery = 500
+    /// Checkpoints kept in the run directory; older ones are deleted.
+    public var keep = 3
+    public var resume = ResumeMode.auto
+
+    /// Settings a resumed run must share with the checkpoint it continues: they define the
+    /// trajectory. Epochs, step limits, threads, world size and paths may change.
+    public func conflicts(with saved: TrainingConfig) -> [String] {
+        var out: [String] = []
+        func check<T: Equatable>(_ name: String, _ a: T, _ b: T) {
+            if a != b { out.append("\(name) is \(a) here but \(b) in the checkpoint") }
+        }
+        check("--model", model, saved.model)
+        check("--batch-size (global)", globalBatch, saved.globalBatch)
+        check("--seed", seed, saved.seed)
+        check("--augment", augment, saved.augment)
+        check("--optimizer", optimizer.kind.rawValue, saved.optimizer.kind.rawValue)
+        check("--lr", optimizer.learningRate, saved.optimizer.learningRate)
+        check("--momentum", optimizer.momentum, saved.optimizer.momentum)
+        check("--nesterov", optimizer.nesterov, saved.optimizer.nesterov)
+        check("--weight-decay", optimizer.weightDecay, saved.optimizer.weightDecay)
+        return out
+    }
+
+    public init(dataDirectory: String, runDirectory: String) {
+        self.dataDirectory = dataDirectory
+        self.runDirectory = runDirectory
+    }
+}
+
+/// Where a run's starting point comes from.
+public enum ResumeMode: Sendable, Codable, Equatable {
+    /// The run directory's latest valid checkpoint if there is one, else a fresh start.
+    case auto
+    case none
+    case path(String)
+}
+
+/// A problem with the user's input that ends the run with a message and a non-zero status.
+public struct UsageError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

@@ -1,0 +1,13 @@
+import ArgumentParser
+
+@main
+struct DDPTrain: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ddptrain",
+        abstract: "Data-parallel training of convolutional image classifiers on CIFAR-10, over MPI.",
+        discussion: """
+            Run as `mpirun -n 4 ddptrain` or as a single process. `train` is the default subcommand.
+            """,
+        subcommands: [Train.self, Inspect.self, Synth.self],
+        defaultSubcommand: Train.self)
+}

@@ -1,0 +1,23 @@
+import ArgumentParser
+import DDPTrainer
+import Foundation
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a checkpoint's metadata and tensors, and whether its checksum holds.",
+        discussion: "Example: ddptrain inspect runs/tf-tutorial/checkpoints/step-00000790.safetensors")
+
+    @Argument(help: "A checkpoint (or any safetensors file).")
+    var path: String
+
+    func run() throws {
+        let report: CheckpointReport
+        do {
+            report = try CheckpointReport(path: path)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+        print(report.text)
+        if report.checksumHolds == false { throw ExitCode(1) }
+    }
+}

@@ -1,0 +1,71 @@
+import ConvCore
+import Testing
+
+@Suite struct GemmTests {
+    func naiveGemm(m: Int, n: Int, k: Int, a: [Float], lda: Int, transA: Bool,
+                   b: [Float], ldb: Int, transB: Bool, c: [Float], ldc: Int, accumulate: Bool) -> [Float] {
+        var out = c
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = 0.0
+                for p in 0..<k {
+                    let av = transA ? a[p * lda + i] : a[i * lda + p]
+                    let bv = transB ? b[j * ldb + p] : b[p * ldb + j]
+                    s += Double(av) * Double(bv)
+                }
+                out[i * ldc + j] = Float(s) + (accumulate ? c[i * ldc + j] : 0)
+            }
+        }
+        return out
+    }
+
+    func run(m: Int, n: Int, k: Int, transA: Bool, transB: Bool, accumulate: Bool, threads: Int) -> (got: [Float], want: [Float]) {
+        let lda = (transA ? m : k) + 3, ldb = (transB ? k : n) + 5, ldc = n + 2
+        let a = randomArray((transA ? k : m) * lda, seed: 1)
+        let b = randomArray((transB ? n : k) * ldb, seed: 2)
+        var c = randomArray(m * ldc, seed: 3)
+        let want = naiveGemm(m: m, n: n, k: k, a: a, lda: lda, transA: transA, b: b, ldb: ldb, transB: transB,
+                             c: c, ldc: ldc, accumulate: accumulate)
+        let pool = WorkerPool(threads: threads), scratch = GemmScratch(workers: threads)
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                c.withUnsafeMutableBufferPointer { cp in
+                    gemm(m: m, n: n, k: k, a: GemmOperand(ap.baseAddress!, stride: lda, transposed: transA),
+                         b: GemmOperand(bp.baseAddress!, stride: ldb, transposed: transB),
+                         c: cp.baseAddress!, ldc: ldc, accumulate: accumulate, scratch: scratch, pool: pool)
+                }
+            }
+        }
+        return (c, want)
+    }
+
+    @Test("GEMM matches the naive product on odd shapes, every transpose, overwrite and accumulate",
+          arguments: [(1, 1, 1), (7, 17, 5), (6, 16, 256), (13, 33, 257), (100, 40, 600), (27, 32, 900)])
+    func matchesNaive(shape: (Int, Int, Int)) {
+        for transA in [false, true] {
+            for transB in [false, true] {
+                for accumulate in [false, true] {
+                    let (got, want) = run(m: shape.0, n: shape.1, k: shape.2, transA: transA, transB: transB,
+                                          accumulate: accumulate, threads: 2)
+                    let err = maxRelativeError(got, want)
+                    #expect(err < 1e-4, "m,n,k=\(shape) transA=\(transA) transB=\(transB) acc=\(accumulate): \(err)")
+                }
+            }
+        }
+    }
+
+    @Test("GEMM results are bitwise identical with 1, 2 and 3 threads")
+    func threadCountIndependent() {
+        let one = run(m: 123, n: 70, k: 700, transA: true, transB: false, accumulate: false, threads: 1).got
+        for t in [2, 3] {
+            let other = run(m: 123, n: 70, k: 700, transA: true, transB: false, accumulate: false, threads: t).got
+            #expect(one.map(\.bitPattern) == other.map(\.bitPattern), "\(t) threads differ from 1")
+        }
+    }
+
+    @Test("K = 0 clears C unless accumulating")
+    func emptyK() {
+        let (got, want) = run(m: 5, n: 5, k: 0, transA: false, transB: false, accumulate: false, threads: 1)
+        #expect(got == want)
+    }
+}

@@ -1,0 +1,155 @@
+import ConvCore
+import DDPTrainer
+import Testing
+
+@Suite struct NetworkTests {
+    @Test("reference models have the parameter counts their peers report")
+    func parameterCounts() {
+        #expect(Network(spec: .tfTutorial, maxBatch: 1, threads: 1).parameterCount == 122_570)
+        #expect(Network(spec: .kerasCNN, maxBatch: 1, threads: 1).parameterCount == 1_250_858)
+    }
+
+    /// A small model using every layer kind: padded and strided convs, 1x1, pooling, dropout, dense.
+    static let tiny = ModelSpec(
+        name: "tiny", inputHeight: 9, inputWidth: 9, inputChannels: 3, classes: 4,
+        layers: [
+            .conv(outChannels: 5, kernel: 3, stride: 1, padding: 1), .relu,
+            .conv(outChannels: 6, kernel: 3, stride: 2, padding: 0), .relu, .maxPool(size: 2, stride: 2),
+            .conv(outChannels: 4, kernel: 1, stride: 1, padding: 0), .dropout(rate: 0.3),
+            .flatten, .dense(outputs: 7), .relu, .dense(outputs: 4),
+        ])
+
+    func loadInput(_ net: Network, batch: Int, seed: UInt64) -> [Int32] {
+        var rng = KeyedRandom(seed: seed, stream: .synthetic)
+        for i in 0..<(batch * net.inputSize) { net.input[i] = 2 * rng.nextFloat() - 1 }
+        return (0..<batch).map { _ in Int32(rng.nextInt(below: net.classes)) }
+    }
+
+    func lossAndGradient(_ net: Network, labels: [Int32], ids: [Int32]) -> Double {
+        ids.withUnsafeBufferPointer { idp in
+            net.forward(batch: labels.count, dropout: DropoutKey(seed: 3, epoch: 1, sampleIDs: idp.baseAddress!))
+        }
+        let r = net.loss(labels: labels, batch: labels.count, gradientScale: 1)
+        net.backward(batch: labels.count)
+        return r.lossSum
+    }
+
+    @Test("whole-network gradient matches finite differences of the loss, every tensor")
+    func networkGradient() {
+        let net = Network(spec: Self.tiny, maxBatch: 3, threads: 2)
+        net.initializeParameters(seed: 11)
+        let labels = loadInput(net, batch: 3, seed: 12)
+        let input = Array(UnsafeBufferPointer(start: net.input, count: 3 * net.inputSize))
+        let ids: [Int32] = [5, 900, 17]
+        _ = lossAndGradient(net, labels: labels, ids: ids)
+        let analytic = Array(UnsafeBufferPointer(start: net.gradients, count: net.parameterCount))
+        func loss() -> Double {
+            input.withUnsafeBufferPointer { net.input.update(from: $0.baseAddress!, count: $0.count) }
+            return lossAndGradient(net, labels: labels, ids: ids)
+        }
+        let eps: Float = 1e-3
+        let center = loss()
+        for t in net.tensors {
+            var worst = 0.0
+            for j in stride(from: 0, to: t.count, by: max(1, t.count / 12)) {
+                let i = t.offset + j
+                let saved = net.parameters[i]
+                net.parameters[i] = saved + eps
+                let plus = loss()
+                net.parameters[i] = saved - eps
+                let minus = loss()
+                net.parameters[i] = saved
+                // A ReLU or max-pool switching inside ±eps puts a kink in the loss; there the
+                // derivative is one of the one-sided slopes, so the best of the three is judged.
+                let slopes = [(plus - minus) / Double(2 * eps), (plus - center) / Double(eps), (center - minus) / Double(eps)]
+                let a = Double(analytic[i])
+                worst = max(worst, slopes.map { abs($0 - a) / max(abs($0), abs(a), 1e-2) }.min()!)
+            }
+            #expect(worst < 2e-2, "\(t.name): relative error \(worst)")
+        }
+    }
+
+    func gradients(threads: Int) -> [UInt32] {
+        let net = Network(spec: .kerasCNN, maxBatch: 4, threads: threads)
+        net.initializeParameters(seed: 1)
+        let labels = loadInput(net, batch: 4, seed: 2)
+        _ = lossAndGradient(net, labels: labels, ids: [0, 1, 2, 3])
+        return (0..<net.parameterCount).map { net.gradients[$0].bitPattern }
+    }
+
+    @Test("1 and 2 threads give bitwise-identical gradients (keras-cnn)")
+    func threadIndependence() {
+        #expect(gradients(threads: 1) == gradients(threads: 2))
+    }
+
+    @Test("initialisation is PyTorch's ±1/√fanIn and reproducible from the seed")
+    func initialisation() {
+        let a = Network(spec: .tfTutorial, maxBatch: 1, threads: 1), b = Network(spec: .tfTutorial, maxBatch: 1, threads: 1)
+        a.initializeParameters(seed: 4)
+        b.initializeParameters(seed: 4)
+        #expect(parameterChecksum(a.parameters, count: a.parameterCount) == parameterChecksum(b.parameters, count: b.parameterCount))
+        for t in a.tensors {
+            let bound = 1 / Float(t.fanIn).squareRoot()
+            let values = UnsafeBufferPointer(start: a.parameters + t.offset, count: t.count)
+            #expect(values.allSatisfy { abs($0) <= bound }, "\(t.name) outside ±\(bound)")
+            if t.count >= 100 {
+                #expect(values.max()! > 0.9 * bound && values.min()! < -0.9 * bound, "\(t.name) does not fill its range")
+            }
+        }
+        b.initializeParameters(seed: 5)
+        #expect(parameterChecksum(a.parameters, count: a.parameterCount) != parameterChecksum(b.parameters, count: b.parameterCount))
+    }
+}
+
+@Suite struct OptimizerTests {
+    func run(_ config: OptimizerConfig, steps: Int) -> [Float] {
+        let opt = Optimizer(config, parameterCount: 3)
+        var p: [Float] = [1, -2, 0.5]
+        let pool = WorkerPool(threads: 1)
+        for s in 0..<steps {
+            let g: [Float] = [0.1 * Float(s + 1), -0.3, 0.05]
+            p.withUnsafeMutableBufferPointer { opt.step(parameters: $0.baseAddress!, gradients: g, pool: pool) }
+        }
+        return p
+    }
+
+    /// The update rules as PyTorch documents them, in double precision.
+    func reference(_ c: OptimizerConfig, steps: Int) -> [Double] {
+        var p: [Double] = [1, -2, 0.5], m = [0.0, 0, 0], v = [0.0, 0, 0]
+        for s in 0..<steps {
+            let g: [Double] = [0.1 * Double(s + 1), -0.3, 0.05]
+            for i in 0..<3 {
+                var d = g[i] + Double(c.weightDecay) * p[i]
+                switch c.kind {
+                case .sgd:
+                    m[i] = s == 0 ? d : Double(c.momentum) * m[i] + d
+                    d = c.nesterov ? d + Double(c.momentum) * m[i] : m[i]
+                    p[i] -= Double(c.learningRate) * d
+                case .adam:
+                    m[i] = 0.9 * m[i] + 0.1 * d
+                    v[i] = 0.999 * v[i] + 0.001 * d * d
+                    let mHat = m[i] / (1 - pow(0.9, Double(s + 1))), vHat = v[i] / (1 - pow(0.999, Double(s + 1)))
+                    p[i] -= Double(c.learningRate) * mHat / (vHat.squareRoot() + 1e-8)
+                }
+            }
+        }
+        return p
+    }
+
+    @Test("SGD (momentum, Nesterov, weight decay) and Adam follow PyTorch's update rules",
+          arguments: [
+            OptimizerConfig(kind: .sgd, learningRate: 0.1, momentum: 0),
+            OptimizerConfig(kind: .sgd, learningRate: 0.1, momentum: 0.9),
+            OptimizerConfig(kind: .sgd, learningRate: 0.1, momentum: 0.9, nesterov: true, weightDecay: 0.01),
+            OptimizerConfig(kind: .adam, learningRate: 0.01),
+            OptimizerConfig(kind: .adam, learningRate: 0.01, weightDecay: 0.1),
+          ])
+    func updateRules(config: OptimizerConfig) {
+        let got = run(config, steps: 5), want = reference(config, steps: 5)
+        for i in 0..<3 { #expect(abs(Double(got[i]) - want[i]) < 1e-5, "\(config.kind) param \(i): \(got[i]) vs \(want[i])") }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif
