@@ -3,6 +3,6 @@
 # The multi-rank tests run the release binary, so it is built first.
 set -euo pipefail
 cd "$(dirname "$0")"
-scripts/install-deps.sh
+scripts/install-deps.sh --tests
 swift build -c release
 swift test -c release --disable-xctest "$@"

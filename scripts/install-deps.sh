@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Installs what ddptrain needs beyond Swift: Open MPI (runtime and headers).
+# Installs what ddptrain needs beyond Swift: Open MPI (runtime and headers), and for the tests
+# Python's safetensors and numpy (to prove Python users can load our checkpoints).
 set -euo pipefail
-if command -v mpirun >/dev/null 2>&1 && pkg-config --exists ompi-c 2>/dev/null; then
-    exit 0
-fi
-echo "installing Open MPI (libopenmpi-dev, openmpi-bin)..."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq libopenmpi-dev openmpi-bin pkg-config >/dev/null
+if ! command -v mpirun >/dev/null 2>&1 || ! pkg-config --exists ompi-c 2>/dev/null; then
+    echo "installing Open MPI (libopenmpi-dev, openmpi-bin)..."
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq libopenmpi-dev openmpi-bin pkg-config >/dev/null
+fi
+if [ "${1:-}" = "--tests" ] && ! python3 -c "import safetensors, numpy" 2>/dev/null; then
+    echo "installing Python safetensors and numpy (for the checkpoint interoperability test)..."
+    python3 -m pip install --quiet --disable-pip-version-check safetensors numpy
+fi

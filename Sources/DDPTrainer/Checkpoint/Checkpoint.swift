@@ -36,17 +36,20 @@ public struct Checkpoint {
 
     /// Serialises parameters, optimizer state and everything that identifies the run.
     /// Tensor names say what they are: `conv1.weight`, `optimizer.conv1.weight.momentum`, …
-    static func encode(network: Network, optimizer: Optimizer, progress: TrainingProgress,
-                       config: TrainingConfig, worldSize: Int, dataFingerprint: String) throws -> Data {
-        var tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)] = []
-        for t in network.tensors { tensors.append((t.name, t.shape, UnsafePointer(network.parameters + t.offset))) }
-        for (slot, base) in optimizerSlots(optimizer) {
-            for t in network.tensors { tensors.append(("optimizer.\(t.name).\(slot)", t.shape, UnsafePointer(base + t.offset))) }
+    /// `parameters` and `optimizerState` use the network's layout (they may be a snapshot copy).
+    public static func encode(spec: ModelSpec, tensors table: [ParameterTensor], parameters: UnsafePointer<Float>,
+                              optimizerState: UnsafePointer<Float>, progress: TrainingProgress,
+                              config: TrainingConfig, worldSize: Int, dataFingerprint: String) throws -> Data {
+        let parameterCount = table.reduce(0) { $0 + $1.count }
+        var tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)] = table.map { ($0.name, $0.shape, parameters + $0.offset) }
+        for (i, slot) in optimizerSlotNames(config.optimizer.kind).enumerated() {
+            let base = optimizerState + i * parameterCount
+            for t in table { tensors.append(("optimizer.\(t.name).\(slot)", t.shape, base + t.offset)) }
         }
         var metadata = [
             "format": format,
-            "model": network.spec.name,
-            "layers": network.spec.description,
+            "model": spec.name,
+            "layers": spec.description,
             "layout": "conv weights [kh][kw][in][out]; dense weights [in][out]; activations NHWC",
             "config": String(decoding: try JSONEncoder.sorted.encode(config), as: UTF8.self),
             "seed": String(config.seed),
@@ -60,40 +63,44 @@ public struct Checkpoint {
             "world_size": String(worldSize),
             "data_fingerprint": dataFingerprint,
         ]
-        let unsigned = try SafeTensors.encode(tensors: tensors, metadata: metadata)
-        let header = try SafeTensors.parseHeader(unsigned, path: "<new checkpoint>")
-        metadata["checksum"] = checksum(metadata: metadata, data: unsigned, header: header)
+        // The data section is the tensors in this order, so hashing them equals hashing the file's data.
+        metadata["checksum"] = checksum(metadata: metadata, chunks: tensors.map {
+            UnsafeRawBufferPointer(start: $0.data, count: $0.shape.reduce(1, *) * 4)
+        })
         return try SafeTensors.encode(tensors: tensors, metadata: metadata)
     }
 
-    /// The optimizer's state buffers and the suffix each one gets in tensor names (PyTorch's names).
-    static func optimizerSlots(_ optimizer: Optimizer) -> [(String, UnsafeMutablePointer<Float>)] {
-        switch optimizer.config.kind {
-        case .sgd: return [("momentum", optimizer.state)]
-        case .adam: return [("exp_avg", optimizer.state), ("exp_avg_sq", optimizer.state + optimizer.count)]
-        }
+    /// PyTorch's names for the optimizer's state buffers, in the order they sit in `Optimizer.state`.
+    static func optimizerSlotNames(_ kind: OptimizerConfig.Kind) -> [String] {
+        kind == .adam ? ["exp_avg", "exp_avg_sq"] : ["momentum"]
     }
 
-    /// FNV-1a over every metadata entry but the checksum itself and over the tensor bytes, so a
-    /// flipped bit anywhere in the file is caught.
-    static func checksum(metadata: [String: String], data: Data, header: SafeTensors.Header) -> String {
+    /// FNV-1a over every metadata entry but the checksum itself and over the tensor bytes as
+    /// 32-bit words, so a flipped bit anywhere in the file is caught.
+    static func checksum(metadata: [String: String], chunks: [UnsafeRawBufferPointer]) -> String {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         for (k, v) in metadata.sorted(by: { $0.key < $1.key }) where k != "checksum" {
             for byte in "\(k)=\(v)\n".utf8 { h = (h ^ UInt64(byte)) &* 0x100_0000_01b3 }
         }
-        data.withUnsafeBytes { raw in
-            let words = raw.baseAddress! + header.dataStart
-            for i in 0..<(header.dataBytes / 4) {
-                h = (h ^ UInt64(words.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) &* 0x100_0000_01b3
+        for chunk in chunks {
+            for i in 0..<(chunk.count / 4) {
+                h = (h ^ UInt64(chunk.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))) &* 0x100_0000_01b3
             }
         }
         return String(format: "%016llx", h)
+    }
+
+    static func checksum(metadata: [String: String], file: Data, header: SafeTensors.Header) -> String {
+        file.withUnsafeBytes { raw in
+            checksum(metadata: metadata, chunks: [UnsafeRawBufferPointer(rebasing: raw[header.dataStart..<header.dataStart + header.dataBytes])])
+        }
     }
 
     /// Reads and validates a checkpoint for `network`: format, checksum, model, every tensor's
     /// name and shape. Any problem is a `CheckpointError` naming the file and what is wrong.
     public static func load(_ path: String, for network: Network, optimizer kind: OptimizerConfig.Kind?) throws -> Checkpoint {
         func bad(_ why: String) -> CheckpointError { CheckpointError(path: path, problem: why) }
+        func mismatch(_ why: String) -> CheckpointError { CheckpointError(path: path, problem: why, kind: .mismatched) }
         let slots = kind == .adam ? 2 : 1
         let expectedBytes = network.parameterCount * 4 * (1 + slots)
         let file: Data
@@ -107,11 +114,11 @@ public struct Checkpoint {
         let m = header.metadata
         guard m["format"] == format else { throw bad("not a ddptrain checkpoint (format \(m["format"] ?? "missing"))") }
         guard let stored = m["checksum"] else { throw bad("no checksum in its metadata") }
-        guard stored == checksum(metadata: m, data: file, header: header) else {
+        guard stored == checksum(metadata: m, file: file, header: header) else {
             throw bad("checksum mismatch: the file is corrupt (truncated or modified)")
         }
         guard m["model"] == network.spec.name else {
-            throw bad("it holds model '\(m["model"] ?? "?")', not '\(network.spec.name)'")
+            throw mismatch("it holds model '\(m["model"] ?? "?")', not '\(network.spec.name)' (use another --run-dir, or --resume none)")
         }
         guard let configJSON = m["config"], let config = try? JSONDecoder().decode(TrainingConfig.self, from: Data(configJSON.utf8)) else {
             throw bad("its config metadata is missing or unreadable")
@@ -135,15 +142,15 @@ public struct Checkpoint {
             var out = [Float](repeating: 0, count: network.parameterCount)
             for t in network.tensors {
                 let name = prefix + t.name + suffix
-                guard let info = byName[name] else { throw bad("tensor '\(name)' is missing") }
-                guard info.shape == t.shape else { throw bad("tensor '\(name)' has shape \(info.shape), expected \(t.shape)") }
+                guard let info = byName[name] else { throw mismatch("tensor '\(name)' is missing") }
+                guard info.shape == t.shape else { throw mismatch("tensor '\(name)' has shape \(info.shape), expected \(t.shape)") }
                 let values = SafeTensors.values(of: info, in: file, header: header)
                 out.replaceSubrange(t.offset..<t.offset + t.count, with: values)
             }
             return out
         }
         let parameters = try gather("", "")
-        let slotNames = config.optimizer.kind == .adam ? ["exp_avg", "exp_avg_sq"] : ["momentum"]
+        let slotNames = optimizerSlotNames(config.optimizer.kind)
         var state: [Float] = []
         for slot in slotNames { state += try gather("optimizer.", ".\(slot)") }
         let known = Set(network.tensors.map(\.name) + slotNames.flatMap { s in network.tensors.map { "optimizer.\($0.name).\(s)" } })
@@ -156,8 +163,15 @@ public struct Checkpoint {
 }
 
 public struct CheckpointError: Error, CustomStringConvertible {
+    public enum Kind: Sendable {
+        /// The file is not an intact ddptrain checkpoint (truncated, modified, foreign).
+        case damaged
+        /// The file is intact but belongs to another model or run.
+        case mismatched
+    }
     public let path: String
     public let problem: String
+    public var kind = Kind.damaged
     public var description: String { "checkpoint \(path): \(problem)" }
 }
 

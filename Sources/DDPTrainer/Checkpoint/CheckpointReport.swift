@@ -19,7 +19,7 @@ public struct CheckpointReport {
             lines.append("  \(t.name.padding(toLength: width, withPad: " ", startingAt: 0))  F32 \(t.shape)  \(t.count) values")
         }
         if let stored = header.metadata["checksum"] {
-            let actual = Checkpoint.checksum(metadata: header.metadata, data: file, header: header)
+            let actual = Checkpoint.checksum(metadata: header.metadata, file: file, header: header)
             checksumHolds = stored == actual
             lines.append(checksumHolds! ? "checksum: OK (\(stored))" : "checksum: MISMATCH (stored \(stored), computed \(actual)): the file is corrupt")
         } else {

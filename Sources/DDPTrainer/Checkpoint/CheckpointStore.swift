@@ -35,15 +35,16 @@ public final class CheckpointStore: @unchecked Sendable {
 
     public static func fileName(globalStep: Int) -> String { String(format: "step-%08d.safetensors", globalStep) }
 
-    /// Queues `data` to be written as the checkpoint of `globalStep`. Waits only for the
-    /// previous save, and rethrows its error if it failed.
-    public func save(_ data: Data, globalStep: Int) throws {
-        try waitForPendingSave()
+    /// Queues the checkpoint of `globalStep`: `encode` runs on the writer's thread and its
+    /// bytes are written there. Waits only for the previous save, and rethrows its error if
+    /// it failed. The caller must keep what `encode` reads unchanged until the next `save`
+    /// or `waitForPendingSave`.
+    public func save(globalStep: Int, encode: @escaping @Sendable () throws -> Data) throws {
         pending.enter()
         queue.async { [self] in
             defer { pending.leave() }
             do {
-                try write(data, globalStep: globalStep)
+                try write(try encode(), globalStep: globalStep)
             } catch {
                 lock.lock(); failure = error; lock.unlock()
             }

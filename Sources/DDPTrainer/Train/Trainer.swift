@@ -67,7 +67,7 @@ private func findResumePoint(config: TrainingConfig, spec: ModelSpec, store: Che
             do {
                 chosen = try Checkpoint.load(path, for: probe, optimizer: config.optimizer.kind)
                 break
-            } catch {
+            } catch let error as CheckpointError where error.kind == .damaged {
                 // Moved aside, so that rotation never keeps it in place of a good one.
                 let aside = path + ".bad"
                 try? FileManager.default.moveItem(atPath: path, toPath: aside)
@@ -120,6 +120,8 @@ public final class Trainer {
     var progress = TrainingProgress()
     /// Global step of the last checkpoint written, so none is written twice.
     var savedAtStep = -1
+    /// Rank 0: parameters then optimizer state, copied at a checkpoint for the background writer.
+    let snapshot: UnsafeMutablePointer<Float>?
 
     /// Sample indices and labels of the current local batch, allocated once.
     let sampleIDs: UnsafeMutablePointer<Int32>
@@ -142,6 +144,7 @@ public final class Trainer {
         optimizer = Optimizer(config.optimizer, parameterCount: network.parameterCount)
         sampleIDs = .allocate(capacity: shard.localBatch)
         labels = .allocate(capacity: shard.localBatch)
+        snapshot = comm.isRoot ? .allocate(capacity: network.parameterCount + optimizer.stateCount) : nil
         log.say("""
             ddptrain: \(setup.spec.name) (\(network.parameterCount.formatted()) parameters), \
             \(comm.size) rank\(comm.size == 1 ? "" : "s") × \(threads), \
@@ -170,8 +173,10 @@ public final class Trainer {
     }
 
     deinit {
+        try? store?.waitForPendingSave()
         sampleIDs.deallocate()
         labels.deallocate()
+        snapshot?.deallocate()
     }
 
     public var stepsPerEpoch: Int { shard.stepsPerEpoch(samples: train.count) }
@@ -258,18 +263,23 @@ public final class Trainer {
         return (totals[0] / Double(max(test.count, 1)), totals[1] / Double(max(test.count, 1)))
     }
 
-    /// Collective: the epoch's partial sums are gathered to rank 0, which serialises the
-    /// state and hands it to the background writer.
+    /// Collective: the epoch's partial sums are gathered to rank 0, which copies the state
+    /// into its snapshot buffer and lets the background writer serialise and store it; the
+    /// other ranks wait only for that copy (at their next all-reduce).
     func saveCheckpoint() throws {
         if progress.globalStep == savedAtStep { return }
         savedAtStep = progress.globalStep
         let sums = comm.allReduceSum([progress.lossSum, progress.correct, progress.seen])
-        guard let store else { return }
-        var snapshot = progress
-        (snapshot.lossSum, snapshot.correct, snapshot.seen) = (sums[0], sums[1], sums[2])
-        let data = try Checkpoint.encode(network: network, optimizer: optimizer, progress: snapshot, config: config,
-                                         worldSize: comm.size, dataFingerprint: dataFingerprint)
-        try store.save(data, globalStep: progress.globalStep)
+        guard let store, let snapshot else { return }
+        try store.waitForPendingSave()
+        var state = progress
+        (state.lossSum, state.correct, state.seen) = (sums[0], sums[1], sums[2])
+        snapshot.update(from: network.parameters, count: network.parameterCount)
+        (snapshot + network.parameterCount).update(from: optimizer.state, count: optimizer.stateCount)
+        let job = CheckpointJob(spec: network.spec, tensors: network.tensors, snapshot: snapshot,
+                                parameterCount: network.parameterCount, progress: state, config: config,
+                                worldSize: comm.size, dataFingerprint: dataFingerprint)
+        try store.save(globalStep: progress.globalStep) { try job.encode() }
     }
 
     func finish() throws {
@@ -304,4 +314,21 @@ public func parameterChecksum(_ p: UnsafePointer<Float>, count: Int) -> UInt64 {
     var h: UInt64 = 0xcbf2_9ce4_8422_2325
     for i in 0..<count { h = (h ^ UInt64(p[i].bitPattern)) &* 0x100_0000_01b3 }
     return h
+}
+
+/// What the background writer needs to serialise one checkpoint; it reads only the snapshot.
+struct CheckpointJob: @unchecked Sendable {
+    let spec: ModelSpec
+    let tensors: [ParameterTensor]
+    let snapshot: UnsafeMutablePointer<Float>
+    let parameterCount: Int
+    let progress: TrainingProgress
+    let config: TrainingConfig
+    let worldSize: Int
+    let dataFingerprint: String
+
+    func encode() throws -> Data {
+        try Checkpoint.encode(spec: spec, tensors: tensors, parameters: snapshot, optimizerState: snapshot + parameterCount,
+                              progress: progress, config: config, worldSize: worldSize, dataFingerprint: dataFingerprint)
+    }
 }

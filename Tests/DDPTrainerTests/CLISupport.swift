@@ -1,0 +1,87 @@
+import DDPTrainer
+import Foundation
+import Testing
+
+/// Runs the release binary (built by ./test.sh before the tests) as a user would.
+enum CLI {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+    static var binary: String { root.appendingPathComponent(".build/release/ddptrain").path }
+    static var launcher: String { root.appendingPathComponent("cluster/ddprun").path }
+
+    struct Outcome { let status: Int32; let output: String; let seconds: Double }
+
+    /// Starts a command with its output going to a file (never a pipe that could fill up).
+    static func start(_ arguments: [String]) throws -> (Process, String) {
+        let log = temporaryDirectory() + "/output.txt"
+        FileManager.default.createFile(atPath: log, contents: nil)
+        let sink = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = arguments
+        process.standardOutput = sink
+        process.standardError = sink
+        try process.run()
+        return (process, log)
+    }
+
+    /// Waits for a started command; one that outlives `timeout` is killed and recorded as a failure.
+    static func finish(_ process: Process, log: String, started: Date = Date(), timeout: TimeInterval = 600) -> Outcome {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        if process.isRunning {
+            process.terminate()
+            Issue.record("timed out after \(timeout) s: \(process.arguments?.joined(separator: " ") ?? "")")
+        }
+        process.waitUntilExit()
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        return Outcome(status: process.terminationStatus, output: output, seconds: Date().timeIntervalSince(started))
+    }
+
+    static func run(_ arguments: [String], timeout: TimeInterval = 600) throws -> Outcome {
+        let started = Date()
+        let (process, log) = try start(arguments)
+        return finish(process, log: log, started: started, timeout: timeout)
+    }
+
+    static func temporaryDirectory() -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ddptrain-test-\(UUID().uuidString)").path
+        try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// A small synthetic data set in the CIFAR-10 layout, written by `ddptrain synth`.
+    static func makeData(trainPerFile: Int = 40, test: Int = 50) throws -> String {
+        try #require(FileManager.default.isExecutableFile(atPath: binary), "build first: swift build -c release")
+        let dir = temporaryDirectory() + "/data"
+        let r = try run([binary, "synth", "--out", dir, "--train-per-file", "\(trainPerFile)", "--test", "\(test)", "--seed", "3"])
+        #expect(r.status == 0, "synth failed: \(r.output)")
+        return dir
+    }
+
+    /// PIDs of the ddptrain processes (ranks, not mpirun) whose command line mentions `marker`.
+    static func rankPIDs(marker: String) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter { pid in
+            guard let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            let args = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+            return args.first?.hasSuffix("/ddptrain") == true && args.contains(marker)
+        }.sorted()
+    }
+
+    /// Parameter values of a safetensors file, by tensor name.
+    static func weights(_ path: String) throws -> [String: [Float]] {
+        Dictionary(uniqueKeysWithValues: try SafeTensors.read(path).tensors.map { ($0.name, $0.values) })
+    }
+
+    static func maxRelativeDifference(_ a: [String: [Float]], _ b: [String: [Float]]) -> Float {
+        var worst: Float = a.keys.sorted() == b.keys.sorted() ? 0 : .infinity
+        for (name, x) in a {
+            guard let y = b[name], y.count == x.count else { return .infinity }
+            for (u, v) in zip(x, y) { worst = max(worst, abs(u - v) / max(abs(u), abs(v), 1e-3)) }
+        }
+        return worst
+    }
+}
+
+/// Under real `mpirun` (through cluster/ddprun): the world size must not change what is learned.

@@ -1,0 +1,184 @@
+import DDPTrainer
+import Foundation
+import Testing
+
+/// Checkpoint and resume, end to end, through the real binary: stopping never changes the result.
+@Suite(.serialized) struct ResumeTests {
+    /// keras-cnn has dropout and the run augments, so every source of randomness is exercised.
+    func command(ranks: Int, data: String, runDir: String, _ extra: [String] = []) -> [String] {
+        [CLI.launcher, "-n", "\(ranks)", CLI.binary, "--data", data, "--run-dir", runDir, "--model", "keras-cnn",
+         "--batch-size", "8", "--epochs", "3", "--optimizer", "adam", "--augment", "--seed", "7",
+         "--threads", "1", "--checkpoint-every", "10"] + extra
+    }
+
+    func train(ranks: Int = 1, data: String, runDir: String, _ extra: [String] = []) throws -> CLI.Outcome {
+        let r = try CLI.run(command(ranks: ranks, data: data, runDir: runDir, extra))
+        #expect(r.status == 0, "\(r.output)")
+        return r
+    }
+
+    /// "loss … train … test loss … test …" of an epoch's line, without the timing fields.
+    func epochSummary(_ output: String, epoch: Int) -> String? {
+        guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix(String(format: "epoch %3d/", epoch)) }) else { return nil }
+        return line.components(separatedBy: "  ").prefix(5).joined(separator: "  ")
+    }
+
+    func fileHash(_ path: String) -> Int? { FileManager.default.contents(atPath: path)?.hashValue }
+
+    @Test("stopped at an epoch boundary or mid-epoch and resumed: bit-for-bit the uninterrupted run")
+    func stopAndResume() throws {
+        let data = try CLI.makeData()  // 200 images, batch 8: 25 steps per epoch
+        let straight = CLI.temporaryDirectory()
+        let straightRun = try train(data: data, runDir: straight)
+        let reference = try CLI.weights(straight + "/model.safetensors")
+        for stop in [25, 37] {
+            let dir = CLI.temporaryDirectory()
+            let first = try train(data: data, runDir: dir, ["--max-steps", "\(stop)"])
+            #expect(first.output.contains("stopped at --max-steps \(stop)"))
+            let second = try train(data: data, runDir: dir)
+            #expect(second.output.contains("resumed from"), "\(second.output)")
+            #expect(second.output.contains("global step \(stop)"), "\(second.output)")
+            #expect(try CLI.weights(dir + "/model.safetensors") == reference, "stopped at step \(stop)")
+            // The interrupted epoch's line reports the same loss and accuracies as the straight run's.
+            #expect(epochSummary(second.output, epoch: 2) == epochSummary(straightRun.output, epoch: 2))
+            #expect(epochSummary(second.output, epoch: 3) == epochSummary(straightRun.output, epoch: 3))
+        }
+    }
+
+    @Test("kill -9 of one rank under mpirun -n 4: the job ends within 30 s; rerunning resumes to the same result")
+    func killOneRank() throws {
+        let data = try CLI.makeData(trainPerFile: 60)  // 300 images: 37 steps per epoch, 111 steps
+        let straight = CLI.temporaryDirectory()
+        _ = try train(ranks: 4, data: data, runDir: straight)
+        let dir = CLI.temporaryDirectory()
+        let args = command(ranks: 4, data: data, runDir: dir)
+        let (process, log) = try CLI.start(args)
+        // Wait for the first checkpoint, then kill a rank other than the writer.
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline && !FileManager.default.fileExists(atPath: dir + "/latest") { Thread.sleep(forTimeInterval: 0.02) }
+        let ranks = CLI.rankPIDs(marker: dir)
+        try #require(ranks.count == 4, "expected 4 rank processes, found \(ranks)")
+        kill(ranks.last!, SIGKILL)
+        let killedAt = Date()
+        let outcome = CLI.finish(process, log: log, started: killedAt, timeout: 60)
+        #expect(outcome.status != 0)
+        #expect(outcome.seconds < 30, "the job took \(outcome.seconds) s to end after a rank died")
+        #expect(CLI.rankPIDs(marker: dir).isEmpty, "ranks left running after the job ended")
+        let rerun = try CLI.run(args)
+        #expect(rerun.status == 0, "\(rerun.output)")
+        #expect(rerun.output.contains("resumed from"), "\(rerun.output)")
+        #expect(try CLI.weights(dir + "/model.safetensors") == CLI.weights(straight + "/model.safetensors"))
+    }
+
+    @Test("kill -9 of the writer at several moments: latest always names a complete, valid checkpoint")
+    func killWriter() throws {
+        let data = try CLI.makeData()
+        let dir = CLI.temporaryDirectory()
+        let probe = Network(spec: .kerasCNN, maxBatch: 1, threads: 1)
+        // A checkpoint (15 MB) after every step keeps the writer busy most of the time.
+        let args = command(ranks: 1, data: data, runDir: dir, ["--checkpoint-every", "1", "--keep", "2"])
+        for delay in [0.9, 1.3, 1.6, 2.0, 2.4] {
+            let (process, log) = try CLI.start(args)
+            Thread.sleep(forTimeInterval: delay)
+            kill(process.processIdentifier, SIGKILL)
+            for pid in CLI.rankPIDs(marker: dir) { kill(pid, SIGKILL) }
+            _ = CLI.finish(process, log: log, timeout: 30)
+            guard let pointer = try? String(contentsOfFile: dir + "/latest", encoding: .utf8) else { continue }
+            let path = dir + "/" + pointer.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(throws: Never.self, "after a kill at \(delay) s") { try Checkpoint.load(path, for: probe, optimizer: .adam) }
+        }
+        // And the run still finishes from whatever was left.
+        let final = try CLI.run(args)
+        #expect(final.status == 0, "\(final.output)")
+    }
+
+    @Test("a checkpoint written by 4 ranks resumes on 2 along the same trajectory")
+    func resumeOnFewerRanks() throws {
+        let data = try CLI.makeData()
+        let straight = CLI.temporaryDirectory()
+        _ = try train(ranks: 4, data: data, runDir: straight)
+        let dir = CLI.temporaryDirectory()
+        _ = try train(ranks: 4, data: data, runDir: dir, ["--max-steps", "30"])
+        let resumed = try train(ranks: 2, data: data, runDir: dir)
+        #expect(resumed.output.contains("saved by 4 ranks"), "\(resumed.output)")
+        let worst = CLI.maxRelativeDifference(try CLI.weights(straight + "/model.safetensors"), try CLI.weights(dir + "/model.safetensors"))
+        #expect(worst <= 1e-3, "4→2 ranks differs from 4 ranks throughout by \(worst)")
+    }
+
+    @Test("a resume with another global batch or model is refused and the checkpoints are untouched")
+    func conflictingSettings() throws {
+        let data = try CLI.makeData()
+        let dir = CLI.temporaryDirectory()
+        _ = try train(data: data, runDir: dir, ["--max-steps", "12"])
+        let latest = dir + "/checkpoints/" + CheckpointStore.fileName(globalStep: 12)
+        let before = fileHash(latest)
+        let r = try CLI.run(command(ranks: 1, data: data, runDir: dir, ["--batch-size", "16"]))
+        #expect(r.status != 0)
+        #expect(r.output.contains("--batch-size (global) is 16 here but 8 in the checkpoint"), "\(r.output)")
+        let m = try CLI.run(command(ranks: 1, data: data, runDir: dir, ["--model", "tf-tutorial"]))
+        #expect(m.status != 0)
+        #expect(m.output.contains("keras-cnn"), "\(m.output)")
+        #expect(fileHash(latest) == before && before != nil)
+        // Other data is refused too.
+        let other = try CLI.makeData(trainPerFile: 41)
+        let d = try CLI.run(command(ranks: 1, data: other, runDir: dir))
+        #expect(d.status != 0 && d.output.contains("training data differ"), "\(d.output)")
+    }
+
+    @Test("a corrupt latest checkpoint: auto falls back to the previous one; an explicit path is an error")
+    func corruptLatest() throws {
+        let data = try CLI.makeData()
+        let dir = CLI.temporaryDirectory()
+        _ = try train(data: data, runDir: dir, ["--max-steps", "22"])  // checkpoints at 10, 20, 22
+        let latest = dir + "/checkpoints/" + CheckpointStore.fileName(globalStep: 22)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: latest))
+        bytes[bytes.count / 2] ^= 0xff
+        try bytes.write(to: URL(fileURLWithPath: latest))
+        let explicit = try CLI.run(command(ranks: 1, data: data, runDir: dir, ["--resume", latest]))
+        #expect(explicit.status != 0)
+        #expect(explicit.output.contains("checksum mismatch") && explicit.output.contains(latest), "\(explicit.output)")
+        let auto = try train(data: data, runDir: dir)
+        #expect(auto.output.contains("warning:") && auto.output.contains("checksum mismatch"), "\(auto.output)")
+        #expect(auto.output.contains("global step 20"), "\(auto.output)")
+    }
+
+    @Test("an unwritable run directory is reported before training starts")
+    func unwritableRunDirectory() throws {
+        let data = try CLI.makeData()
+        let r = try CLI.run(command(ranks: 1, data: data, runDir: "/proc/ddptrain-cannot-write-here"))
+        #expect(r.status != 0)
+        #expect(r.output.contains("/proc/ddptrain-cannot-write-here"), "\(r.output)")
+        #expect(!r.output.contains("epoch "))
+    }
+
+    @Test("the weights load with Python's safetensors package and match what inspect reports")
+    func pythonSafetensors() throws {
+        let data = try CLI.makeData()
+        let dir = CLI.temporaryDirectory()
+        _ = try train(data: data, runDir: dir, ["--max-steps", "5"])
+        let checkpoint = dir + "/checkpoints/" + CheckpointStore.fileName(globalStep: 5)
+        let script = """
+            import sys
+            from safetensors.numpy import load_file
+            t = load_file(sys.argv[1])
+            for name in sorted(t):
+                print(name, list(t[name].shape), repr(float(t[name].astype('float64').sum())))
+            """
+        let py = try CLI.run(["python3", "-c", script, checkpoint])
+        #expect(py.status == 0, "python safetensors failed (pip install safetensors numpy):\n\(py.output)")
+        let ours = try SafeTensors.read(checkpoint).tensors
+        let lines = py.output.split(separator: "\n").map(String.init)
+        #expect(lines.count == ours.count)
+        for (line, t) in zip(lines, ours) {
+            let sum = t.values.reduce(0.0) { $0 + Double($1) }
+            let parts = line.split(separator: " ", maxSplits: 1)
+            #expect(String(parts[0]) == t.name)
+            #expect(line.contains("\(t.shape)"), "\(line) vs \(t.shape)")
+            let pySum = Double(line.split(separator: " ").last!) ?? .nan
+            #expect(abs(pySum - sum) <= 1e-9 * max(1, abs(sum)), "\(t.name): python \(pySum), ours \(sum)")
+        }
+        let inspect = try CLI.run([CLI.binary, "inspect", checkpoint])
+        #expect(inspect.status == 0 && inspect.output.contains("checksum: OK"), "\(inspect.output)")
+        for t in ours { #expect(inspect.output.contains("\(t.name)") && inspect.output.contains("\(t.shape)")) }
+    }
+}
