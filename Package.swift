@@ -27,6 +27,7 @@ let package = Package(
             "DDPTrainer", "CIFAR10", "ConvCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: simd),
+        .testTarget(name: "CIFAR10Tests", dependencies: ["CIFAR10", "ConvCore"], swiftSettings: simd),
         .testTarget(name: "ConvCoreTests", dependencies: ["ConvCore"], swiftSettings: simd),
 
         .testTarget(name: "DDPTrainerTests", dependencies: ["DDPTrainer", "CIFAR10", "ConvCore"], swiftSettings: simd),

@@ -33,41 +33,84 @@ public struct ConvShape: Sendable, Equatable {
     public var forwardFlops: Double { 2 * Double(outputPixels) * Double(patchSize) * Double(outChannels) }
 }
 
-/// Scratch shared by every layer of a network: the worker pool, GEMM packing buffers and
-/// an im2col buffer sized once for the largest layer.
+/// Scratch shared by every layer of a network, sized once for the largest layer: the worker
+/// pool, GEMM packing buffers, packed weights, a zero row for padding taps, per-group partial
+/// weight gradients, and an im2col buffer for strided input gradients (a few images at a time).
 public final class ConvWorkspace: @unchecked Sendable {
     public let pool: WorkerPool
     public let gemmScratch: GemmScratch
     public private(set) var columns: UnsafeMutablePointer<Float>
     public private(set) var columnCapacity: Int
+    private(set) var packedWeights: UnsafeMutablePointer<Float>
+    private(set) var packedCapacity: Int
+    private(set) var zeros: UnsafeMutablePointer<Float>
+    private(set) var zerosCapacity: Int
+    private(set) var partials: UnsafeMutablePointer<Float>
+    private(set) var partialCapacity: Int
+    /// Floats of im2col scratch a layer may use at once (the weight gradient is summed over
+    /// image groups that fit; 4M floats = 16 MB).
+    public static let columnBudget = 1 << 22
 
-    public init(threads: Int, columnCapacity: Int = 0) {
+    public init(threads: Int) {
         pool = WorkerPool(threads: threads)
         gemmScratch = GemmScratch(workers: threads)
-        self.columnCapacity = max(columnCapacity, 1)
-        columns = .allocate(capacity: self.columnCapacity)
+        (columnCapacity, packedCapacity, zerosCapacity, partialCapacity) = (1, 1, 1, 1)
+        columns = .allocate(capacity: 1)
+        partials = .allocate(capacity: 1)
+        packedWeights = .allocate(capacity: 1)
+        zeros = .allocate(capacity: 1)
+        zeros.initialize(to: 0)
     }
 
-    /// Grows the im2col buffer; called while a network is built, never during a step.
-    public func reserveColumns(_ count: Int) {
-        if count <= columnCapacity { return }
+    /// Grows every buffer to what `shape` needs; called while a network is built, never during a step.
+    public func reserve(for shape: ConvShape) {
+        let roundUp16 = { (n: Int) in (n + 15) / 16 * 16 }
+        let taps = shape.kernelHeight * shape.kernelWidth
+        let packed = max(shape.patchSize * roundUp16(shape.outChannels), taps * shape.outChannels * roundUp16(shape.inChannels))
+        if packed > packedCapacity {
+            packedWeights.deallocate()
+            packedWeights = .allocate(capacity: packed)
+            packedCapacity = packed
+        }
+        let zeroCount = max(shape.inChannels, shape.outChannels)
+        if zeroCount > zerosCapacity {
+            zeros.deallocate()
+            zeros = .allocate(capacity: zeroCount)
+            zeros.initialize(repeating: 0, count: zeroCount)
+            zerosCapacity = zeroCount
+        }
+        let partialCount = partialGradientCount(shape)
+        if partialCount > partialCapacity {
+            partials.deallocate()
+            partials = .allocate(capacity: partialCount)
+            partialCapacity = partialCount
+        }
+        // im2col is only needed by the input gradient of strided convolutions.
+        let perImage = shape.outHeight * shape.outWidth * shape.patchSize
+        let needed = shape.stride == 1 && shape.kernelHeight == shape.kernelWidth && shape.padding < shape.kernelHeight
+            ? 0 : max(perImage, min(shape.columnCount, ConvWorkspace.columnBudget))
+        if needed > columnCapacity {
+            columns.deallocate()
+            columns = .allocate(capacity: needed)
+            columnCapacity = needed
+        }
+    }
+
+    deinit {
         columns.deallocate()
-        columns = .allocate(capacity: count)
-        columnCapacity = count
+        packedWeights.deallocate()
+        zeros.deallocate()
+        partials.deallocate()
     }
-
-    deinit { columns.deallocate() }
 }
 
 /// y = conv(x, w) + bias.
 public func conv2DForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
                           bias: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
                           workspace ws: ConvWorkspace) {
-    let a = patchMatrix(s, x, ws)
-    broadcastRows(bias, count: s.outChannels, rows: s.outputPixels, into: y, pool: ws.pool)
-    gemm(m: s.outputPixels, n: s.outChannels, k: s.patchSize,
-         a: a, b: GemmOperand(w, stride: s.outChannels),
-         c: y, ldc: s.outChannels, accumulate: true, scratch: ws.gemmScratch, pool: ws.pool)
+    let cout = s.outChannels
+    packSlivers(k: s.patchSize, n: cout, into: ws.packedWeights) { p, j in w[p * cout + j] }
+    convolveDirect(s, input: x, packedWeights: ws.packedWeights, bias: bias, output: y, zeros: ws.zeros, pool: ws.pool)
 }
 
 /// dW = patchesᵀ·dY and dBias = Σ dY over pixels (both overwritten).
@@ -76,69 +119,57 @@ public func conv2DBackwardWeights(_ s: ConvShape, input x: UnsafePointer<Float>,
                                   weightGradient dw: UnsafeMutablePointer<Float>,
                                   biasGradient db: UnsafeMutablePointer<Float>,
                                   workspace ws: ConvWorkspace) {
-    let a = patchMatrix(s, x, ws)
-    gemm(m: s.patchSize, n: s.outChannels, k: s.outputPixels,
-         a: GemmOperand(a.base, stride: a.stride, transposed: true),
-         b: GemmOperand(dy, stride: s.outChannels),
-         c: dw, ldc: s.outChannels, accumulate: false, scratch: ws.gemmScratch, pool: ws.pool)
+    precondition(ws.partialCapacity >= partialGradientCount(s), "conv workspace too small for \(s)")
+    convolutionWeightGradientDirect(s, input: x, outputGradient: dy, weightGradient: dw, partials: ws.partials, pool: ws.pool)
     sumRows(dy, rows: s.outputPixels, columns: s.outChannels, into: db)
 }
 
-/// dX = col2im(dY·Wᵀ) (overwritten).
+/// Floats of per-group partial weight gradients a shape needs.
+func partialGradientCount(_ s: ConvShape) -> Int {
+    let group = weightGradientGroupSize(s)
+    return (s.batch + group - 1) / group * s.weightCount
+}
+
+/// dX = the input gradient (overwritten). For stride 1 it is itself a convolution: dY, padded
+/// by k−1−padding, correlated with the spatially flipped, channel-transposed kernel.
 public func conv2DBackwardData(_ s: ConvShape, outputGradient dy: UnsafePointer<Float>,
                                weights w: UnsafePointer<Float>,
                                inputGradient dx: UnsafeMutablePointer<Float>,
                                workspace ws: ConvWorkspace) {
-    let wT = GemmOperand(w, stride: s.outChannels, transposed: true)
-    if s.isPointwise {
-        gemm(m: s.outputPixels, n: s.inChannels, k: s.outChannels,
-             a: GemmOperand(dy, stride: s.outChannels), b: wT,
-             c: dx, ldc: s.inChannels, accumulate: false, scratch: ws.gemmScratch, pool: ws.pool)
+    let kh = s.kernelHeight, kw = s.kernelWidth, cin = s.inChannels, cout = s.outChannels
+    if s.stride == 1 && kh == kw && s.padding <= kh - 1 {
+        let flipped = ConvShape(batch: s.batch, height: s.outHeight, width: s.outWidth, inChannels: cout, outChannels: cin,
+                                kernelHeight: kh, kernelWidth: kw, stride: 1, padding: kh - 1 - s.padding)
+        packSlivers(k: kh * kw * cout, n: cin, into: ws.packedWeights) { p, ci in
+            let tap = p / cout, co = p % cout
+            let ky = kh - 1 - tap / kw, kx = kw - 1 - tap % kw
+            return w[((ky * kw + kx) * cin + ci) * cout + co]
+        }
+        convolveDirect(flipped, input: dy, packedWeights: ws.packedWeights, bias: nil, output: dx, zeros: ws.zeros, pool: ws.pool)
         return
     }
-    precondition(ws.columnCapacity >= s.columnCount, "conv workspace too small for \(s)")
-    gemm(m: s.outputPixels, n: s.patchSize, k: s.outChannels,
-         a: GemmOperand(dy, stride: s.outChannels), b: wT,
-         c: ws.columns, ldc: s.patchSize, accumulate: false, scratch: ws.gemmScratch, pool: ws.pool)
-    columnsToImage(s, columns: ws.columns, into: dx, pool: ws.pool)
-}
-
-/// The GEMM's A operand: the input itself for pointwise convolutions, else its im2col expansion.
-private func patchMatrix(_ s: ConvShape, _ x: UnsafePointer<Float>, _ ws: ConvWorkspace) -> GemmOperand {
-    if s.isPointwise { return GemmOperand(x, stride: s.inChannels) }
-    precondition(ws.columnCapacity >= s.columnCount, "conv workspace too small for \(s)")
-    imageToColumns(s, x, into: ws.columns, pool: ws.pool)
-    return GemmOperand(ws.columns, stride: s.patchSize)
-}
-
-/// One row per output pixel holding its receptive field as [ky][kx][c]; padding reads as zero.
-public func imageToColumns(_ s: ConvShape, _ x: UnsafePointer<Float>, into col: UnsafeMutablePointer<Float>,
-                           pool: WorkerPool) {
-    let oh = s.outHeight, ow = s.outWidth, cin = s.inChannels, k = s.patchSize
-    pool.run(tasks: s.batch * oh) { task, _ in
-        let n = task / oh, oy = task % oh
-        let image = x + n * s.height * s.width * cin
-        var row = col + (task * ow) * k
-        for ox in 0..<ow {
-            var dst = row
-            for ky in 0..<s.kernelHeight {
-                let iy = oy * s.stride - s.padding + ky
-                for kx in 0..<s.kernelWidth {
-                    let ix = ox * s.stride - s.padding + kx
-                    if iy >= 0 && iy < s.height && ix >= 0 && ix < s.width {
-                        dst.update(from: image + (iy * s.width + ix) * cin, count: cin)
-                    } else {
-                        dst.update(repeating: 0, count: cin)
-                    }
-                    dst += cin
-                }
-            }
-            row += k
-        }
+    let wT = GemmOperand(w, stride: cout, transposed: true)
+    if s.isPointwise {
+        gemm(m: s.outputPixels, n: cin, k: cout, a: GemmOperand(dy, stride: cout), b: wT,
+             c: dx, ldc: cin, accumulate: false, scratch: ws.gemmScratch, pool: ws.pool)
+        return
+    }
+    // Strided: dY·Wᵀ gives every patch's gradient, scattered back image group by image group.
+    let perImage = s.outHeight * s.outWidth
+    let group = max(1, min(s.batch, ws.columnCapacity / (perImage * s.patchSize)))
+    var first = 0
+    while first < s.batch {
+        let n = min(group, s.batch - first)
+        let part = ConvShape(batch: n, height: s.height, width: s.width, inChannels: cin, outChannels: cout,
+                             kernelHeight: kh, kernelWidth: kw, stride: s.stride, padding: s.padding)
+        gemm(m: part.outputPixels, n: s.patchSize, k: cout, a: GemmOperand(dy + first * perImage * cout, stride: cout), b: wT,
+             c: ws.columns, ldc: s.patchSize, accumulate: false, scratch: ws.gemmScratch, pool: ws.pool)
+        columnsToImage(part, columns: ws.columns, into: dx + first * s.height * s.width * cin, pool: ws.pool)
+        first += n
     }
 }
 
-/// The adjoint of imageToColumns: scatter-adds every row back onto the pixels it was read from.
+/// Scatter-adds every patch-gradient row (one per output pixel, [ky][kx][c]) back onto the pixels it covers.
 /// One task per image, scanning its rows in order, so the sums are thread-count independent.
 public func columnsToImage(_ s: ConvShape, columns col: UnsafePointer<Float>, into dx: UnsafeMutablePointer<Float>,
                            pool: WorkerPool) {

@@ -213,3 +213,6 @@ private func kernelEdge(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer
         }
     }
 }
+
+/// Which micro-kernel runs, for reports.
+public let gemmKernelDescription = "6x16 FMA tile on SIMD16 (2 × 256-bit AVX2 registers per row)"

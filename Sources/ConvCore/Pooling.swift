@@ -23,22 +23,44 @@ public func maxPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output
         var arg = argmax + n * oh * ow * c
         for oy in 0..<oh {
             for ox in 0..<ow {
-                for ch in 0..<c {
-                    var best = -Float.infinity, bestAt = 0
+                let corner = ((oy * s.stride) * s.width + ox * s.stride) * c
+                var ch = 0
+                // 16 channels at a time: channels are contiguous in NHWC.
+                while ch + 16 <= c {
+                    var best = loadVector(image + corner + ch)
+                    var bestAt = SIMD16<Int32>(repeating: Int32(corner + ch)) &+ laneIndices
+                    for ky in 0..<s.size {
+                        for kx in 0..<s.size where ky != 0 || kx != 0 {
+                            let at = corner + (ky * s.width + kx) * c + ch
+                            let v = loadVector(image + at)
+                            let better = v .> best
+                            best.replace(with: v, where: better)
+                            bestAt.replace(with: SIMD16<Int32>(repeating: Int32(at)) &+ laneIndices, where: better)
+                        }
+                    }
+                    storeVector(out + ch, best)
+                    UnsafeMutableRawPointer(arg + ch).storeBytes(of: bestAt, as: SIMD16<Int32>.self)
+                    ch += 16
+                }
+                while ch < c {
+                    var best = image[corner + ch], bestAt = corner + ch
                     for ky in 0..<s.size {
                         for kx in 0..<s.size {
-                            let at = ((oy * s.stride + ky) * s.width + (ox * s.stride + kx)) * c + ch
-                            if image[at] > best || (ky == 0 && kx == 0) { best = image[at]; bestAt = at }
+                            let at = corner + (ky * s.width + kx) * c + ch
+                            if image[at] > best { best = image[at]; bestAt = at }
                         }
                     }
                     out[ch] = best
                     arg[ch] = Int32(bestAt)
+                    ch += 1
                 }
                 out += c; arg += c
             }
         }
     }
 }
+
+private let laneIndices = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
 
 /// dx[argmax] += dy; every other input gradient is zero.
 public func maxPoolBackward(_ s: PoolShape, outputGradient dy: UnsafePointer<Float>,

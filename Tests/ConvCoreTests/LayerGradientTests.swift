@@ -3,7 +3,11 @@ import Testing
 
 /// Every layer against a naive reference and against finite differences of a scalar loss.
 @Suite struct LayerGradientTests {
-    let ws = ConvWorkspace(threads: 2, columnCapacity: 1 << 20)
+    let ws: ConvWorkspace = {
+        let ws = ConvWorkspace(threads: 2)
+        for s in LayerGradientTests.convShapes { ws.reserve(for: s) }
+        return ws
+    }()
 
     // MARK: Convolution
 
@@ -84,7 +88,7 @@ import Testing
     @Test("max pooling forward picks window maxima and backward matches finite differences",
           arguments: [(2, 2), (3, 2), (2, 1)])
     func maxPool(window: (Int, Int)) {
-        let s = PoolShape(batch: 2, height: 7, width: 6, channels: 3, size: window.0, stride: window.1)
+        let s = PoolShape(batch: 2, height: 7, width: 6, channels: 19, size: window.0, stride: window.1)
         // Distinct values 0.01 apart, shuffled, so a 1e-3 nudge never changes a window's winner.
         var x = (0..<s.inputCount).map { Float($0) * 0.01 }
         var rng = KeyedRandom(seed: 5, stream: .synthetic)

@@ -74,14 +74,18 @@ enum CLI {
         Dictionary(uniqueKeysWithValues: try SafeTensors.read(path).tensors.map { ($0.name, $0.values) })
     }
 
+    /// The largest difference in any tensor, relative to that tensor's largest magnitude.
     static func maxRelativeDifference(_ a: [String: [Float]], _ b: [String: [Float]]) -> Float {
-        var worst: Float = a.keys.sorted() == b.keys.sorted() ? 0 : .infinity
+        guard a.keys.sorted() == b.keys.sorted() else { return .infinity }
+        var worst: Float = 0
         for (name, x) in a {
             guard let y = b[name], y.count == x.count else { return .infinity }
-            for (u, v) in zip(x, y) { worst = max(worst, abs(u - v) / max(abs(u), abs(v), 1e-3)) }
+            let scale = max(x.map(abs).max() ?? 0, 1e-12)
+            for (u, v) in zip(x, y) { worst = max(worst, abs(u - v) / scale) }
         }
         return worst
     }
+
 }
 
 /// Under real `mpirun` (through cluster/ddprun): the world size must not change what is learned.

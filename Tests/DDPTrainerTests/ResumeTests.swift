@@ -92,17 +92,19 @@ import Testing
         #expect(final.status == 0, "\(final.output)")
     }
 
+    /// One epoch (25 steps), split at step 12: short enough that summation-order differences
+    /// stay at rounding level (see DistributedTests on why longer runs drift).
     @Test("a checkpoint written by 4 ranks resumes on 2 along the same trajectory")
     func resumeOnFewerRanks() throws {
         let data = try CLI.makeData()
         let straight = CLI.temporaryDirectory()
-        _ = try train(ranks: 4, data: data, runDir: straight)
+        _ = try train(ranks: 4, data: data, runDir: straight, ["--epochs", "1"])
         let dir = CLI.temporaryDirectory()
-        _ = try train(ranks: 4, data: data, runDir: dir, ["--max-steps", "30"])
-        let resumed = try train(ranks: 2, data: data, runDir: dir)
+        _ = try train(ranks: 4, data: data, runDir: dir, ["--epochs", "1", "--max-steps", "12"])
+        let resumed = try train(ranks: 2, data: data, runDir: dir, ["--epochs", "1"])
         #expect(resumed.output.contains("saved by 4 ranks"), "\(resumed.output)")
-        let worst = CLI.maxRelativeDifference(try CLI.weights(straight + "/model.safetensors"), try CLI.weights(dir + "/model.safetensors"))
-        #expect(worst <= 1e-3, "4→2 ranks differs from 4 ranks throughout by \(worst)")
+        let difference = CLI.maxRelativeDifference(try CLI.weights(straight + "/model.safetensors"), try CLI.weights(dir + "/model.safetensors"))
+        #expect(difference <= 1e-4, "4→2 ranks differs from 4 ranks throughout by \(difference)")
     }
 
     @Test("a resume with another global batch or model is refused and the checkpoints are untouched")

@@ -1,4 +1,5 @@
 import ConvCore
+import Dispatch
 
 /// A named slice of the parameter buffer, for checkpoints and initialisation.
 public struct ParameterTensor: Sendable, Equatable {
@@ -48,6 +49,9 @@ public final class Network {
     private let logitGradient: UnsafeMutablePointer<Float>
     private var allocations: [UnsafeMutableRawPointer] = []
 
+    /// When set, forward and backward add each layer's time to it (for `ddptrain bench`).
+    public var profile: LayerProfile?
+
     public var input: UnsafeMutablePointer<Float> { activations[0] }
     public var logits: UnsafePointer<Float> { UnsafePointer(activations[layers.count]) }
     public var inputSize: Int { spec.inputHeight * spec.inputWidth * spec.inputChannels }
@@ -81,7 +85,7 @@ public final class Network {
             switch step {
             case let .conv(shape, w, b):
                 op = .conv(shape, weight: w, bias: b)
-                workspace.reserveColumns(shape.batched(maxBatch).columnCount)
+                workspace.reserve(for: shape.batched(maxBatch))
             case .relu: op = .relu
             case let .maxPool(shape):
                 let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: maxBatch * outSize)
@@ -123,6 +127,8 @@ public final class Network {
         let ws = workspace, pool = ws.pool
         for (l, layer) in layers.enumerated() {
             let x = UnsafePointer(activations[l]), y = activations[l + 1]
+            let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+            defer { profile?.record(layer: l, backward: false, since: started) }
             switch layer.op {
             case let .conv(shape, w, b):
                 conv2DForward(shape.batched(n), input: x, weights: parameters + w, bias: parameters + b,
@@ -161,6 +167,8 @@ public final class Network {
             let layer = layers[l]
             let x = UnsafePointer(activations[l]), y = UnsafePointer(activations[l + 1])
             let needInputGradient = l > 0
+            let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+            defer { profile?.record(layer: l, backward: true, since: started) }
             let other = dOut == gradientBuffers.0 ? gradientBuffers.1 : gradientBuffers.0
             var dIn = other
             switch layer.op {
@@ -193,6 +201,32 @@ public final class Network {
         }
     }
 
+    /// One entry per compiled layer, in order (what `profile` indexes).
+    public var layerSummaries: [LayerSummary] {
+        var convs = 0, denses = 0
+        return layers.enumerated().map { l, layer in
+            switch layer.op {
+            case let .conv(s, _, _):
+                convs += 1
+                let f = s.forwardFlops
+                return LayerSummary(name: "conv\(convs) \(s.kernelHeight)x\(s.kernelWidth)/\(s.stride) \(s.inChannels)→\(s.outChannels)",
+                                    outputShape: [s.outHeight, s.outWidth, s.outChannels], forwardFlops: f,
+                                    backwardFlops: l == 0 ? f : 2 * f)
+            case let .dense(s, _, _):
+                denses += 1
+                let f = s.forwardFlops
+                return LayerSummary(name: "dense\(denses) \(s.inputs)→\(s.outputs)", outputShape: [s.outputs],
+                                    forwardFlops: f, backwardFlops: l == 0 ? f : 2 * f)
+            case .relu: return LayerSummary(name: "relu", outputShape: [layer.outputSize], forwardFlops: 0, backwardFlops: 0)
+            case let .maxPool(s, _):
+                return LayerSummary(name: "maxpool \(s.size)x\(s.size)/\(s.stride)", outputShape: [s.outHeight, s.outWidth, s.channels],
+                                    forwardFlops: 0, backwardFlops: 0)
+            case let .dropout(rate, _): return LayerSummary(name: "dropout \(rate)", outputShape: [layer.outputSize], forwardFlops: 0, backwardFlops: 0)
+            case .flatten: return LayerSummary(name: "flatten", outputShape: [layer.outputSize], forwardFlops: 0, backwardFlops: 0)
+            }
+        }
+    }
+
     /// Inverted dropout: kept units are scaled by 1/(1−rate) so evaluation needs no rescaling.
     private func fillDropoutMask(_ mask: UnsafeMutablePointer<Float>, rate: Float, layer: Int,
                                  perSample: Int, batch n: Int, key: DropoutKey) {
@@ -204,6 +238,32 @@ public final class Network {
             for j in 0..<perSample { m[j] = rng.nextFloat() < rate ? 0 : scale }
         }
     }
+}
+
+/// Accumulated time per layer and direction.
+public final class LayerProfile {
+    public private(set) var forwardNanoseconds: [UInt64]
+    public private(set) var backwardNanoseconds: [UInt64]
+    public init(layers: Int) {
+        forwardNanoseconds = Array(repeating: 0, count: layers)
+        backwardNanoseconds = Array(repeating: 0, count: layers)
+    }
+    func record(layer: Int, backward: Bool, since start: UInt64) {
+        let elapsed = DispatchTime.now().uptimeNanoseconds - start
+        if backward { backwardNanoseconds[layer] += elapsed } else { forwardNanoseconds[layer] += elapsed }
+    }
+    public func reset() {
+        for i in forwardNanoseconds.indices { forwardNanoseconds[i] = 0; backwardNanoseconds[i] = 0 }
+    }
+}
+
+/// What one compiled layer is, for reports: its description, output shape and arithmetic.
+public struct LayerSummary: Sendable {
+    public let name: String
+    public let outputShape: [Int]
+    /// Floating-point operations per sample: forward, and backward (weights plus data where computed).
+    public let forwardFlops: Double
+    public let backwardFlops: Double
 }
 
 /// A layer with its per-sample shape resolved and its parameters located.

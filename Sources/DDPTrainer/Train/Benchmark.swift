@@ -1,0 +1,125 @@
+import ConvCore
+import Foundation
+
+/// Synthetic-data throughput of a model on this machine (or cluster, under mpirun), in the
+/// manner of Horovod's synthetic benchmarks: random inputs, the full training step.
+public struct BenchmarkConfig: Sendable {
+    public var model = ModelSpec.kerasCNN.name
+    public var globalBatch = 64
+    public var steps = 10
+    public var warmup = 3
+    public var repeats = 5
+    public var optimizer = OptimizerConfig(kind: .sgd, learningRate: 0.01, momentum: 0.9)
+    public init() {}
+}
+
+public struct BenchmarkResult: Codable, Sendable {
+    public struct Layer: Codable, Sendable {
+        public let name: String
+        public let forwardMs: Double, backwardMs: Double
+        public let gflops: Double
+        public let percentOfPeak: Double
+    }
+    public let model: String
+    public let ranks: Int, threadsPerRank: Int, globalBatch: Int
+    public let imagesPerSecond: Double
+    public let imagesPerSecondSamples: [Double]
+    public let stepMs: Double
+    /// Time per step inside the gradient all-reduce (rank 0's view).
+    public let allReduceMs: Double
+    public let layers: [Layer]
+    public let peakMemoryMB: Double
+    public let cpu: String
+    public let kernels: String
+    /// FMA peak of the cores this rank computes on, from the CPU's reported clock.
+    public let peakGflops: Double
+}
+
+public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads: ThreadPlan) throws -> BenchmarkResult {
+    guard let spec = ModelSpec.named(config.model) else {
+        throw UsageError("unknown model '\(config.model)'; available: \(ModelSpec.all.map(\.name).joined(separator: ", "))")
+    }
+    guard config.globalBatch % comm.size == 0 else {
+        throw UsageError("global batch \(config.globalBatch) is not divisible by \(comm.size) ranks")
+    }
+    let batch = config.globalBatch / comm.size
+    let network = Network(spec: spec, maxBatch: batch, threads: threads.threads)
+    network.initializeParameters(seed: 1)
+    let optimizer = Optimizer(config.optimizer, parameterCount: network.parameterCount)
+    var rng = KeyedRandom(seed: UInt64(comm.rank), stream: .synthetic)
+    for i in 0..<(batch * network.inputSize) { network.input[i] = rng.nextGaussian() }
+    let labels = (0..<batch).map { _ in Int32(rng.nextInt(below: network.classes)) }
+    let ids = (0..<batch).map { Int32(comm.rank * batch + $0) }
+    var allReduceNanoseconds: UInt64 = 0
+
+    func step(_ index: Int) {
+        ids.withUnsafeBufferPointer { network.forward(batch: batch, dropout: DropoutKey(seed: 1, epoch: index, sampleIDs: $0.baseAddress!)) }
+        _ = network.loss(labels: labels, batch: batch, gradientScale: 1 / Float(config.globalBatch))
+        network.backward(batch: batch)
+        let t = DispatchTime.now().uptimeNanoseconds
+        comm.allReduceSum(network.gradients, count: network.parameterCount)
+        allReduceNanoseconds += DispatchTime.now().uptimeNanoseconds - t
+        optimizer.step(parameters: network.parameters, gradients: network.gradients, pool: network.workspace.pool)
+    }
+
+    for i in 0..<config.warmup { step(i) }
+    let profile = LayerProfile(layers: network.layerSummaries.count)
+    network.profile = profile
+    allReduceNanoseconds = 0
+    var samples: [Double] = []
+    for r in 0..<config.repeats {
+        comm.barrier()
+        let start = DispatchTime.now().uptimeNanoseconds
+        for i in 0..<config.steps { step(config.warmup + r * config.steps + i) }
+        comm.barrier()
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        samples.append(Double(config.steps * config.globalBatch) / seconds)
+    }
+    let totalSteps = Double(config.steps * config.repeats)
+    let cpu = CPUInfo.current
+    let peak = cpu.fmaPeakGflopsPerCore * Double(threads.threads)
+    let layers = network.layerSummaries.enumerated().map { l, s in
+        let f = Double(profile.forwardNanoseconds[l]) / totalSteps / 1e6
+        let b = Double(profile.backwardNanoseconds[l]) / totalSteps / 1e6
+        let flops = (s.forwardFlops + s.backwardFlops) * Double(batch)
+        let gflops = f + b > 0 ? flops / ((f + b) / 1e3) / 1e9 : 0
+        return BenchmarkResult.Layer(name: s.name, forwardMs: f, backwardMs: b, gflops: gflops,
+                                     percentOfPeak: peak > 0 ? 100 * gflops / peak : 0)
+    }
+    let median = samples.sorted()[samples.count / 2]
+    return BenchmarkResult(
+        model: spec.name, ranks: comm.size, threadsPerRank: threads.threads, globalBatch: config.globalBatch,
+        imagesPerSecond: median, imagesPerSecondSamples: samples, stepMs: 1000 * Double(config.globalBatch) / median,
+        allReduceMs: Double(allReduceNanoseconds) / totalSteps / 1e6, layers: layers,
+        peakMemoryMB: peakResidentMegabytes(), cpu: cpu.summary, kernels: gemmKernelDescription, peakGflops: peak)
+}
+
+/// The CPU as /proc/cpuinfo describes it, and its FMA peak: two 256-bit FMA pipes per core
+/// (Zen3; Zen4 runs AVX-512 on the same width), 8 lanes × 2 flops each, per cycle.
+struct CPUInfo {
+    let model: String
+    let megahertz: Double
+    let avx512: Bool
+
+    static var current: CPUInfo {
+        let text = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        func field(_ name: String) -> String? {
+            text.split(separator: "\n").first { $0.hasPrefix(name) }?.split(separator: ":", maxSplits: 1).last
+                .map { $0.trimmingCharacters(in: .whitespaces) }
+        }
+        return CPUInfo(model: field("model name") ?? "unknown CPU", megahertz: Double(field("cpu MHz") ?? "") ?? 0,
+                       avx512: field("flags")?.split(separator: " ").contains("avx512f") ?? false)
+    }
+    var fmaPeakGflopsPerCore: Double { megahertz / 1000 * 32 }
+    var summary: String { "\(model), \(Int(megahertz)) MHz, AVX-512 \(avx512 ? "present" : "absent")" }
+}
+
+func peakResidentMegabytes() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+#if canImport(Glibc)
+import Glibc
+#endif

@@ -1,0 +1,75 @@
+import ArgumentParser
+import DDPTrainer
+import Foundation
+
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure training throughput on synthetic data (works under mpirun too).",
+        discussion: """
+            The full step (forward, loss, backward, all-reduce, SGD with momentum) on random
+            CIFAR-shaped inputs. Prints images/s (median of --repeats windows of --steps steps),
+            per-layer time with GFLOP/s and percent of the cores' FMA peak, and peak memory.
+              ddptrain bench --model keras-cnn --batch-size 64
+              cluster/ddprun -n 2 .build/release/ddptrain bench --model tf-tutorial --threads 1 --json
+            """)
+
+    @Option(help: "Model to measure.")
+    var model = ModelSpec.kerasCNN.name
+    @Option(help: "Global batch size (divided among ranks).")
+    var batchSize = 64
+    @Option(help: "Steps per timed window.")
+    var steps = 10
+    @Option(help: "Untimed steps first.")
+    var warmup = 3
+    @Option(help: "Timed windows; the median is reported.")
+    var repeats = 5
+    @Option(help: "Compute threads per rank (default: this rank's share of the node).")
+    var threads: Int?
+    @Flag(help: "Print one JSON object instead of the table.")
+    var json = false
+
+    func validate() throws {
+        if batchSize < 1 || steps < 1 || repeats < 1 || warmup < 0 { throw ValidationError("sizes must be positive") }
+    }
+
+    func run() throws {
+        let comm = Communicator()
+        defer { comm.finish() }
+        let plan = ThreadPlan.decide(requested: threads, localRanks: comm.localSize,
+                                     launchedByMPI: Communicator.environmentInt("OMPI_COMM_WORLD_SIZE") != nil)
+        var config = BenchmarkConfig()
+        config.model = model
+        config.globalBatch = batchSize
+        config.steps = steps
+        config.warmup = warmup
+        config.repeats = repeats
+        let result = try comm.agreeOnSetup(Result { () -> BenchmarkConfig in
+            guard ModelSpec.named(model) != nil else { throw UsageError("unknown model '\(model)'") }
+            guard batchSize % comm.size == 0 else {
+                throw UsageError("global batch \(batchSize) is not divisible by \(comm.size) ranks")
+            }
+            return config
+        })
+        let r = try runBenchmark(result, comm: comm, threads: plan)
+        guard comm.isRoot else { return }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(r), as: UTF8.self))
+            return
+        }
+        print("ddptrain bench: \(r.model), global batch \(r.globalBatch), \(r.ranks) rank(s) × \(plan)")
+        print("cpu: \(r.cpu); kernel: \(r.kernels)")
+        let samples = r.imagesPerSecondSamples.map { String(format: "%.0f", $0) }.joined(separator: " ")
+        print(String(format: "images/s: %.1f (median of %d windows: %@); step %.2f ms; all-reduce %.2f ms/step",
+                     r.imagesPerSecond, r.imagesPerSecondSamples.count, samples, r.stepMs, r.allReduceMs))
+        print("rank 0 layer (ms per step)              forward  backward   GFLOP/s  % of \(Int(r.peakGflops)) GFLOP/s peak")
+        for l in r.layers {
+            let name = l.name.padding(toLength: 36, withPad: " ", startingAt: 0)
+            print("  " + name + String(format: " %8.2f  %8.2f  %8.1f  %5.1f%%", l.forwardMs, l.backwardMs, l.gflops, l.percentOfPeak))
+        }
+        let total = r.layers.reduce(0) { $0 + $1.forwardMs + $1.backwardMs }
+        print(String(format: "  layers total %.2f ms per step (rank 0)", total))
+        print(String(format: "peak memory (rank 0): %.0f MB", r.peakMemoryMB))
+    }
+}
