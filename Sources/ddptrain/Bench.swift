@@ -27,6 +27,8 @@ struct Bench: ParsableCommand {
     var threads: Int?
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
+    @Flag(help: "Benchmark the conv core instead: GEMM 1024³ and each convolution of models S and M at --batch-size.")
+    var kernels = false
 
     func validate() throws {
         if batchSize < 1 || steps < 1 || repeats < 1 || warmup < 0 { throw ValidationError("sizes must be positive") }
@@ -37,6 +39,10 @@ struct Bench: ParsableCommand {
         defer { comm.finish() }
         let plan = ThreadPlan.decide(requested: threads, localRanks: comm.localSize,
                                      launchedByMPI: Communicator.environmentInt("OMPI_COMM_WORLD_SIZE") != nil)
+        if kernels {
+            if comm.isRoot { try printKernelBenchmark(threads: plan) }
+            return
+        }
         var config = BenchmarkConfig()
         config.model = model
         config.globalBatch = batchSize
@@ -71,5 +77,23 @@ struct Bench: ParsableCommand {
         let total = r.layers.reduce(0) { $0 + $1.forwardMs + $1.backwardMs }
         print(String(format: "  layers total %.2f ms per step (rank 0)", total))
         print(String(format: "peak memory (rank 0): %.0f MB", r.peakMemoryMB))
+    }
+}
+
+extension Bench {
+    func printKernelBenchmark(threads plan: ThreadPlan) throws {
+        let rows = runKernelBenchmark(batch: batchSize, threads: plan.threads, repeats: repeats)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+            return
+        }
+        print("ddptrain bench --kernels: batch \(batchSize), \(plan); GFLOP/s, median of \(repeats)")
+        for row in rows {
+            let rates = row.gflops.sorted { $0.key < $1.key }.map { "\($0.key) " + String(format: "%.1f", $0.value) }
+            print("  " + row.name.padding(toLength: 18, withPad: " ", startingAt: 0)
+                  + row.shape.padding(toLength: 40, withPad: " ", startingAt: 0) + rates.joined(separator: "   "))
+        }
     }
 }

@@ -31,7 +31,7 @@ public struct BenchmarkResult: Codable, Sendable {
     public let peakMemoryMB: Double
     public let cpu: String
     public let kernels: String
-    /// FMA peak of the cores this rank computes on, from the CPU's reported clock.
+    /// FMA peak of the cores this rank computes on: one core's measured FMA throughput × threads.
     public let peakGflops: Double
 }
 
@@ -77,7 +77,7 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
     }
     let totalSteps = Double(config.steps * config.repeats)
     let cpu = CPUInfo.current
-    let peak = cpu.fmaPeakGflopsPerCore * Double(threads.threads)
+    let peak = measureFMAPeakGflops() * Double(threads.threads)
     let layers = network.layerSummaries.enumerated().map { l, s in
         let f = Double(profile.forwardNanoseconds[l]) / totalSteps / 1e6
         let b = Double(profile.backwardNanoseconds[l]) / totalSteps / 1e6
@@ -94,8 +94,7 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
         peakMemoryMB: peakResidentMegabytes(), cpu: cpu.summary, kernels: gemmKernelDescription, peakGflops: peak)
 }
 
-/// The CPU as /proc/cpuinfo describes it, and its FMA peak: two 256-bit FMA pipes per core
-/// (Zen3; Zen4 runs AVX-512 on the same width), 8 lanes × 2 flops each, per cycle.
+/// The CPU as /proc/cpuinfo describes it.
 struct CPUInfo {
     let model: String
     let megahertz: Double
@@ -110,7 +109,6 @@ struct CPUInfo {
         return CPUInfo(model: field("model name") ?? "unknown CPU", megahertz: Double(field("cpu MHz") ?? "") ?? 0,
                        avx512: field("flags")?.split(separator: " ").contains("avx512f") ?? false)
     }
-    var fmaPeakGflopsPerCore: Double { megahertz / 1000 * 32 }
     var summary: String { "\(model), \(Int(megahertz)) MHz, AVX-512 \(avx512 ? "present" : "absent")" }
 }
 

@@ -1,0 +1,75 @@
+import ConvCore
+import Dispatch
+
+/// The conv-core micro-benchmark: GEMM at 1024³ and every convolution of models S and M at a
+/// given batch, forward, input gradient and weight gradient, in GFLOP/s (median of repeats).
+public struct KernelBenchmarkRow: Codable, Sendable {
+    public let name: String
+    public let shape: String
+    public let gflops: [String: Double]
+}
+
+public func runKernelBenchmark(batch: Int, threads: Int, repeats: Int) -> [KernelBenchmarkRow] {
+    var rows: [KernelBenchmarkRow] = []
+    func median(_ flops: Double, _ body: () -> Void) -> Double {
+        body()  // warm-up
+        var rates: [Double] = []
+        for _ in 0..<repeats {
+            let start = DispatchTime.now().uptimeNanoseconds
+            body()
+            rates.append(flops / Double(DispatchTime.now().uptimeNanoseconds - start))
+        }
+        return rates.sorted()[rates.count / 2]
+    }
+
+    let n = 1024
+    let a = randomBuffer(n * n), b = randomBuffer(n * n), c = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+    defer { a.deallocate(); b.deallocate(); c.deallocate() }
+    var gemmRates: [String: Double] = [:]
+    for t in Set([1, threads]).sorted() {
+        let pool = WorkerPool(threads: t), scratch = GemmScratch(workers: t)
+        gemmRates["\(t) thread\(t == 1 ? "" : "s")"] = median(2 * Double(n * n * n)) {
+            gemm(m: n, n: n, k: n, a: GemmOperand(a, stride: n), b: GemmOperand(b, stride: n), c: c, ldc: n,
+                 accumulate: false, scratch: scratch, pool: pool)
+        }
+    }
+    rows.append(KernelBenchmarkRow(name: "gemm", shape: "1024x1024x1024", gflops: gemmRates))
+
+    let ws = ConvWorkspace(threads: threads)
+    for spec in [ModelSpec.tfTutorial, ModelSpec.kerasCNN] {
+        for (index, shape) in convolutionShapes(of: spec, batch: batch).enumerated() {
+            ws.reserve(for: shape)
+            let x = randomBuffer(shape.inputCount), w = randomBuffer(shape.weightCount), bias = randomBuffer(shape.outChannels)
+            let y = randomBuffer(shape.outputCount), dx = randomBuffer(shape.inputCount), dw = randomBuffer(shape.weightCount)
+            let db = randomBuffer(shape.outChannels)
+            defer { [x, w, bias, y, dx, dw, db].forEach { $0.deallocate() } }
+            let f = shape.forwardFlops
+            let rates = [
+                "forward": median(f) { conv2DForward(shape, input: x, weights: w, bias: bias, output: y, workspace: ws) },
+                "input gradient": median(f) { conv2DBackwardData(shape, outputGradient: y, weights: w, inputGradient: dx, workspace: ws) },
+                "weight gradient": median(f) {
+                    conv2DBackwardWeights(shape, input: x, outputGradient: y, weightGradient: dw, biasGradient: db, workspace: ws)
+                },
+            ]
+            rows.append(KernelBenchmarkRow(
+                name: "\(spec.name) conv\(index + 1)",
+                shape: "\(shape.height)x\(shape.width)x\(shape.inChannels) → \(shape.outHeight)x\(shape.outWidth)x\(shape.outChannels), k\(shape.kernelHeight) p\(shape.padding)",
+                gflops: rates))
+        }
+    }
+    return rows
+}
+
+func convolutionShapes(of spec: ModelSpec, batch: Int) -> [ConvShape] {
+    LayerPlan(spec).steps.compactMap { step in
+        if case let .conv(shape, _, _) = step { return shape.batched(batch) }
+        return nil
+    }
+}
+
+private func randomBuffer(_ count: Int) -> UnsafeMutablePointer<Float> {
+    let p = UnsafeMutablePointer<Float>.allocate(capacity: count)
+    var rng = KeyedRandom(seed: UInt64(count), stream: .synthetic)
+    for i in 0..<count { p[i] = rng.nextFloat() - 0.5 }
+    return p
+}
