@@ -25,10 +25,11 @@ public struct ConvShape: Sendable, Equatable {
     public var weightCount: Int { patchSize * outChannels }
     public var inputCount: Int { batch * height * width * inChannels }
     public var outputCount: Int { outputPixels * outChannels }
-    /// A 1x1, stride-1, unpadded convolution is a GEMM on the input itself.
-    public var isPointwise: Bool { kernelHeight == 1 && kernelWidth == 1 && stride == 1 && padding == 0 }
-    /// Floats of im2col scratch this shape needs (0 when pointwise).
-    public var columnCount: Int { isPointwise ? 0 : outputPixels * patchSize }
+    /// Floats of a whole-batch im2col matrix.
+    public var columnCount: Int { outputPixels * patchSize }
+    /// For stride 1 with a square kernel the input gradient is itself a convolution (of the
+    /// output gradient with the flipped kernel); otherwise it goes through im2col's adjoint.
+    public var inputGradientIsConvolution: Bool { stride == 1 && kernelHeight == kernelWidth && padding < kernelHeight }
     /// Multiply-adds ×2 of the forward pass.
     public var forwardFlops: Double { 2 * Double(outputPixels) * Double(patchSize) * Double(outChannels) }
 }
@@ -47,8 +48,8 @@ public final class ConvWorkspace: @unchecked Sendable {
     private(set) var zerosCapacity: Int
     private(set) var partials: UnsafeMutablePointer<Float>
     private(set) var partialCapacity: Int
-    /// Floats of im2col scratch a layer may use at once (the weight gradient is summed over
-    /// image groups that fit; 4M floats = 16 MB).
+    /// Floats of im2col scratch a strided layer may use at once (its input gradient is built
+    /// image group by image group; 4M floats = 16 MB).
     public static let columnBudget = 1 << 22
 
     public init(threads: Int) {
@@ -72,7 +73,8 @@ public final class ConvWorkspace: @unchecked Sendable {
             packedWeights = .allocate(capacity: packed)
             packedCapacity = packed
         }
-        let zeroCount = max(shape.inChannels, shape.outChannels)
+        // A zero row as long as any kernel row (of the forward or the flipped convolution).
+        let zeroCount = shape.kernelWidth * max(shape.inChannels, shape.outChannels)
         if zeroCount > zerosCapacity {
             zeros.deallocate()
             zeros = .allocate(capacity: zeroCount)
@@ -87,8 +89,7 @@ public final class ConvWorkspace: @unchecked Sendable {
         }
         // im2col is only needed by the input gradient of strided convolutions.
         let perImage = shape.outHeight * shape.outWidth * shape.patchSize
-        let needed = shape.stride == 1 && shape.kernelHeight == shape.kernelWidth && shape.padding < shape.kernelHeight
-            ? 0 : max(perImage, min(shape.columnCount, ConvWorkspace.columnBudget))
+        let needed = shape.inputGradientIsConvolution ? 0 : max(perImage, min(shape.columnCount, ConvWorkspace.columnBudget))
         if needed > columnCapacity {
             columns.deallocate()
             columns = .allocate(capacity: needed)
@@ -137,7 +138,7 @@ public func conv2DBackwardData(_ s: ConvShape, outputGradient dy: UnsafePointer<
                                inputGradient dx: UnsafeMutablePointer<Float>,
                                workspace ws: ConvWorkspace) {
     let kh = s.kernelHeight, kw = s.kernelWidth, cin = s.inChannels, cout = s.outChannels
-    if s.stride == 1 && kh == kw && s.padding <= kh - 1 {
+    if s.inputGradientIsConvolution {
         let flipped = ConvShape(batch: s.batch, height: s.outHeight, width: s.outWidth, inChannels: cout, outChannels: cin,
                                 kernelHeight: kh, kernelWidth: kw, stride: 1, padding: kh - 1 - s.padding)
         packSlivers(k: kh * kw * cout, n: cin, into: ws.packedWeights) { p, ci in
@@ -149,11 +150,6 @@ public func conv2DBackwardData(_ s: ConvShape, outputGradient dy: UnsafePointer<
         return
     }
     let wT = GemmOperand(w, stride: cout, transposed: true)
-    if s.isPointwise {
-        gemm(m: s.outputPixels, n: cin, k: cout, a: GemmOperand(dy, stride: cout), b: wT,
-             c: dx, ldc: cin, accumulate: false, scratch: ws.gemmScratch, pool: ws.pool)
-        return
-    }
     // Strided: dY·Wᵀ gives every patch's gradient, scattered back image group by image group.
     let perImage = s.outHeight * s.outWidth
     let group = max(1, min(s.batch, ws.columnCapacity / (perImage * s.patchSize)))

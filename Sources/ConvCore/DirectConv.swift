@@ -67,7 +67,32 @@ private func convTile(_ s: ConvShape, _ x: UnsafePointer<Float>, _ w: UnsafePoin
     var c0 = bias, c1 = bias, c2 = bias, c3 = bias, c4 = bias, c5 = bias
     let cin = s.inChannels, h = s.height, wd = s.width
     var bp = w
+    let rowLength = s.kernelWidth * cin
     for ky in 0..<s.kernelHeight {
+        // Where a pixel's whole kernel row lies inside the image, its kx taps are one contiguous
+        // run of kw·cin floats, matching the packed weights' [ky][kx][ci] order: one long loop
+        // instead of kw short ones. Rows in the vertical padding read zeros.
+        var contiguous = true
+        @inline(__always) func run(_ r: Int) -> UnsafePointer<Float> {
+            let iy = rows.y[r] + ky, ix = rows.x[r]
+            if r >= rows.valid || iy < 0 || iy >= h { return zeros }
+            if ix < 0 || ix + s.kernelWidth > wd { contiguous = false; return zeros }
+            return x + ((rows.image[r] * h + iy) * wd + ix) * cin
+        }
+        let r0 = run(0), r1 = run(1), r2 = run(2), r3 = run(3), r4 = run(4), r5 = run(5)
+        if contiguous {
+            for i in 0..<rowLength {
+                let bv = loadVector(bp)
+                c0 = c0.addingProduct(SIMD16(repeating: r0[i]), bv)
+                c1 = c1.addingProduct(SIMD16(repeating: r1[i]), bv)
+                c2 = c2.addingProduct(SIMD16(repeating: r2[i]), bv)
+                c3 = c3.addingProduct(SIMD16(repeating: r3[i]), bv)
+                c4 = c4.addingProduct(SIMD16(repeating: r4[i]), bv)
+                c5 = c5.addingProduct(SIMD16(repeating: r5[i]), bv)
+                bp += 16
+            }
+            continue
+        }
         for kx in 0..<s.kernelWidth {
             @inline(__always) func row(_ r: Int) -> UnsafePointer<Float> {
                 let iy = rows.y[r] + ky, ix = rows.x[r] + kx

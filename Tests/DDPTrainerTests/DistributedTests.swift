@@ -33,6 +33,18 @@ import Testing
         }
     }
 
+    @Test("each rank runs its share of the node's cores; a lone rank is not left on mpirun's one-core binding")
+    func threadSizing() throws {
+        let data = try CLI.makeData()
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        for (ranks, threads) in [(1, cores), (2, max(1, cores / 2)), (4, max(1, cores / 4))] {
+            let r = try CLI.run([CLI.launcher, "-n", "\(ranks)", CLI.binary, "--data", data, "--run-dir", CLI.temporaryDirectory(),
+                                 "--max-steps", "1", "--batch-size", "8"])
+            #expect(r.status == 0, "\(r.output)")
+            #expect(r.output.contains("\(ranks) rank\(ranks == 1 ? "" : "s") × \(threads) thread"), "\(ranks) ranks:\n\(r.output)")
+        }
+    }
+
     @Test("a global batch not divisible by the world size is refused with a clear message")
     func indivisibleBatch() throws {
         let data = try CLI.makeData()
