@@ -61,6 +61,12 @@ struct Train: ParsableCommand {
     @Option(help: "Number of checkpoints to keep in the run directory.")
     var keep = 3
 
+    @Option(help: "Compare the replicas' parameter checksums every N global steps (0: only at start, resume and end).")
+    var verifyEvery = 1000
+
+    @Option(help: "Seconds a collective may take before the job is ended with a message (0: wait forever).")
+    var collectiveTimeout = 300.0
+
     @Option(help: "auto: continue from the run directory's latest valid checkpoint, if any; none: start over; or a checkpoint path.")
     var resume = "auto"
 
@@ -71,11 +77,14 @@ struct Train: ParsableCommand {
         if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
         if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must not be negative") }
         if keep < 1 { throw ValidationError("--keep must be at least 1") }
+        if verifyEvery < 0 { throw ValidationError("--verify-every must not be negative") }
+        if !(collectiveTimeout >= 0) { throw ValidationError("--collective-timeout must not be negative") }
     }
 
     func run() throws {
         let comm = Communicator()
         defer { comm.finish() }
+        comm.setCollectiveTimeout(collectiveTimeout)
         let threadPlan = ThreadPlan.decide(requested: threads, localRanks: comm.localSize,
                                            launchedByMPI: Communicator.environmentInt("OMPI_COMM_WORLD_SIZE") != nil)
         let setup = try comm.agreeOnSetup(Result { try TrainingSetup(config: makeConfig(), rank: comm.rank, worldSize: comm.size) })
@@ -97,6 +106,8 @@ struct Train: ParsableCommand {
         config.threads = threads
         config.checkpointEvery = checkpointEvery
         config.keep = keep
+        config.verifyEvery = verifyEvery
+        config.collectiveTimeout = collectiveTimeout
         switch resume {
         case "auto": config.resume = .auto
         case "none": config.resume = .none

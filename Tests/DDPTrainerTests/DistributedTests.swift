@@ -45,6 +45,24 @@ import Testing
         }
     }
 
+    @Test("a stalled rank (SIGSTOP) ends the whole job after --collective-timeout, with a message naming the wait")
+    func stalledRank() throws {
+        let data = try CLI.makeData()
+        let dir = CLI.temporaryDirectory()
+        let (process, log) = try CLI.start([CLI.launcher, "-n", "2", CLI.binary, "--data", data, "--run-dir", dir,
+                                            "--batch-size", "8", "--epochs", "1000", "--collective-timeout", "3"])
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline && !FileManager.default.fileExists(atPath: dir + "/latest") { Thread.sleep(forTimeInterval: 0.02) }
+        let ranks = CLI.rankPIDs(marker: dir)
+        try #require(ranks.count == 2, "expected 2 rank processes, found \(ranks)")
+        kill(ranks.last!, SIGSTOP)
+        let outcome = CLI.finish(process, log: log, started: Date(), timeout: 60)
+        for pid in CLI.rankPIDs(marker: dir) { kill(pid, SIGKILL) }
+        #expect(outcome.status != 0)
+        #expect(outcome.seconds < 20, "took \(outcome.seconds) s")
+        #expect(outcome.output.contains("has not completed after"), "\(outcome.output)")
+    }
+
     @Test("a global batch not divisible by the world size is refused with a clear message")
     func indivisibleBatch() throws {
         let data = try CLI.makeData()

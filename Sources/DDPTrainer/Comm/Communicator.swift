@@ -11,6 +11,25 @@ public final class Communicator {
     public var isRoot: Bool { rank == 0 }
 
     private let world: MPI_Comm
+    private var watchdog: CollectiveWatchdog?
+
+    /// The global step in progress, named by the watchdog's message if a collective hangs.
+    public var step: Int {
+        get { watchdog?.step ?? 0 }
+        set { watchdog?.step = newValue }
+    }
+
+    /// Every collective that lasts longer than `seconds` ends the job with a message (0: never).
+    public func setCollectiveTimeout(_ seconds: Double) {
+        watchdog = seconds > 0 ? CollectiveWatchdog(timeout: seconds, rank: rank) : nil
+    }
+
+    @inline(__always)
+    private func watched<T>(_ collective: CollectiveWatchdog.Collective, bytes: Int = 0, _ body: () -> T) -> T {
+        watchdog?.begin(collective, bytes: bytes)
+        defer { watchdog?.end() }
+        return body()
+    }
 
     public init() {
         var provided: Int32 = 0
@@ -33,8 +52,11 @@ public final class Communicator {
 
     /// Copies rank 0's `count` floats into every other rank's buffer.
     public func broadcast(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
-        forEachMessage(count) { offset, n in
-            MPI_Bcast(buffer + offset, n, ddp_float(), 0, world)
+        if size == 1 { return }
+        watched(.broadcast, bytes: 4 * count) {
+            forEachMessage(count) { offset, n in
+                MPI_Bcast(buffer + offset, n, ddp_float(), 0, world)
+            }
         }
     }
 
@@ -42,15 +64,17 @@ public final class Communicator {
     public func broadcast(_ values: [Double]) -> [Double] {
         if size == 1 { return values }
         var v = values
-        MPI_Bcast(&v, Int32(v.count), ddp_double(), 0, world)
+        watched(.broadcast) { _ = MPI_Bcast(&v, Int32(v.count), ddp_double(), 0, world) }
         return v
     }
 
     /// In-place element-wise sum across ranks.
     public func allReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) {
         if size == 1 { return }
-        forEachMessage(count) { offset, n in
-            MPI_Allreduce(ddp_in_place(), buffer + offset, n, ddp_float(), ddp_sum(), world)
+        watched(.gradientAllReduce, bytes: 4 * count) {
+            forEachMessage(count) { offset, n in
+                MPI_Allreduce(ddp_in_place(), buffer + offset, n, ddp_float(), ddp_sum(), world)
+            }
         }
     }
 
@@ -58,7 +82,7 @@ public final class Communicator {
     public func allReduceSum(_ values: [Double]) -> [Double] {
         if size == 1 { return values }
         var v = values
-        MPI_Allreduce(ddp_in_place(), &v, Int32(v.count), ddp_double(), ddp_sum(), world)
+        watched(.statisticsAllReduce) { _ = MPI_Allreduce(ddp_in_place(), &v, Int32(v.count), ddp_double(), ddp_sum(), world) }
         return v
     }
 
@@ -66,12 +90,14 @@ public final class Communicator {
     public func allReduceRange(_ value: Int64) -> (min: Int64, max: Int64) {
         if size == 1 { return (value, value) }
         var lo = value, hi = value
-        MPI_Allreduce(ddp_in_place(), &lo, 1, ddp_int64(), ddp_min(), world)
-        MPI_Allreduce(ddp_in_place(), &hi, 1, ddp_int64(), ddp_max(), world)
+        watched(.replicaCheck) {
+            MPI_Allreduce(ddp_in_place(), &lo, 1, ddp_int64(), ddp_min(), world)
+            MPI_Allreduce(ddp_in_place(), &hi, 1, ddp_int64(), ddp_max(), world)
+        }
         return (lo, hi)
     }
 
-    public func barrier() { MPI_Barrier(world) }
+    public func barrier() { watched(.barrier) { _ = MPI_Barrier(world) } }
 
     /// Collective: succeeds only if `local` succeeded on every rank. The error is printed once —
     /// by rank 0 when it failed too (every rank then failed alike), else by each failing rank —

@@ -199,6 +199,7 @@ public final class Trainer {
                     log.say("stopped at --max-steps \(limit); run again without it to continue")
                     return
                 }
+                comm.step = progress.globalStep
                 let result = trainStep(step: progress.stepInEpoch, epoch: epoch, permutation: permutation)
                 progress.lossSum += result.lossSum
                 progress.correct += Double(result.correct)
@@ -207,6 +208,9 @@ public final class Trainer {
                 progress.globalStep += 1
                 progress.optimizerSteps = optimizer.steps
                 stepsRun += 1
+                if config.verifyEvery > 0 && progress.globalStep % config.verifyEvery == 0 {
+                    try verifyReplicas(when: "at global step \(progress.globalStep)", quiet: true)
+                }
                 if config.checkpointEvery > 0 && progress.globalStep % config.checkpointEvery == 0
                     && progress.stepInEpoch < stepsPerEpoch {
                     try saveCheckpoint()
@@ -289,12 +293,13 @@ public final class Trainer {
     }
 
     /// Every replica must hold the same parameters; a cheap hash compared across ranks proves it.
-    func verifyReplicas(when: String) throws {
+    func verifyReplicas(when: String, quiet: Bool = false) throws {
         let hash = parameterChecksum(network.parameters, count: network.parameterCount)
         let range = comm.allReduceRange(Int64(bitPattern: hash))
         guard range.min == range.max else {
             throw UsageError("replicas differ \(when): parameter checksums range from \(range.min) to \(range.max)")
         }
+        if quiet { return }
         log.say("replicas identical \(when) (parameter checksum \(String(UInt64(bitPattern: range.min), radix: 16)))")
     }
 

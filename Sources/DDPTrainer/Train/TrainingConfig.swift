@@ -17,6 +17,11 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     /// Checkpoints kept in the run directory; older ones are deleted.
     public var keep = 3
     public var resume = ResumeMode.auto
+    /// Compare the replicas' parameter checksums every this many global steps (0: only at
+    /// start, after resume and at the end).
+    public var verifyEvery = 1000
+    /// A collective that has not completed after this many seconds ends the job (0: wait forever).
+    public var collectiveTimeout = 300.0
 
     /// Settings a resumed run must share with the checkpoint it continues: they define the
     /// trajectory. Epochs, step limits, threads, world size and paths may change.
@@ -40,6 +45,26 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public init(dataDirectory: String, runDirectory: String) {
         self.dataDirectory = dataDirectory
         self.runDirectory = runDirectory
+    }
+
+    /// Keys missing from an older checkpoint's configuration take today's defaults.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(dataDirectory: try c.decode(String.self, forKey: .dataDirectory),
+                  runDirectory: try c.decode(String.self, forKey: .runDirectory))
+        model = try c.decode(String.self, forKey: .model)
+        globalBatch = try c.decode(Int.self, forKey: .globalBatch)
+        optimizer = try c.decode(OptimizerConfig.self, forKey: .optimizer)
+        seed = try c.decode(UInt64.self, forKey: .seed)
+        augment = try c.decode(Bool.self, forKey: .augment)
+        epochs = try c.decodeIfPresent(Int.self, forKey: .epochs) ?? epochs
+        maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps)
+        threads = try c.decodeIfPresent(Int.self, forKey: .threads)
+        checkpointEvery = try c.decodeIfPresent(Int.self, forKey: .checkpointEvery) ?? checkpointEvery
+        keep = try c.decodeIfPresent(Int.self, forKey: .keep) ?? keep
+        resume = try c.decodeIfPresent(ResumeMode.self, forKey: .resume) ?? resume
+        verifyEvery = try c.decodeIfPresent(Int.self, forKey: .verifyEvery) ?? verifyEvery
+        collectiveTimeout = try c.decodeIfPresent(Double.self, forKey: .collectiveTimeout) ?? collectiveTimeout
     }
 }
 
