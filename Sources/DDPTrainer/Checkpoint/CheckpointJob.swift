@@ -1,0 +1,18 @@
+import Foundation
+
+/// What the background writer needs to serialise one checkpoint; it reads only the snapshot.
+struct CheckpointJob: @unchecked Sendable {
+    let spec: ModelSpec
+    let tensors: [ParameterTensor]
+    let snapshot: UnsafeMutablePointer<Float>
+    let parameterCount: Int
+    let progress: TrainingProgress
+    let config: TrainingConfig
+    let worldSize: Int
+    let dataFingerprint: String
+
+    func encode() throws -> Data {
+        try Checkpoint.encode(spec: spec, tensors: tensors, parameters: snapshot, optimizerState: snapshot + parameterCount,
+                              progress: progress, config: config, worldSize: worldSize, dataFingerprint: dataFingerprint)
+    }
+}
