@@ -17,8 +17,12 @@ let package = Package(
         // Open MPI's handles are macros over incomplete globals; this shim is the only C.
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev"])]),
+        // The convolution register tiles, compiled for AVX2+FMA and (same source) for AVX-512;
+        // ConvCore chooses at start-up, so one binary runs on both kinds of machine.
+        .target(name: "ConvKernels", swiftSettings: simd),
+        .target(name: "ConvKernelsAVX512", swiftSettings: [.unsafeFlags(["-Xcc", "-march=x86-64-v4"])]),
         // Numerics over raw buffers: no MPI, no files, no CLI.
-        .target(name: "ConvCore", swiftSettings: simd),
+        .target(name: "ConvCore", dependencies: ["ConvKernels", "ConvKernelsAVX512"], swiftSettings: simd),
         // The CIFAR-10 binary format, sharding and augmentation.
         .target(name: "CIFAR10", dependencies: ["ConvCore"], swiftSettings: simd),
         // Models, optimizers, the communicator and the training loop.

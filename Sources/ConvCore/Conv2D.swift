@@ -40,6 +40,8 @@ public struct ConvShape: Sendable, Equatable {
 public final class ConvWorkspace: @unchecked Sendable {
     public let pool: WorkerPool
     public let gemmScratch: GemmScratch
+    /// The compiled convolution kernels this workspace runs.
+    public let kernels: ConvKernelSet
     public private(set) var columns: UnsafeMutablePointer<Float>
     public private(set) var columnCapacity: Int
     private(set) var packedWeights: UnsafeMutablePointer<Float>
@@ -52,7 +54,9 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// image group by image group; 4M floats = 16 MB).
     public static let columnBudget = 1 << 22
 
-    public init(threads: Int) {
+    public init(threads: Int, kernels: ConvKernelSet = .best) {
+        precondition(kernels == .avx2 || ConvKernelSet.cpuSupportsAVX512, "this CPU cannot run the AVX-512 kernels")
+        self.kernels = kernels
         pool = WorkerPool(threads: threads)
         gemmScratch = GemmScratch(workers: threads)
         (columnCapacity, packedCapacity, zerosCapacity, partialCapacity) = (1, 1, 1, 1)
@@ -65,9 +69,9 @@ public final class ConvWorkspace: @unchecked Sendable {
 
     /// Grows every buffer to what `shape` needs; called while a network is built, never during a step.
     public func reserve(for shape: ConvShape) {
-        let roundUp16 = { (n: Int) in (n + 15) / 16 * 16 }
+        let roundUpSliver = { (n: Int) in (n + 31) / 32 * 32 }  // the widest sliver of any kernel set
         let taps = shape.kernelHeight * shape.kernelWidth
-        let packed = max(shape.patchSize * roundUp16(shape.outChannels), taps * shape.outChannels * roundUp16(shape.inChannels))
+        let packed = max(shape.patchSize * roundUpSliver(shape.outChannels), taps * shape.outChannels * roundUpSliver(shape.inChannels))
         if packed > packedCapacity {
             packedWeights.deallocate()
             packedWeights = .allocate(capacity: packed)
@@ -110,8 +114,8 @@ public func conv2DForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights
                           bias: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
                           workspace ws: ConvWorkspace) {
     let cout = s.outChannels
-    packSlivers(k: s.patchSize, n: cout, into: ws.packedWeights) { p, j in w[p * cout + j] }
-    convolveDirect(s, input: x, packedWeights: ws.packedWeights, bias: bias, output: y, zeros: ws.zeros, pool: ws.pool)
+    packConvWeights(ws.kernels, k: s.patchSize, n: cout, into: ws.packedWeights) { p, j in w[p * cout + j] }
+    convolveDirect(ws.kernels, s, input: x, packedWeights: ws.packedWeights, bias: bias, output: y, zeros: ws.zeros, pool: ws.pool)
 }
 
 /// dW = patchesᵀ·dY and dBias = Σ dY over pixels (both overwritten).
@@ -121,7 +125,7 @@ public func conv2DBackwardWeights(_ s: ConvShape, input x: UnsafePointer<Float>,
                                   biasGradient db: UnsafeMutablePointer<Float>,
                                   workspace ws: ConvWorkspace) {
     precondition(ws.partialCapacity >= partialGradientCount(s), "conv workspace too small for \(s)")
-    convolutionWeightGradientDirect(s, input: x, outputGradient: dy, weightGradient: dw, partials: ws.partials, pool: ws.pool)
+    convolutionWeightGradientDirect(ws.kernels, s, input: x, outputGradient: dy, weightGradient: dw, partials: ws.partials, pool: ws.pool)
     sumRows(dy, rows: s.outputPixels, columns: s.outChannels, into: db)
 }
 
@@ -141,12 +145,12 @@ public func conv2DBackwardData(_ s: ConvShape, outputGradient dy: UnsafePointer<
     if s.inputGradientIsConvolution {
         let flipped = ConvShape(batch: s.batch, height: s.outHeight, width: s.outWidth, inChannels: cout, outChannels: cin,
                                 kernelHeight: kh, kernelWidth: kw, stride: 1, padding: kh - 1 - s.padding)
-        packSlivers(k: kh * kw * cout, n: cin, into: ws.packedWeights) { p, ci in
+        packConvWeights(ws.kernels, k: kh * kw * cout, n: cin, into: ws.packedWeights) { p, ci in
             let tap = p / cout, co = p % cout
             let ky = kh - 1 - tap / kw, kx = kw - 1 - tap % kw
             return w[((ky * kw + kx) * cin + ci) * cout + co]
         }
-        convolveDirect(flipped, input: dy, packedWeights: ws.packedWeights, bias: nil, output: dx, zeros: ws.zeros, pool: ws.pool)
+        convolveDirect(ws.kernels, flipped, input: dy, packedWeights: ws.packedWeights, bias: nil, output: dx, zeros: ws.zeros, pool: ws.pool)
         return
     }
     let wT = GemmOperand(w, stride: cout, transposed: true)

@@ -1,26 +1,12 @@
-import Dispatch
+import ConvKernels
+import ConvKernelsAVX512
 
-/// Measured single-core FMA throughput in GFLOP/s: 12 independent SIMD16 accumulators (24
-/// registers' worth), which keeps both FMA pipes busy whatever the vector width. Reported by
-/// `bench` as the peak that layer GFLOP/s are compared with (the nominal clock in
-/// /proc/cpuinfo is not the one cores boost to).
-public func measureFMAPeakGflops(iterations: Int = 20_000_000) -> Double {
-    var acc = (0..<12).map { SIMD16<Float>(repeating: Float($0) * 1e-3) }
-    let m = SIMD16<Float>(repeating: 0.999_999), a = SIMD16<Float>(repeating: 1e-7)
-    let start = DispatchTime.now().uptimeNanoseconds
-    acc.withUnsafeMutableBufferPointer { r in
-        var c0 = r[0], c1 = r[1], c2 = r[2], c3 = r[3], c4 = r[4], c5 = r[5]
-        var c6 = r[6], c7 = r[7], c8 = r[8], c9 = r[9], c10 = r[10], c11 = r[11]
-        for _ in 0..<(iterations / 12) {
-            c0 = c0.addingProduct(a, m); c1 = c1.addingProduct(a, m); c2 = c2.addingProduct(a, m)
-            c3 = c3.addingProduct(a, m); c4 = c4.addingProduct(a, m); c5 = c5.addingProduct(a, m)
-            c6 = c6.addingProduct(a, m); c7 = c7.addingProduct(a, m); c8 = c8.addingProduct(a, m)
-            c9 = c9.addingProduct(a, m); c10 = c10.addingProduct(a, m); c11 = c11.addingProduct(a, m)
+extension ConvKernelSet {
+    /// One core's measured FMA throughput, in GFLOP/s, with these kernels' vector width.
+    public func measuredPeakGflopsPerCore() -> Double {
+        switch self {
+        case .avx2: return ConvKernels.measureFMAPeakGflops()
+        case .avx512: return ConvKernelsAVX512.measureFMAPeakGflops()
         }
-        r[0] = c0; r[1] = c1; r[2] = c2; r[3] = c3; r[4] = c4; r[5] = c5
-        r[6] = c6; r[7] = c7; r[8] = c8; r[9] = c9; r[10] = c10; r[11] = c11
     }
-    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-    let sink = acc.reduce(SIMD16<Float>(), +).sum()
-    return sink.isNaN ? 0 : Double(iterations / 12 * 12) * 16 * 2 / seconds / 1e9
 }

@@ -214,5 +214,5 @@ private func kernelEdge(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer
     }
 }
 
-/// Which micro-kernel runs, for reports.
-public let gemmKernelDescription = "6x16 FMA tile on SIMD16 (2 × 256-bit AVX2 registers per row)"
+/// The GEMM's micro-kernel (dense layers, strided input gradients), for reports.
+public let gemmKernelDescription = "GEMM 6x16 AVX2+FMA tile"

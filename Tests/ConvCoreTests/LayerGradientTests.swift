@@ -83,6 +83,26 @@ import Testing
         #expect(finiteDifferenceError(b, analytic: db) { weightedSum(naiveConv(s, x, w, $0), r) } < 1e-2)
     }
 
+    @Test("the AVX2 and AVX-512 kernels give bitwise-identical convolutions (needs an AVX-512 CPU)",
+          .enabled(if: ConvKernelSet.cpuSupportsAVX512), arguments: convShapes)
+    func kernelSetsAgree(s: ConvShape) throws {
+        let x = randomArray(s.inputCount, seed: 1), w = randomArray(s.weightCount, seed: 2), b = randomArray(s.outChannels, seed: 3)
+        let r = randomArray(s.outputCount, seed: 4)
+        func run(_ kernels: ConvKernelSet) -> [UInt32] {
+            let ws = ConvWorkspace(threads: 2, kernels: kernels)
+            ws.reserve(for: s)
+            var y = [Float](repeating: 0, count: s.outputCount), dx = [Float](repeating: 0, count: s.inputCount)
+            var dw = [Float](repeating: 0, count: s.weightCount), db = [Float](repeating: 0, count: s.outChannels)
+            y.withUnsafeMutableBufferPointer { conv2DForward(s, input: x, weights: w, bias: b, output: $0.baseAddress!, workspace: ws) }
+            dx.withUnsafeMutableBufferPointer { conv2DBackwardData(s, outputGradient: r, weights: w, inputGradient: $0.baseAddress!, workspace: ws) }
+            dw.withUnsafeMutableBufferPointer { dwp in db.withUnsafeMutableBufferPointer { dbp in
+                conv2DBackwardWeights(s, input: x, outputGradient: r, weightGradient: dwp.baseAddress!, biasGradient: dbp.baseAddress!, workspace: ws)
+            } }
+            return (y + dx + dw + db).map(\.bitPattern)
+        }
+        #expect(run(.avx2) == run(.avx512))
+    }
+
     // MARK: Pooling, activation, dense, loss
 
     @Test("max pooling forward picks window maxima and backward matches finite differences",

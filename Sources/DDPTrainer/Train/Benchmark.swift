@@ -31,7 +31,7 @@ public struct BenchmarkResult: Codable, Sendable {
     public let peakMemoryMB: Double
     public let cpu: String
     public let kernels: String
-    /// FMA peak of the cores this rank computes on: one core's measured FMA throughput × threads.
+    /// FMA peak of the cores this rank computes on: one core's measured FMA throughput (at the kernels' vector width) × threads.
     public let peakGflops: Double
 }
 
@@ -77,7 +77,7 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
     }
     let totalSteps = Double(config.steps * config.repeats)
     let cpu = CPUInfo.current
-    let peak = measureFMAPeakGflops() * Double(threads.threads)
+    let peak = network.workspace.kernels.measuredPeakGflopsPerCore() * Double(threads.threads)
     let layers = network.layerSummaries.enumerated().map { l, s in
         let f = Double(profile.forwardNanoseconds[l]) / totalSteps / 1e6
         let b = Double(profile.backwardNanoseconds[l]) / totalSteps / 1e6
@@ -91,7 +91,7 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
         model: spec.name, ranks: comm.size, threadsPerRank: threads.threads, globalBatch: config.globalBatch,
         imagesPerSecond: median, imagesPerSecondSamples: samples, stepMs: 1000 * Double(config.globalBatch) / median,
         allReduceMs: Double(allReduceNanoseconds) / totalSteps / 1e6, layers: layers,
-        peakMemoryMB: peakResidentMegabytes(), cpu: cpu.summary, kernels: gemmKernelDescription, peakGflops: peak)
+        peakMemoryMB: peakResidentMegabytes(), cpu: cpu.summary, kernels: "convolution: \(network.workspace.kernels.description); \(gemmKernelDescription)", peakGflops: peak)
 }
 
 /// The CPU as /proc/cpuinfo describes it.

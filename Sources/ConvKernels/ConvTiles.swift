@@ -1,0 +1,267 @@
+/// The convolution micro-kernels, compiled twice: into `ConvKernels` for AVX2+FMA and into
+/// `ConvKernelsAVX512` (this same file, symlinked) for AVX-512. Each module's `TileWidth.swift`
+/// sets `vectorsPerRow`: a register tile is 6 output pixels × `vectorsPerRow` SIMD16 vectors,
+/// that is 12 ymm accumulators (6x16) with AVX2 or 12 zmm accumulators (6x32) with AVX-512.
+/// ConvCore picks the module at start-up from the CPU's features.
+///
+/// Y[pixel, co] = bias[co] + Σ_tap Σ_ci X[pixel shifted by tap, ci] · W[tap, ci, co]: the GEMM's A
+/// rows are never materialised; each tile reads its 6 pixels' input channels straight from the
+/// NHWC image, or from a zero row where a tap falls into padding.
+
+/// Output channels per packed weight sliver and per tile.
+public let sliverWidth = 16 * vectorsPerRow
+
+/// A convolution's geometry, in plain integers (the kernels know no ConvCore types).
+public struct ConvGeometry {
+    public let batch: Int, height: Int, width: Int, inChannels: Int, outChannels: Int
+    public let kernelHeight: Int, kernelWidth: Int, stride: Int, padding: Int
+    public let outHeight: Int, outWidth: Int
+    public init(batch: Int, height: Int, width: Int, inChannels: Int, outChannels: Int,
+                kernelHeight: Int, kernelWidth: Int, stride: Int, padding: Int) {
+        self.batch = batch; self.height = height; self.width = width
+        self.inChannels = inChannels; self.outChannels = outChannels
+        self.kernelHeight = kernelHeight; self.kernelWidth = kernelWidth; self.stride = stride; self.padding = padding
+        outHeight = (height + 2 * padding - kernelHeight) / stride + 1
+        outWidth = (width + 2 * padding - kernelWidth) / stride + 1
+    }
+}
+
+@inline(__always) func load(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+}
+@inline(__always) func store(_ p: UnsafeMutablePointer<Float>, _ v: SIMD16<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
+}
+
+/// Packs a K×N matrix (given element-wise) into slivers [sliver][K][sliverWidth], zero-padded.
+public func packWeightSlivers(k: Int, n: Int, into dst: UnsafeMutablePointer<Float>,
+                              _ element: (_ row: Int, _ column: Int) -> Float) {
+    let slivers = (n + sliverWidth - 1) / sliverWidth
+    for s in 0..<slivers {
+        let out = dst + s * k * sliverWidth
+        for p in 0..<k {
+            for q in 0..<sliverWidth {
+                let j = s * sliverWidth + q
+                out[p * sliverWidth + q] = j < n ? element(p, j) : 0
+            }
+        }
+    }
+}
+
+/// The 12 accumulators of a tile: rows 0–5, low and (AVX-512) high 16 columns.
+struct Accumulators {
+    var l0 = SIMD16<Float>(), l1 = SIMD16<Float>(), l2 = SIMD16<Float>()
+    var l3 = SIMD16<Float>(), l4 = SIMD16<Float>(), l5 = SIMD16<Float>()
+    var h0 = SIMD16<Float>(), h1 = SIMD16<Float>(), h2 = SIMD16<Float>()
+    var h3 = SIMD16<Float>(), h4 = SIMD16<Float>(), h5 = SIMD16<Float>()
+
+    /// Adds a[r] · b to row r for each of the 6 rows; b is `vectorsPerRow` vectors at `bp`.
+    @inline(__always)
+    mutating func add(_ a0: Float, _ a1: Float, _ a2: Float, _ a3: Float, _ a4: Float, _ a5: Float,
+                      _ bp: UnsafePointer<Float>) {
+        let b0 = load(bp)
+        l0 = l0.addingProduct(SIMD16(repeating: a0), b0); l1 = l1.addingProduct(SIMD16(repeating: a1), b0)
+        l2 = l2.addingProduct(SIMD16(repeating: a2), b0); l3 = l3.addingProduct(SIMD16(repeating: a3), b0)
+        l4 = l4.addingProduct(SIMD16(repeating: a4), b0); l5 = l5.addingProduct(SIMD16(repeating: a5), b0)
+        if vectorsPerRow == 2 {
+            let b1 = load(bp + 16)
+            h0 = h0.addingProduct(SIMD16(repeating: a0), b1); h1 = h1.addingProduct(SIMD16(repeating: a1), b1)
+            h2 = h2.addingProduct(SIMD16(repeating: a2), b1); h3 = h3.addingProduct(SIMD16(repeating: a3), b1)
+            h4 = h4.addingProduct(SIMD16(repeating: a4), b1); h5 = h5.addingProduct(SIMD16(repeating: a5), b1)
+        }
+    }
+
+    /// Writes the first `rows` rows and `columns` columns of the tile (row stride `ldc`).
+    @inline(__always)
+    func write(to out: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, columns: Int) {
+        if rows == 6 && columns == sliverWidth {
+            store(out, l0); store(out + ldc, l1); store(out + 2 * ldc, l2)
+            store(out + 3 * ldc, l3); store(out + 4 * ldc, l4); store(out + 5 * ldc, l5)
+            if vectorsPerRow == 2 {
+                store(out + 16, h0); store(out + ldc + 16, h1); store(out + 2 * ldc + 16, h2)
+                store(out + 3 * ldc + 16, h3); store(out + 4 * ldc + 16, h4); store(out + 5 * ldc + 16, h5)
+            }
+            return
+        }
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 12) { tile in
+            let t = tile.baseAddress!
+            t[0] = l0; t[1] = l1; t[2] = l2; t[3] = l3; t[4] = l4; t[5] = l5
+            t[6] = h0; t[7] = h1; t[8] = h2; t[9] = h3; t[10] = h4; t[11] = h5
+            for r in 0..<rows {
+                for q in 0..<columns { out[r * ldc + q] = q < 16 ? t[r][q] : t[6 + r][q - 16] }
+            }
+        }
+    }
+}
+
+/// Output pixels first..<last for one sliver of output channels.
+public func convolveRows(_ g: ConvGeometry, input x: UnsafePointer<Float>, packedWeights w: UnsafePointer<Float>,
+                         bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
+                         zeros: UnsafePointer<Float>, first: Int, last: Int, sliver: Int) {
+    let oh = g.outHeight, ow = g.outWidth, cout = g.outChannels, cin = g.inChannels
+    let k = g.kernelHeight * g.kernelWidth * cin
+    let columns = min(sliverWidth, cout - sliver * sliverWidth)
+    var initial = Accumulators()
+    if let bias {
+        for q in 0..<columns {
+            if q < 16 { initial.l0[q] = bias[sliver * sliverWidth + q] } else { initial.h0[q - 16] = bias[sliver * sliverWidth + q] }
+        }
+        (initial.l1, initial.l2, initial.l3, initial.l4, initial.l5) = (initial.l0, initial.l0, initial.l0, initial.l0, initial.l0)
+        (initial.h1, initial.h2, initial.h3, initial.h4, initial.h5) = (initial.h0, initial.h0, initial.h0, initial.h0, initial.h0)
+    }
+    let wSliver = w + sliver * k * sliverWidth
+    let rowLength = g.kernelWidth * cin
+    var p0 = first
+    while p0 < last {
+        let valid = min(6, last - p0)
+        var image = SIMD8<Int>(), top = SIMD8<Int>(), left = SIMD8<Int>()
+        for r in 0..<valid {
+            let p = p0 + r
+            image[r] = p / (oh * ow)
+            let rem = p % (oh * ow)
+            top[r] = (rem / ow) * g.stride - g.padding
+            left[r] = (rem % ow) * g.stride - g.padding
+        }
+        var acc = initial
+        var bp = UnsafePointer(wSliver)
+        for ky in 0..<g.kernelHeight {
+            // Where a pixel's whole kernel row lies inside the image, its kx taps are one
+            // contiguous run of kw·cin floats, in the packed weights' [ky][kx][ci] order.
+            var contiguous = true
+            @inline(__always) func run(_ r: Int) -> UnsafePointer<Float> {
+                let iy = top[r] + ky, ix = left[r]
+                if r >= valid || iy < 0 || iy >= g.height { return zeros }
+                if ix < 0 || ix + g.kernelWidth > g.width { contiguous = false; return zeros }
+                return x + ((image[r] * g.height + iy) * g.width + ix) * cin
+            }
+            let r0 = run(0), r1 = run(1), r2 = run(2), r3 = run(3), r4 = run(4), r5 = run(5)
+            if contiguous {
+                for i in 0..<rowLength {
+                    acc.add(r0[i], r1[i], r2[i], r3[i], r4[i], r5[i], bp)
+                    bp += sliverWidth
+                }
+                continue
+            }
+            for kx in 0..<g.kernelWidth {
+                @inline(__always) func tap(_ r: Int) -> UnsafePointer<Float> {
+                    let iy = top[r] + ky, ix = left[r] + kx
+                    if r >= valid || iy < 0 || iy >= g.height || ix < 0 || ix >= g.width { return zeros }
+                    return x + ((image[r] * g.height + iy) * g.width + ix) * cin
+                }
+                let a0 = tap(0), a1 = tap(1), a2 = tap(2), a3 = tap(3), a4 = tap(4), a5 = tap(5)
+                for ci in 0..<cin {
+                    acc.add(a0[ci], a1[ci], a2[ci], a3[ci], a4[ci], a5[ci], bp)
+                    bp += sliverWidth
+                }
+            }
+        }
+        acc.write(to: y + p0 * cout + sliver * sliverWidth, ldc: cout, rows: valid, columns: columns)
+        p0 += 6
+    }
+}
+
+/// One image group's weight gradient, dW[tap][ci][co] = Σ_pixels X[pixel shifted by tap, ci] ·
+/// dY[pixel, co], for every tile (6 input channels of one tap × one sliver), into `out`.
+public func weightGradientGroup(_ g: ConvGeometry, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
+                                images: Range<Int>, into out: UnsafeMutablePointer<Float>) {
+    let cin = g.inChannels, cout = g.outChannels
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: sliverWidth) { scratch in
+        for tap in 0..<(g.kernelHeight * g.kernelWidth) {
+            for ci0 in stride(from: 0, to: cin, by: 6) {
+                for co0 in stride(from: 0, to: cout, by: sliverWidth) {
+                    weightGradientTile(g, x, dy, images: images, ky: tap / g.kernelWidth, kx: tap % g.kernelWidth,
+                                       ci0: ci0, rows: min(6, cin - ci0), co0: co0, columns: min(sliverWidth, cout - co0),
+                                       out: out + (tap * cin + ci0) * cout + co0, padded: scratch.baseAddress!)
+                }
+            }
+        }
+    }
+}
+
+@inline(__always)
+private func weightGradientTile(_ g: ConvGeometry, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                images: Range<Int>, ky: Int, kx: Int, ci0: Int, rows: Int, co0: Int, columns: Int,
+                                out: UnsafeMutablePointer<Float>, padded: UnsafeMutablePointer<Float>) {
+    let cin = g.inChannels, cout = g.outChannels, oh = g.outHeight, ow = g.outWidth
+    // Output columns whose tap lands inside the image: ox in oxLow..<oxHigh.
+    var oxLow = 0
+    while oxLow < ow && oxLow * g.stride - g.padding + kx < 0 { oxLow += 1 }
+    var oxHigh = ow
+    while oxHigh > oxLow && (oxHigh - 1) * g.stride - g.padding + kx >= g.width { oxHigh -= 1 }
+    /// Calls body(a, b) for every pixel whose tap lands inside the image: a points at its 6
+    /// input channels ci0..., b at its output gradients co0....
+    @inline(__always) func forEachPixel(_ body: (UnsafePointer<Float>, UnsafePointer<Float>) -> Void) {
+        for n in images {
+            for oy in 0..<oh {
+                let iy = oy * g.stride - g.padding + ky
+                if iy < 0 || iy >= g.height { continue }
+                var a = x + ((n * g.height + iy) * g.width + (oxLow * g.stride - g.padding + kx)) * cin + ci0
+                var b = dy + ((n * oh + oy) * ow + oxLow) * cout + co0
+                let aStep = g.stride * cin
+                for _ in oxLow..<oxHigh {
+                    body(a, b)
+                    a += aStep
+                    b += cout
+                }
+            }
+        }
+    }
+    if rows == 6 && columns == sliverWidth {
+        weightGradientFullTile(g, x, dy, images: images, ky: ky, kx: kx, ci0: ci0, co0: co0,
+                               oxLow: oxLow, oxHigh: oxHigh, out: out)
+        return
+    }
+    var acc = Accumulators()
+    let fullColumns = columns == sliverWidth
+    forEachPixel { a, b in
+        // Missing channels read as zero; a narrow last sliver is copied so no load reads past dY.
+        var bp = b
+        if !fullColumns {
+            for q in 0..<sliverWidth { padded[q] = q < columns ? b[q] : 0 }
+            bp = UnsafePointer(padded)
+        }
+        acc.add(a[0], rows > 1 ? a[1] : 0, rows > 2 ? a[2] : 0, rows > 3 ? a[3] : 0, rows > 4 ? a[4] : 0,
+                rows > 5 ? a[5] : 0, bp)
+    }
+    acc.write(to: out, ldc: cout, rows: rows, columns: columns)
+}
+
+/// The common tile (6 whole channels × a whole sliver) in a function of its own: with only this
+/// loop nest in view LLVM keeps all 12 accumulators in registers, which it did not on AVX2 when
+/// the edge-handling loop shared the function.
+@inline(never)
+private func weightGradientFullTile(_ g: ConvGeometry, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                    images: Range<Int>, ky: Int, kx: Int, ci0: Int, co0: Int,
+                                    oxLow: Int, oxHigh: Int, out: UnsafeMutablePointer<Float>) {
+    let cin = g.inChannels, cout = g.outChannels, oh = g.outHeight, ow = g.outWidth
+    var l0 = SIMD16<Float>(), l1 = SIMD16<Float>(), l2 = SIMD16<Float>(), l3 = SIMD16<Float>()
+    var l4 = SIMD16<Float>(), l5 = SIMD16<Float>(), h0 = SIMD16<Float>(), h1 = SIMD16<Float>()
+    var h2 = SIMD16<Float>(), h3 = SIMD16<Float>(), h4 = SIMD16<Float>(), h5 = SIMD16<Float>()
+    for n in images {
+        for oy in 0..<oh {
+            let iy = oy * g.stride - g.padding + ky
+            if iy < 0 || iy >= g.height { continue }
+            var a = x + ((n * g.height + iy) * g.width + (oxLow * g.stride - g.padding + kx)) * cin + ci0
+            var b = dy + ((n * oh + oy) * ow + oxLow) * cout + co0
+            let aStep = g.stride * cin
+            for _ in oxLow..<oxHigh {
+                let b0 = load(b)
+                l0 = l0.addingProduct(SIMD16(repeating: a[0]), b0); l1 = l1.addingProduct(SIMD16(repeating: a[1]), b0)
+                l2 = l2.addingProduct(SIMD16(repeating: a[2]), b0); l3 = l3.addingProduct(SIMD16(repeating: a[3]), b0)
+                l4 = l4.addingProduct(SIMD16(repeating: a[4]), b0); l5 = l5.addingProduct(SIMD16(repeating: a[5]), b0)
+                if vectorsPerRow == 2 {
+                    let b1 = load(b + 16)
+                    h0 = h0.addingProduct(SIMD16(repeating: a[0]), b1); h1 = h1.addingProduct(SIMD16(repeating: a[1]), b1)
+                    h2 = h2.addingProduct(SIMD16(repeating: a[2]), b1); h3 = h3.addingProduct(SIMD16(repeating: a[3]), b1)
+                    h4 = h4.addingProduct(SIMD16(repeating: a[4]), b1); h5 = h5.addingProduct(SIMD16(repeating: a[5]), b1)
+                }
+                a += aStep
+                b += cout
+            }
+        }
+    }
+    var acc = Accumulators()
+    (acc.l0, acc.l1, acc.l2, acc.l3, acc.l4, acc.l5) = (l0, l1, l2, l3, l4, l5)
+    (acc.h0, acc.h1, acc.h2, acc.h3, acc.h4, acc.h5) = (h0, h1, h2, h3, h4, h5)
+    acc.write(to: out, ldc: cout, rows: 6, columns: sliverWidth)
+}
