@@ -178,19 +178,27 @@ public func weightGradientGroup(_ g: ConvGeometry, input x: UnsafePointer<Float>
     }
 }
 
-@inline(__always)
-private func weightGradientTile(_ g: ConvGeometry, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
-                                images: Range<Int>, ky: Int, kx: Int, ci0: Int, rows: Int, co0: Int, columns: Int,
-                                out: UnsafeMutablePointer<Float>, padded: UnsafeMutablePointer<Float>) {
-    let cin = g.inChannels, cout = g.outChannels, oh = g.outHeight, ow = g.outWidth
-    // Output columns whose tap lands inside the image: ox in oxLow..<oxHigh.
-    var oxLow = 0
-    while oxLow < ow && oxLow * g.stride - g.padding + kx < 0 { oxLow += 1 }
-    var oxHigh = ow
-    while oxHigh > oxLow && (oxHigh - 1) * g.stride - g.padding + kx >= g.width { oxHigh -= 1 }
-    /// Calls body(a, b) for every pixel whose tap lands inside the image: a points at its 6
-    /// input channels ci0..., b at its output gradients co0....
-    @inline(__always) func forEachPixel(_ body: (UnsafePointer<Float>, UnsafePointer<Float>) -> Void) {
+/// The pixels one weight-gradient tile visits: every output pixel of `images` whose tap (ky, kx)
+/// lands inside the image, with pointers to its 6 input channels ci0... and its output
+/// gradients co0....
+struct TapPixels {
+    let g: ConvGeometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>
+    let images: Range<Int>, ky: Int, kx: Int, ci0: Int, co0: Int
+    /// Output columns whose tap lands inside the image.
+    let oxLow: Int, oxHigh: Int
+
+    init(_ g: ConvGeometry, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, images: Range<Int>,
+         ky: Int, kx: Int, ci0: Int, co0: Int) {
+        (self.g, self.x, self.dy, self.images, self.ky, self.kx, self.ci0, self.co0) = (g, x, dy, images, ky, kx, ci0, co0)
+        var low = 0
+        while low < g.outWidth && low * g.stride - g.padding + kx < 0 { low += 1 }
+        var high = g.outWidth
+        while high > low && (high - 1) * g.stride - g.padding + kx >= g.width { high -= 1 }
+        (oxLow, oxHigh) = (low, high)
+    }
+
+    @inline(__always) func forEach(_ body: (_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Void) {
+        let cin = g.inChannels, cout = g.outChannels, oh = g.outHeight, ow = g.outWidth
         for n in images {
             for oy in 0..<oh {
                 let iy = oy * g.stride - g.padding + ky
@@ -206,14 +214,20 @@ private func weightGradientTile(_ g: ConvGeometry, _ x: UnsafePointer<Float>, _ 
             }
         }
     }
+}
+
+@inline(__always)
+private func weightGradientTile(_ g: ConvGeometry, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                images: Range<Int>, ky: Int, kx: Int, ci0: Int, rows: Int, co0: Int, columns: Int,
+                                out: UnsafeMutablePointer<Float>, padded: UnsafeMutablePointer<Float>) {
+    let pixels = TapPixels(g, x, dy, images: images, ky: ky, kx: kx, ci0: ci0, co0: co0)
     if rows == 6 && columns == sliverWidth {
-        weightGradientFullTile(g, x, dy, images: images, ky: ky, kx: kx, ci0: ci0, co0: co0,
-                               oxLow: oxLow, oxHigh: oxHigh, out: out)
+        weightGradientFullTile(pixels, out: out)
         return
     }
     var acc = Accumulators()
     let fullColumns = columns == sliverWidth
-    forEachPixel { a, b in
+    pixels.forEach { a, b in
         // Missing channels read as zero; a narrow last sliver is copied so no load reads past dY.
         var bp = b
         if !fullColumns {
@@ -223,45 +237,31 @@ private func weightGradientTile(_ g: ConvGeometry, _ x: UnsafePointer<Float>, _ 
         acc.add(a[0], rows > 1 ? a[1] : 0, rows > 2 ? a[2] : 0, rows > 3 ? a[3] : 0, rows > 4 ? a[4] : 0,
                 rows > 5 ? a[5] : 0, bp)
     }
-    acc.write(to: out, ldc: cout, rows: rows, columns: columns)
+    acc.write(to: out, ldc: g.outChannels, rows: rows, columns: columns)
 }
 
 /// The common tile (6 whole channels × a whole sliver) in a function of its own: with only this
 /// loop nest in view LLVM keeps all 12 accumulators in registers, which it did not on AVX2 when
 /// the edge-handling loop shared the function.
 @inline(never)
-private func weightGradientFullTile(_ g: ConvGeometry, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
-                                    images: Range<Int>, ky: Int, kx: Int, ci0: Int, co0: Int,
-                                    oxLow: Int, oxHigh: Int, out: UnsafeMutablePointer<Float>) {
-    let cin = g.inChannels, cout = g.outChannels, oh = g.outHeight, ow = g.outWidth
+private func weightGradientFullTile(_ pixels: TapPixels, out: UnsafeMutablePointer<Float>) {
     var l0 = SIMD16<Float>(), l1 = SIMD16<Float>(), l2 = SIMD16<Float>(), l3 = SIMD16<Float>()
     var l4 = SIMD16<Float>(), l5 = SIMD16<Float>(), h0 = SIMD16<Float>(), h1 = SIMD16<Float>()
     var h2 = SIMD16<Float>(), h3 = SIMD16<Float>(), h4 = SIMD16<Float>(), h5 = SIMD16<Float>()
-    for n in images {
-        for oy in 0..<oh {
-            let iy = oy * g.stride - g.padding + ky
-            if iy < 0 || iy >= g.height { continue }
-            var a = x + ((n * g.height + iy) * g.width + (oxLow * g.stride - g.padding + kx)) * cin + ci0
-            var b = dy + ((n * oh + oy) * ow + oxLow) * cout + co0
-            let aStep = g.stride * cin
-            for _ in oxLow..<oxHigh {
-                let b0 = load(b)
-                l0 = l0.addingProduct(SIMD16(repeating: a[0]), b0); l1 = l1.addingProduct(SIMD16(repeating: a[1]), b0)
-                l2 = l2.addingProduct(SIMD16(repeating: a[2]), b0); l3 = l3.addingProduct(SIMD16(repeating: a[3]), b0)
-                l4 = l4.addingProduct(SIMD16(repeating: a[4]), b0); l5 = l5.addingProduct(SIMD16(repeating: a[5]), b0)
-                if vectorsPerRow == 2 {
-                    let b1 = load(b + 16)
-                    h0 = h0.addingProduct(SIMD16(repeating: a[0]), b1); h1 = h1.addingProduct(SIMD16(repeating: a[1]), b1)
-                    h2 = h2.addingProduct(SIMD16(repeating: a[2]), b1); h3 = h3.addingProduct(SIMD16(repeating: a[3]), b1)
-                    h4 = h4.addingProduct(SIMD16(repeating: a[4]), b1); h5 = h5.addingProduct(SIMD16(repeating: a[5]), b1)
-                }
-                a += aStep
-                b += cout
-            }
+    pixels.forEach { a, b in
+        let b0 = load(b)
+        l0 = l0.addingProduct(SIMD16(repeating: a[0]), b0); l1 = l1.addingProduct(SIMD16(repeating: a[1]), b0)
+        l2 = l2.addingProduct(SIMD16(repeating: a[2]), b0); l3 = l3.addingProduct(SIMD16(repeating: a[3]), b0)
+        l4 = l4.addingProduct(SIMD16(repeating: a[4]), b0); l5 = l5.addingProduct(SIMD16(repeating: a[5]), b0)
+        if vectorsPerRow == 2 {
+            let b1 = load(b + 16)
+            h0 = h0.addingProduct(SIMD16(repeating: a[0]), b1); h1 = h1.addingProduct(SIMD16(repeating: a[1]), b1)
+            h2 = h2.addingProduct(SIMD16(repeating: a[2]), b1); h3 = h3.addingProduct(SIMD16(repeating: a[3]), b1)
+            h4 = h4.addingProduct(SIMD16(repeating: a[4]), b1); h5 = h5.addingProduct(SIMD16(repeating: a[5]), b1)
         }
     }
     var acc = Accumulators()
     (acc.l0, acc.l1, acc.l2, acc.l3, acc.l4, acc.l5) = (l0, l1, l2, l3, l4, l5)
     (acc.h0, acc.h1, acc.h2, acc.h3, acc.h4, acc.h5) = (h0, h1, h2, h3, h4, h5)
-    acc.write(to: out, ldc: cout, rows: 6, columns: sliverWidth)
+    acc.write(to: out, ldc: pixels.g.outChannels, rows: 6, columns: sliverWidth)
 }

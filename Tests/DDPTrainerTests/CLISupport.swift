@@ -14,7 +14,7 @@ enum CLI {
     /// Starts a command with its output going to a file (never a pipe that could fill up).
     static func start(_ arguments: [String]) throws -> (Process, String) {
         let log = temporaryDirectory() + "/output.txt"
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let sink = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")

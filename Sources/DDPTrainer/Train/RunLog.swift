@@ -24,7 +24,7 @@ final class RunLog {
             throw UsageError("cannot create run directory \(directory): \(error.localizedDescription)")
         }
         let path = (directory as NSString).appendingPathComponent("metrics.jsonl")
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let handle = FileHandle(forWritingAtPath: path) else { throw UsageError("cannot write \(path)") }
         handle.seekToEndOfFile()
         metrics = handle
