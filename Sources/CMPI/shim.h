@@ -13,3 +13,5 @@ static inline MPI_Op       ddp_max(void)            { return MPI_MAX; }
 static inline MPI_Op       ddp_min(void)            { return MPI_MIN; }
 static inline void *       ddp_in_place(void)       { return MPI_IN_PLACE; }
 static inline MPI_Errhandler ddp_errors_return(void) { return MPI_ERRORS_RETURN; }
+static inline MPI_Request  ddp_request_null(void)   { return MPI_REQUEST_NULL; }
+static inline MPI_Status * ddp_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }

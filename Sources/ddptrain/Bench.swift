@@ -25,6 +25,8 @@ struct Bench: ParsableCommand {
     var repeats = 5
     @Option(help: "Compute threads per rank (default: this rank's share of the node).")
     var threads: Int?
+    @Option(help: "Gradient all-reduce bucket size in KiB, overlapped with backward (0: one all-reduce after it).")
+    var bucketKb = 1024
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
     @Flag(help: "Benchmark the conv core instead: GEMM 1024³ and each convolution of models S and M at --batch-size.")
@@ -49,6 +51,7 @@ struct Bench: ParsableCommand {
         config.steps = steps
         config.warmup = warmup
         config.repeats = repeats
+        config.bucketBytes = bucketKb * 1024
         let result = try comm.agreeOnSetup(Result { () -> BenchmarkConfig in
             guard ModelSpec.named(model) != nil else { throw UsageError("unknown model '\(model)'") }
             guard batchSize % comm.size == 0 else {
@@ -67,7 +70,7 @@ struct Bench: ParsableCommand {
         print("ddptrain bench: \(r.model), global batch \(r.globalBatch), \(r.ranks) rank(s) × \(plan)")
         print("cpu: \(r.cpu); kernel: \(r.kernels)")
         let samples = r.imagesPerSecondSamples.map { String(format: "%.0f", $0) }.joined(separator: " ")
-        print(String(format: "images/s: %.1f (median of %d windows: %@); step %.2f ms; all-reduce %.2f ms/step",
+        print(String(format: "images/s: %.1f (median of %d windows: %@); step %.2f ms; exposed all-reduce wait %.2f ms/step",
                      r.imagesPerSecond, r.imagesPerSecondSamples.count, samples, r.stepMs, r.allReduceMs))
         print("rank 0 layer (ms per step)              forward  backward   GFLOP/s  % of \(Int(r.peakGflops)) GFLOP/s peak")
         for l in r.layers {

@@ -64,6 +64,9 @@ struct Train: ParsableCommand {
     @Option(help: "Compare the replicas' parameter checksums every N global steps (0: only at start, resume and end).")
     var verifyEvery = 1000
 
+    @Option(help: "Gradient all-reduce bucket size in KiB, overlapped with the backward pass (0: one all-reduce after it).")
+    var bucketKb = 1024
+
     @Option(help: "Seconds a collective may take before the job is ended with a message (0: wait forever).")
     var collectiveTimeout = 300.0
 
@@ -77,6 +80,7 @@ struct Train: ParsableCommand {
         if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
         if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must not be negative") }
         if keep < 1 { throw ValidationError("--keep must be at least 1") }
+        if bucketKb < 0 { throw ValidationError("--bucket-kb must not be negative") }
         if verifyEvery < 0 { throw ValidationError("--verify-every must not be negative") }
         if !(collectiveTimeout >= 0) { throw ValidationError("--collective-timeout must not be negative") }
     }
@@ -108,6 +112,7 @@ struct Train: ParsableCommand {
         config.keep = keep
         config.verifyEvery = verifyEvery
         config.collectiveTimeout = collectiveTimeout
+        config.bucketBytes = bucketKb * 1024
         switch resume {
         case "auto": config.resume = .auto
         case "none": config.resume = .none

@@ -78,6 +78,26 @@ public final class Communicator {
         }
     }
 
+    /// Starts an in-place sum across ranks of `count` floats (fewer than 2^31); complete it
+    /// with `waitAll`.
+    func startAllReduceSum(_ buffer: UnsafeMutablePointer<Float>, count: Int) -> MPI_Request? {
+        var request: MPI_Request? = ddp_request_null()
+        MPI_Iallreduce(ddp_in_place(), buffer, Int32(count), ddp_float(), ddp_sum(), world, &request)
+        return request
+    }
+
+    /// Lets MPI progress outstanding requests without waiting for them.
+    func testAll(_ requests: inout [MPI_Request?], count: Int) {
+        var done: Int32 = 0
+        MPI_Testall(Int32(count), &requests, &done, ddp_statuses_ignore())
+    }
+
+    func waitAll(_ requests: inout [MPI_Request?], count: Int, bytes: Int) {
+        watched(.gradientAllReduce, bytes: bytes) {
+            _ = MPI_Waitall(Int32(count), &requests, ddp_statuses_ignore())
+        }
+    }
+
     /// Sums small statistics (losses, counts) across ranks, in double precision.
     public func allReduceSum(_ values: [Double]) -> [Double] {
         if size == 1 { return values }

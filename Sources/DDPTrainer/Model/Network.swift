@@ -160,7 +160,9 @@ public final class Network {
     }
 
     /// Back-propagates the stored logit gradient; overwrites `gradients` entirely.
-    public func backward(batch n: Int) {
+    /// `sink`, if given, is told each parameter layer's slice of `gradients` as soon as it is
+    /// final, last layer first, so its all-reduce can overlap the rest of the backward pass.
+    public func backward(batch n: Int, sink: GradientSink? = nil) {
         let ws = workspace, pool = ws.pool
         var dOut = logitGradient
         for l in layers.indices.reversed() {
@@ -176,6 +178,7 @@ public final class Network {
                 let s = shape.batched(n)
                 conv2DBackwardWeights(s, input: x, outputGradient: dOut, weightGradient: gradients + w,
                                       biasGradient: gradients + b, workspace: ws)
+                sink?.gradientsReady(w..<(b + s.outChannels))
                 if needInputGradient {
                     conv2DBackwardData(s, outputGradient: dOut, weights: parameters + w, inputGradient: dIn, workspace: ws)
                 }
@@ -193,6 +196,7 @@ public final class Network {
                 let s = shape.batched(n)
                 denseBackwardWeights(s, input: x, outputGradient: dOut, weightGradient: gradients + w,
                                      biasGradient: gradients + b, workspace: ws)
+                sink?.gradientsReady(w..<(b + s.outputs))
                 if needInputGradient {
                     denseBackwardData(s, outputGradient: dOut, weights: parameters + w, inputGradient: dIn, workspace: ws)
                 }
@@ -238,6 +242,11 @@ public final class Network {
             for j in 0..<perSample { m[j] = rng.nextFloat() < rate ? 0 : scale }
         }
     }
+}
+
+/// Receives slices of the gradient buffer as the backward pass finishes them.
+public protocol GradientSink: AnyObject {
+    func gradientsReady(_ range: Range<Int>)
 }
 
 /// A layer with its per-sample shape resolved and its parameters located.

@@ -12,6 +12,8 @@ public final class Trainer {
     let assembler: BatchAssembler, testAssembler: BatchAssembler
     public let network: Network
     let optimizer: Optimizer
+    /// Overlaps the gradient all-reduce with backward (nil for one rank or --bucket-kb 0).
+    let reducer: GradientReducer?
     let log: RunLog
     let store: CheckpointStore?
     let dataFingerprint: String
@@ -40,6 +42,9 @@ public final class Trainer {
         testAssembler = BatchAssembler(images: test, normalization: setup.normalization)
         network = Network(spec: setup.spec, maxBatch: shard.localBatch, threads: threads.threads)
         optimizer = Optimizer(config.optimizer, parameterCount: network.parameterCount)
+        reducer = comm.size > 1 && config.bucketBytes > 0
+            ? GradientReducer(comm: comm, buffer: network.gradients, count: network.parameterCount, bucketBytes: config.bucketBytes)
+            : nil
         sampleIDs = .allocate(capacity: shard.localBatch)
         labels = .allocate(capacity: shard.localBatch)
         snapshot = comm.isRoot ? .allocate(capacity: network.parameterCount + optimizer.stateCount) : nil
@@ -139,8 +144,13 @@ public final class Trainer {
         network.forward(batch: n, dropout: DropoutKey(seed: config.seed, epoch: epoch, sampleIDs: sampleIDs))
         // Scaled by the global batch, so the sum over ranks is the gradient of the global mean loss.
         let result = network.loss(labels: labels, batch: n, gradientScale: 1 / Float(config.globalBatch))
-        network.backward(batch: n)
-        comm.allReduceSum(network.gradients, count: network.parameterCount)
+        if let reducer {
+            network.backward(batch: n, sink: reducer)
+            reducer.finish()
+        } else {
+            network.backward(batch: n)
+            comm.allReduceSum(network.gradients, count: network.parameterCount)
+        }
         optimizer.step(parameters: network.parameters, gradients: network.gradients, pool: network.workspace.pool)
         return result
     }

@@ -20,6 +20,8 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     /// Compare the replicas' parameter checksums every this many global steps (0: only at
     /// start, after resume and at the end).
     public var verifyEvery = 1000
+    /// Gradient all-reduce bucket size; 0 reduces the whole buffer after the backward pass.
+    public var bucketBytes = 1 << 20
     /// A collective that has not completed after this many seconds ends the job (0: wait forever).
     public var collectiveTimeout = 300.0
 
@@ -65,6 +67,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         resume = try c.decodeIfPresent(ResumeMode.self, forKey: .resume) ?? resume
         verifyEvery = try c.decodeIfPresent(Int.self, forKey: .verifyEvery) ?? verifyEvery
         collectiveTimeout = try c.decodeIfPresent(Double.self, forKey: .collectiveTimeout) ?? collectiveTimeout
+        bucketBytes = try c.decodeIfPresent(Int.self, forKey: .bucketBytes) ?? bucketBytes
     }
 }
 
