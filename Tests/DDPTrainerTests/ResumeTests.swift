@@ -153,6 +153,30 @@ import Testing
         #expect(!r.output.contains("epoch "))
     }
 
+    /// A 24 MB tmpfs holds one 15 MB keras-cnn checkpoint, not two.
+    @Test("a full disk: a clear error, a non-zero exit, and latest still names a valid checkpoint",
+          .enabled(if: ResumeTests.canMountTmpfs, "needs root and permission to mount a tmpfs"))
+    func fullDisk() throws {
+        let data = try CLI.makeData()
+        let mountPoint = CLI.temporaryDirectory()
+        #expect(try CLI.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mountPoint]).status == 0)
+        defer { _ = try? CLI.run(["umount", mountPoint]) }
+        let dir = mountPoint + "/run"
+        let r = try CLI.run(command(ranks: 1, data: data, runDir: dir, ["--checkpoint-every", "1", "--keep", "5"]))
+        #expect(r.status != 0)
+        #expect(r.output.contains("could not save a checkpoint") && r.output.contains("No space left on device"), "\(r.output)")
+        let pointer = try String(contentsOfFile: dir + "/latest", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let probe = Network(spec: .kerasCNN, maxBatch: 1, threads: 1)
+        #expect(throws: Never.self) { try Checkpoint.load(dir + "/" + pointer, for: probe, optimizer: .adam) }
+    }
+
+    static let canMountTmpfs: Bool = {
+        let dir = CLI.temporaryDirectory()
+        guard (try? CLI.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", dir]))?.status == 0 else { return false }
+        _ = try? CLI.run(["umount", dir])
+        return true
+    }()
+
     @Test("the weights load with Python's safetensors package and match what inspect reports")
     func pythonSafetensors() throws {
         let data = try CLI.makeData()

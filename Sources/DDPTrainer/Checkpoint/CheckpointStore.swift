@@ -67,7 +67,7 @@ public final class CheckpointStore: @unchecked Sendable {
         do {
             try writeAtomically(data, to: path)
         } catch {
-            throw UsageError("could not save checkpoint \(path) (disk full or not writable?): \(error); earlier checkpoints are intact")
+            throw UsageError("could not save a checkpoint: \(error); the earlier checkpoints and `latest` are intact")
         }
         do {
             try writeAtomically(Data("checkpoints/\(name)\n".utf8), to: latestPointer)

@@ -34,10 +34,12 @@ public enum SafeTensors {
 
     public enum FormatError: Error, CustomStringConvertible, Equatable {
         case unreadable(String, String)
+        case unwritable(String, String)
         case malformed(String, String)
         public var description: String {
             switch self {
             case let .unreadable(path, why): return "cannot read \(path): \(why)"
+            case let .unwritable(path, why): return "cannot write \(path): \(why)"
             case let .malformed(path, why): return "\(path) is not a valid safetensors file: \(why)"
             }
         }
@@ -160,7 +162,7 @@ public enum SafeTensors {
 public func writeAtomically(_ data: Data, to path: String) throws {
     let temporary = path + ".tmp-\(getpid())"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    guard fd >= 0 else { throw SafeTensors.FormatError.unreadable(temporary, "cannot create: \(String(cString: strerror(errno)))") }
+    guard fd >= 0 else { throw SafeTensors.FormatError.unwritable(temporary, "cannot create: \(String(cString: strerror(errno)))") }
     var failure: String?
     data.withUnsafeBytes { raw in
         var offset = 0
@@ -179,7 +181,7 @@ public func writeAtomically(_ data: Data, to path: String) throws {
     if failure == nil && rename(temporary, path) != 0 { failure = "rename failed: \(String(cString: strerror(errno)))" }
     if let failure {
         unlink(temporary)
-        throw SafeTensors.FormatError.unreadable(path, failure)
+        throw SafeTensors.FormatError.unwritable(path, failure)
     }
     let directory = (path as NSString).deletingLastPathComponent
     let dirfd = open(directory.isEmpty ? "." : directory, O_RDONLY)
