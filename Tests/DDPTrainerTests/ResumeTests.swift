@@ -107,6 +107,17 @@ import Testing
         #expect(difference <= 1e-4, "4→2 ranks differs from 4 ranks throughout by \(difference)")
     }
 
+    @Test("rerunning a 2-rank run that stopped at --max-steps stops again at once, on every rank")
+    func resumeAtTheLimit() throws {
+        let data = try CLI.makeData()
+        let dir = CLI.temporaryDirectory()
+        _ = try train(ranks: 2, data: data, runDir: dir, ["--max-steps", "10"])
+        let again = try CLI.run(command(ranks: 2, data: data, runDir: dir, ["--max-steps", "10", "--collective-timeout", "20"]),
+                                timeout: 60)
+        #expect(again.status == 0, "\(again.output)")
+        #expect(again.output.contains("resumed from") && again.output.contains("stopped at --max-steps 10"), "\(again.output)")
+    }
+
     @Test("a resume with another global batch or model is refused and the checkpoints are untouched")
     func conflictingSettings() throws {
         let data = try CLI.makeData()

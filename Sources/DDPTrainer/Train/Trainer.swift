@@ -62,15 +62,16 @@ public final class Trainer {
         } else {
             network.initializeParameters(seed: config.seed)
         }
-        let resumed = comm.broadcast([setup.resume == nil ? 0 : 1] + progress.asDoubles)
-        progress = TrainingProgress(Array(resumed.dropFirst()))
+        let start = comm.broadcast([setup.resume == nil ? 0 : 1] + progress.asDoubles)
+        progress = TrainingProgress(Array(start.dropFirst()))
+        // Every rank must agree that the resume point is already saved: saving is collective.
+        if start[0] == 1 { savedAtStep = progress.globalStep }
         if !comm.isRoot { progress.lossSum = 0; progress.correct = 0; progress.seen = 0 }  // rank 0 carries the sums
         optimizer.steps = progress.optimizerSteps
         comm.broadcast(network.parameters, count: network.parameterCount)
         comm.broadcast(optimizer.state, count: optimizer.stateCount)
         if let checkpoint = setup.resume {
             log.say("resumed from \(checkpoint.path): epoch \(progress.epoch + 1), step \(progress.stepInEpoch) of \(stepsPerEpoch), global step \(progress.globalStep) (saved by \(checkpoint.metadata["world_size"] ?? "?") ranks)")
-            savedAtStep = progress.globalStep
         }
         try verifyReplicas(when: setup.resume == nil ? "at start" : "after resume")
     }
