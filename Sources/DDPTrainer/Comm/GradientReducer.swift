@@ -28,7 +28,7 @@ public final class GradientReducer: GradientSink {
         bucketFloats = max(1, bucketBytes / 4)
         pendingStart = count
         pendingEnd = count
-        requests = Array(repeating: nil, count: count / max(1, bucketBytes / 4) + 64)
+        requests = []
     }
 
     public func gradientsReady(_ range: Range<Int>) {
@@ -51,6 +51,8 @@ public final class GradientReducer: GradientSink {
     }
 
     private func startBucket() {
+        // Grows during the first step only: the buckets are the same every step.
+        if active == requests.count { requests.append(nil) }
         requests[active] = comm.startAllReduceSum(buffer + pendingStart, count: pendingEnd - pendingStart)
         active += 1
         pendingEnd = pendingStart
