@@ -58,9 +58,9 @@ JSONL="$OUT/results.jsonl"
 # --- header ------------------------------------------------------------------------
 CPU="$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -1)"
 if grep -qw avx512f /proc/cpuinfo; then
-    AVX512="yes ($(grep -m1 -ow 'avx512_bf16\|avx512_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')present)"
+    AVX512="yes ($(grep -m1 -ow 'avx512_bf16\|avx512_vnni' /proc/cpuinfo | sort -u | tr '\n' ' ')present) -> Zen4-class machine"
 else
-    AVX512="no (AVX2+FMA only)"
+    AVX512="no (AVX2+FMA only) -> Zen3-class machine"
 fi
 TF_DEFAULT="$("${PEER_ENV[@]}" TF_CPP_MIN_LOG_LEVEL=3 "$PY" -c \
     'from tensorflow.python.util import _pywrap_util_port as p; print("ON" if p.IsMklEnabled() else "OFF")' 2>/dev/null)"
