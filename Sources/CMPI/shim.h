@@ -15,3 +15,4 @@ static inline void *       ddp_in_place(void)       { return MPI_IN_PLACE; }
 static inline MPI_Errhandler ddp_errors_return(void) { return MPI_ERRORS_RETURN; }
 static inline MPI_Request  ddp_request_null(void)   { return MPI_REQUEST_NULL; }
 static inline MPI_Status * ddp_statuses_ignore(void) { return MPI_STATUSES_IGNORE; }
+static inline MPI_Status * ddp_status_ignore(void)   { return MPI_STATUS_IGNORE; }

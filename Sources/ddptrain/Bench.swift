@@ -72,6 +72,14 @@ struct Bench: ParsableCommand {
         let samples = r.imagesPerSecondSamples.map { String(format: "%.0f", $0) }.joined(separator: " ")
         print(String(format: "images/s: %.1f (median of %d windows: %@); step %.2f ms; exposed all-reduce wait %.2f ms/step",
                      r.imagesPerSecond, r.imagesPerSecondSamples.count, samples, r.stepMs, r.allReduceMs))
+        if let solo = r.singleRankImagesPerSecond, let efficiency = r.scalingEfficiency {
+            print(String(format: "exposed communication %.1f%% of the step; scaling efficiency %.1f%% (rank 0 alone, same %d images × %d thread(s), no all-reduce: %.1f images/s)",
+                         100 * r.allReduceMs / r.stepMs, 100 * efficiency, r.globalBatch / r.ranks, r.threadsPerRank, solo))
+        }
+        if let a = r.allReduce {
+            print(String(format: "all-reduce of the %.2f MB gradient: %.3f ms; algorithm bandwidth %.2f GB/s, bus bandwidth %.2f GB/s",
+                         Double(a.bytes) / 1e6, a.milliseconds, a.algorithmGBps, a.busGBps))
+        }
         print("rank 0 layer (ms per step)              forward  backward   GFLOP/s  % of \(Int(r.peakGflops)) GFLOP/s peak")
         for l in r.layers {
             let name = l.name.padding(toLength: 36, withPad: " ", startingAt: 0)

@@ -119,6 +119,22 @@ public final class Communicator {
 
     public func barrier() { watched(.barrier) { _ = MPI_Barrier(world) } }
 
+    /// A barrier whose waiting ranks sleep instead of polling, leaving their cores to a rank
+    /// that is still computing (the benchmark's single-rank baseline runs on rank 0 alone).
+    public func sleepingBarrier() {
+        if size == 1 { return }
+        watched(.barrier) {
+            var request: MPI_Request? = ddp_request_null()
+            MPI_Ibarrier(world, &request)
+            var done: Int32 = 0
+            while true {
+                MPI_Test(&request, &done, ddp_status_ignore())
+                if done != 0 { break }
+                usleep(500)
+            }
+        }
+    }
+
     /// Collective: succeeds only if `local` succeeded on every rank. The error is printed once —
     /// by rank 0 when it failed too (every rank then failed alike), else by each failing rank —
     /// and every rank gets `SetupFailed`, so all of them can exit cleanly instead of some

@@ -30,6 +30,12 @@ public struct BenchmarkResult: Codable, Sendable {
     /// Time per step spent waiting for the gradient all-reduce after backward (rank 0's view):
     /// the exposed communication, what overlap did not hide.
     public let allReduceMs: Double
+    /// Under mpirun: blocking all-reduce of the whole gradient, timed apart from training.
+    public let allReduce: AllReduceBandwidth?
+    /// Under mpirun: rank 0 training alone (same per-rank batch and threads, no all-reduce)
+    /// while the other ranks sleep, and the job's images/s over `ranks` × that.
+    public let singleRankImagesPerSecond: Double?
+    public let scalingEfficiency: Double?
     public let layers: [Layer]
     public let peakMemoryMB: Double
     public let cpu: String
@@ -58,10 +64,12 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
         ? GradientReducer(comm: comm, buffer: network.gradients, count: network.parameterCount, bucketBytes: config.bucketBytes)
         : nil
 
-    func step(_ index: Int) {
+    func step(_ index: Int, communicate: Bool = true) {
         ids.withUnsafeBufferPointer { network.forward(batch: batch, dropout: DropoutKey(seed: 1, epoch: index, sampleIDs: $0.baseAddress!)) }
         _ = network.loss(labels: labels, batch: batch, gradientScale: 1 / Float(config.globalBatch))
-        if let reducer {
+        if !communicate {
+            network.backward(batch: batch)
+        } else if let reducer {
             network.backward(batch: batch, sink: reducer)
             let before = reducer.exposedNanoseconds
             reducer.finish()
@@ -89,6 +97,21 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
         samples.append(Double(config.steps * config.globalBatch) / seconds)
     }
     let totalSteps = Double(config.steps * config.repeats)
+    network.profile = nil
+
+    var singleRank: Double?
+    var allReduce: AllReduceBandwidth?
+    if comm.size > 1 {
+        if comm.isRoot {
+            singleRank = median((0..<config.repeats).map { _ in
+                let start = DispatchTime.now().uptimeNanoseconds
+                for i in 0..<config.steps { step(i, communicate: false) }
+                return Double(config.steps * batch) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            })
+        }
+        comm.sleepingBarrier()
+        allReduce = measureAllReduce(comm: comm, buffer: network.gradients, count: network.parameterCount, repeats: config.repeats)
+    }
     let cpu = CPUInfo.current
     let peak = network.workspace.kernels.measuredPeakGflopsPerCore() * Double(threads.threads)
     let layers = network.layerSummaries.enumerated().map { l, s in
@@ -99,13 +122,43 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
         return BenchmarkResult.Layer(name: s.name, forwardMs: f, backwardMs: b, gflops: gflops,
                                      percentOfPeak: peak > 0 ? 100 * gflops / peak : 0)
     }
-    let median = samples.sorted()[samples.count / 2]
+    let throughput = median(samples)
     return BenchmarkResult(
         model: spec.name, ranks: comm.size, threadsPerRank: threads.threads, globalBatch: config.globalBatch,
-        imagesPerSecond: median, imagesPerSecondSamples: samples, stepMs: 1000 * Double(config.globalBatch) / median,
-        allReduceMs: Double(allReduceNanoseconds) / totalSteps / 1e6, layers: layers,
+        imagesPerSecond: throughput, imagesPerSecondSamples: samples, stepMs: 1000 * Double(config.globalBatch) / throughput,
+        allReduceMs: Double(allReduceNanoseconds) / totalSteps / 1e6, allReduce: allReduce,
+        singleRankImagesPerSecond: singleRank, scalingEfficiency: singleRank.map { throughput / (Double(comm.size) * $0) },
+        layers: layers,
         peakMemoryMB: peakResidentMegabytes(), cpu: cpu.summary, kernels: "convolution: \(network.workspace.kernels.description); \(gemmKernelDescription)", peakGflops: peak)
 }
+
+/// All-reduce throughput as nccl-tests defines it: the algorithm bandwidth is the message size
+/// over the time; the bus bandwidth scales it by 2(n-1)/n, the share of the data each rank
+/// must send and receive in a ring, so that it can be compared with the link's speed.
+public struct AllReduceBandwidth: Codable, Sendable {
+    public let bytes: Int
+    public let milliseconds: Double
+    public let algorithmGBps: Double
+    public let busGBps: Double
+}
+
+/// Median over `repeats` windows of 10 back-to-back all-reduces of `count` floats (after 2 untimed).
+func measureAllReduce(comm: Communicator, buffer: UnsafeMutablePointer<Float>, count: Int, repeats: Int) -> AllReduceBandwidth {
+    let iterations = 10
+    for _ in 0..<2 { comm.allReduceSum(buffer, count: count) }
+    let seconds = median((0..<repeats).map { _ in
+        comm.barrier()
+        let start = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<iterations { comm.allReduceSum(buffer, count: count) }
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(iterations)
+    })
+    let bytes = 4 * count
+    let algorithm = Double(bytes) / seconds / 1e9
+    return AllReduceBandwidth(bytes: bytes, milliseconds: seconds * 1e3, algorithmGBps: algorithm,
+                              busGBps: algorithm * 2 * Double(comm.size - 1) / Double(comm.size))
+}
+
+func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
 
 /// The CPU as /proc/cpuinfo describes it.
 struct CPUInfo {
