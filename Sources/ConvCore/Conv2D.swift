@@ -58,7 +58,7 @@ public final class ConvWorkspace: @unchecked Sendable {
         precondition(kernels == .avx2 || ConvKernelSet.cpuSupportsAVX512, "this CPU cannot run the AVX-512 kernels")
         self.kernels = kernels
         pool = WorkerPool(threads: threads)
-        gemmScratch = GemmScratch(workers: threads)
+        gemmScratch = GemmScratch(workers: threads, kernels: kernels)
         (columnCapacity, packedCapacity, zerosCapacity, partialCapacity) = (1, 1, 1, 1)
         columns = .allocate(capacity: 1)
         partials = .allocate(capacity: 1)
@@ -91,7 +91,8 @@ public final class ConvWorkspace: @unchecked Sendable {
             partials = .allocate(capacity: partialCount)
             partialCapacity = partialCount
         }
-        // im2col is only needed by the input gradient of strided convolutions.
+        // im2col (and a GEMM) is only needed by the input gradient of strided convolutions.
+        if !shape.inputGradientIsConvolution { gemmScratch.reserve(k: shape.outChannels, n: shape.patchSize) }
         let perImage = shape.outHeight * shape.outWidth * shape.patchSize
         let needed = shape.inputGradientIsConvolution ? 0 : max(perImage, min(shape.columnCount, ConvWorkspace.columnBudget))
         if needed > columnCapacity {

@@ -33,3 +33,12 @@ public func denseBackwardData(_ s: DenseShape, outputGradient dy: UnsafePointer<
          b: GemmOperand(w, stride: s.outputs, transposed: true), c: dx, ldc: s.inputs, accumulate: false,
          scratch: ws.gemmScratch, pool: ws.pool)
 }
+
+extension ConvWorkspace {
+    /// Sizes the GEMM's packing for a dense layer's three products; called while a network is built.
+    public func reserve(for s: DenseShape) {
+        gemmScratch.reserve(k: s.inputs, n: s.outputs)
+        gemmScratch.reserve(k: s.batch, n: s.outputs)
+        gemmScratch.reserve(k: s.outputs, n: s.inputs)
+    }
+}

@@ -77,3 +77,13 @@ public func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<
     }
     while i < count { dst[i] += src[i]; i += 1 }
 }
+
+@inline(__always) func loadVector(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+}
+@inline(__always) func loadVector(_ p: UnsafeMutablePointer<Float>) -> SIMD16<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
+}
+@inline(__always) func storeVector(_ p: UnsafeMutablePointer<Float>, _ v: SIMD16<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
+}

@@ -1,6 +1,10 @@
-/// Single-precision matrix multiply, C = op(A)·op(B) (+ C), Goto/BLIS style:
-/// op(A) is packed into 6-row slivers, op(B) into 16-column slivers, and a 6x16
-/// register tile (12 ymm accumulators) does the arithmetic.
+import ConvKernels
+import ConvKernelsAVX512
+
+/// Single-precision matrix multiply, C = op(A)·op(B) (+ C), Goto/BLIS style: op(B) is packed
+/// once into column slivers as wide as the kernel set's tile (16 for AVX2, 32 for AVX-512),
+/// each task packs its block of op(A) into 6-row slivers, and the register tile of
+/// ConvKernels/GemmTiles.swift does the arithmetic.
 ///
 /// Matrices are row-major. `op(A)` is M×K: element (i, p) is `a[i*lda + p]`, or
 /// `a[p*lda + i]` when `transA`. `op(B)` is K×N: `b[p*ldb + j]`, or `b[j*ldb + p]` when `transB`.
@@ -18,23 +22,40 @@ public struct GemmOperand {
     }
 }
 
-/// Per-worker packing buffers, allocated once and reused by every multiply.
+/// Packing buffers, allocated once and reused by every multiply: per worker an A block, and
+/// one buffer for all of op(B), packed once per multiply and shared by every task.
 public final class GemmScratch: @unchecked Sendable {
-    static let kc = 256, mcMax = 96, ncMax = 128
+    static let kc = 256, mcMax = 72
+    /// Which compiled micro-kernel multiplies (its sliver width is the packed B's).
+    public let kernels: ConvKernelSet
     let packedA: [UnsafeMutablePointer<Float>]
-    let packedB: [UnsafeMutablePointer<Float>]
+    private(set) var packedB: UnsafeMutablePointer<Float>
+    private var packedBCapacity = 1
 
-    public init(workers: Int) {
+    public init(workers: Int, kernels: ConvKernelSet = .best) {
+        self.kernels = kernels
         packedA = (0..<workers).map { _ in .allocate(capacity: GemmScratch.mcMax * GemmScratch.kc) }
-        packedB = (0..<workers).map { _ in .allocate(capacity: GemmScratch.ncMax * GemmScratch.kc) }
+        packedB = .allocate(capacity: 1)
     }
+
+    /// Grows the shared buffer to hold a packed K×N op(B). Networks call it while they are built,
+    /// so that no multiply inside a training step allocates.
+    public func reserve(k: Int, n: Int) {
+        let floats = k * roundUp(n, kernels.sliverWidth)
+        if floats > packedBCapacity {
+            packedB.deallocate()
+            packedB = .allocate(capacity: floats)
+            packedBCapacity = floats
+        }
+    }
+
     deinit {
         packedA.forEach { $0.deallocate() }
-        packedB.forEach { $0.deallocate() }
+        packedB.deallocate()
     }
 }
 
-private let mr = 6, nr = 16
+private let mr = 6
 
 /// C[M×N] (ldc) = op(A)·op(B), or += when `accumulate`.
 public func gemm(m: Int, n: Int, k: Int, a: GemmOperand, b: GemmOperand,
@@ -45,52 +66,53 @@ public func gemm(m: Int, n: Int, k: Int, a: GemmOperand, b: GemmOperand,
         if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
         return
     }
-    // Blocks shrink for small matrices so that even a 27x32 product yields several tasks.
-    let mc = min(GemmScratch.mcMax, max(mr, roundUp((m + 3) / 4, mr)))
-    let nc = min(GemmScratch.ncMax, max(nr, roundUp((n + 1) / 2, nr)))
-    let mBlocks = (m + mc - 1) / mc, nBlocks = (n + nc - 1) / nc
-    pool.run(tasks: mBlocks * nBlocks) { task, worker in
-        let i0 = (task / nBlocks) * mc, j0 = (task % nBlocks) * nc
-        gemmBlock(i0: i0, rows: min(mc, m - i0), j0: j0, cols: min(nc, n - j0), k: k,
-                  a: a, b: b, c: c, ldc: ldc, accumulate: accumulate,
-                  packA: scratch.packedA[worker], packB: scratch.packedB[worker])
+    let kernels = scratch.kernels, nr = kernels.sliverWidth, kcMax = GemmScratch.kc
+    scratch.reserve(k: k, n: n)
+    let nPadded = roundUp(n, nr), slivers = nPadded / nr
+    // Chunk p0..<p0+kc of op(B) is at packedB + p0·nPadded, sliver by sliver [sliver][p][nr].
+    let packedB = scratch.packedB
+    pool.run(tasks: slivers) { sliver, _ in
+        var p0 = 0
+        while p0 < k {
+            let kc = min(kcMax, k - p0)
+            packBSliver(b, p0: p0, kc: kc, j0: sliver * nr, columns: min(nr, n - sliver * nr), width: nr,
+                        into: packedB + p0 * nPadded + sliver * kc * nr)
+            p0 += kc
+        }
+    }
+    // Row blocks of at most mcMax rows (an even count where there are several, so two workers
+    // share them evenly) × column blocks, at least 4 tasks where the shape allows.
+    var rowBlocks = max(4, (m + GemmScratch.mcMax - 1) / GemmScratch.mcMax)
+    rowBlocks = min(rowBlocks + rowBlocks % 2, (m + mr - 1) / mr)
+    let mc = roundUp((m + rowBlocks - 1) / rowBlocks, mr)
+    rowBlocks = (m + mc - 1) / mc
+    let sliversPerBlock = (slivers + max(1, 4 / rowBlocks) - 1) / max(1, 4 / rowBlocks)
+    let columnBlocks = (slivers + sliversPerBlock - 1) / sliversPerBlock
+    pool.run(tasks: rowBlocks * columnBlocks) { task, worker in
+        let i0 = (task / columnBlocks) * mc, rows = min(mc, m - i0)
+        let s0 = (task % columnBlocks) * sliversPerBlock
+        let j0 = s0 * nr, columns = min(n, (s0 + sliversPerBlock) * nr) - j0
+        let packA = scratch.packedA[worker]
+        var p0 = 0
+        while p0 < k {
+            let kc = min(kcMax, k - p0)
+            packA6(a, i0: i0, rows: rows, p0: p0, kc: kc, into: packA)
+            let bp = UnsafePointer(packedB + p0 * nPadded + s0 * kc * nr)
+            let add = accumulate || p0 > 0
+            switch kernels {
+            case .avx2:
+                ConvKernels.gemmBlock(kc: kc, packedA: packA, rows: rows, packedB: bp, columns: columns,
+                                      c: c + i0 * ldc + j0, ldc: ldc, accumulate: add)
+            case .avx512:
+                ConvKernelsAVX512.gemmBlock(kc: kc, packedA: packA, rows: rows, packedB: bp, columns: columns,
+                                            c: c + i0 * ldc + j0, ldc: ldc, accumulate: add)
+            }
+            p0 += kc
+        }
     }
 }
 
 @inline(__always) private func roundUp(_ x: Int, _ q: Int) -> Int { (x + q - 1) / q * q }
-
-private func gemmBlock(i0: Int, rows: Int, j0: Int, cols: Int, k: Int,
-                       a: GemmOperand, b: GemmOperand,
-                       c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
-                       packA: UnsafeMutablePointer<Float>, packB: UnsafeMutablePointer<Float>) {
-    let kcMax = GemmScratch.kc
-    var p0 = 0
-    while p0 < k {
-        let kc = min(kcMax, k - p0)
-        packB16(b, p0: p0, kc: kc, j0: j0, cols: cols, into: packB)
-        packA6(a, i0: i0, rows: rows, p0: p0, kc: kc, into: packA)
-        let add = accumulate || p0 > 0
-        var ib = 0
-        while ib < rows {
-            let r = min(mr, rows - ib)
-            var jb = 0
-            while jb < cols {
-                let w = min(nr, cols - jb)
-                let ap = UnsafePointer(packA + ib * kc)
-                let bp = UnsafePointer(packB + jb * kc)
-                let cp = c + (i0 + ib) * ldc + (j0 + jb)
-                if r == mr && w == nr {
-                    kernel6x16(kc, ap, bp, cp, ldc, add)
-                } else {
-                    kernelEdge(kc, ap, bp, cp, ldc, add, r, w)
-                }
-                jb += nr
-            }
-            ib += mr
-        }
-        p0 += kc
-    }
-}
 
 /// Packs rows i0..<i0+rows, columns p0..<p0+kc of op(A) as 6-row slivers [p][6], zero-padded.
 @inline(__always)
@@ -121,98 +143,34 @@ private func packA6(_ a: GemmOperand, i0: Int, rows: Int, p0: Int, kc: Int,
     }
 }
 
-/// Packs rows p0..<p0+kc, columns j0..<j0+cols of op(B) as 16-column slivers [p][16], zero-padded.
+/// Packs rows p0..<p0+kc, columns j0..<j0+columns of op(B) as one sliver [p][width], zero-padded.
 @inline(__always)
-private func packB16(_ b: GemmOperand, p0: Int, kc: Int, j0: Int, cols: Int,
-                     into dst: UnsafeMutablePointer<Float>) {
-    var s = 0
-    while s < cols {
-        let w = min(nr, cols - s)
-        let out = dst + s * kc
-        if b.transposed {
-            for q in 0..<nr {
-                if q < w {
-                    let src = b.base + (j0 + s + q) * b.stride + p0
-                    for p in 0..<kc { out[p * nr + q] = src[p] }
-                } else {
-                    for p in 0..<kc { out[p * nr + q] = 0 }
-                }
-            }
-        } else if w == nr {
-            for p in 0..<kc {
-                let src = b.base + (p0 + p) * b.stride + j0 + s
-                storeVector(out + p * nr, loadVector(src))
-            }
-        } else {
-            for p in 0..<kc {
-                let src = b.base + (p0 + p) * b.stride + j0 + s
-                let o = out + p * nr
-                for q in 0..<w { o[q] = src[q] }
-                for q in w..<nr { o[q] = 0 }
-            }
-        }
-        s += nr
-    }
-}
-
-@inline(__always) func loadVector(_ p: UnsafePointer<Float>) -> SIMD16<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
-}
-@inline(__always) func loadVector(_ p: UnsafeMutablePointer<Float>) -> SIMD16<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD16<Float>.self)
-}
-@inline(__always) func storeVector(_ p: UnsafeMutablePointer<Float>, _ v: SIMD16<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
-}
-
-/// The 6x16 register tile: 6 rows × 2 ymm of accumulators, one broadcast per row per k.
-@inline(__always)
-private func kernel6x16(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                        _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool) {
-    var c0 = SIMD16<Float>(), c1 = SIMD16<Float>(), c2 = SIMD16<Float>()
-    var c3 = SIMD16<Float>(), c4 = SIMD16<Float>(), c5 = SIMD16<Float>()
-    var ap = a, bp = b
-    for _ in 0..<kc {
-        let bv = loadVector(bp)
-        c0 = c0.addingProduct(SIMD16(repeating: ap[0]), bv)
-        c1 = c1.addingProduct(SIMD16(repeating: ap[1]), bv)
-        c2 = c2.addingProduct(SIMD16(repeating: ap[2]), bv)
-        c3 = c3.addingProduct(SIMD16(repeating: ap[3]), bv)
-        c4 = c4.addingProduct(SIMD16(repeating: ap[4]), bv)
-        c5 = c5.addingProduct(SIMD16(repeating: ap[5]), bv)
-        ap += mr; bp += nr
-    }
-    if accumulate {
-        storeVector(c, loadVector(c) + c0)
-        storeVector(c + ldc, loadVector(c + ldc) + c1)
-        storeVector(c + 2 * ldc, loadVector(c + 2 * ldc) + c2)
-        storeVector(c + 3 * ldc, loadVector(c + 3 * ldc) + c3)
-        storeVector(c + 4 * ldc, loadVector(c + 4 * ldc) + c4)
-        storeVector(c + 5 * ldc, loadVector(c + 5 * ldc) + c5)
-    } else {
-        storeVector(c, c0); storeVector(c + ldc, c1); storeVector(c + 2 * ldc, c2)
-        storeVector(c + 3 * ldc, c3); storeVector(c + 4 * ldc, c4); storeVector(c + 5 * ldc, c5)
-    }
-}
-
-/// A partial tile: the same arithmetic into a stack tile, then only the valid r×w part is stored.
-@inline(never)
-private func kernelEdge(_ kc: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
-                        _ c: UnsafeMutablePointer<Float>, _ ldc: Int, _ accumulate: Bool,
-                        _ r: Int, _ w: Int) {
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: mr * nr) { tile in
-        let t = tile.baseAddress!
-        kernel6x16(kc, a, b, t, nr, false)
-        for i in 0..<r {
-            let dst = c + i * ldc, src = t + i * nr
-            if accumulate {
-                for j in 0..<w { dst[j] += src[j] }
+private func packBSliver(_ b: GemmOperand, p0: Int, kc: Int, j0: Int, columns: Int, width: Int,
+                         into out: UnsafeMutablePointer<Float>) {
+    if b.transposed {
+        for q in 0..<width {
+            if q < columns {
+                let src = b.base + (j0 + q) * b.stride + p0
+                for p in 0..<kc { out[p * width + q] = src[p] }
             } else {
-                for j in 0..<w { dst[j] = src[j] }
+                for p in 0..<kc { out[p * width + q] = 0 }
             }
+        }
+    } else {
+        for p in 0..<kc {
+            let o = out + p * width
+            o.update(from: b.base + (p0 + p) * b.stride + j0, count: columns)
+            if columns < width { (o + columns).update(repeating: 0, count: width - columns) }
         }
     }
 }
 
-/// The GEMM's micro-kernel (dense layers, strided input gradients), for reports.
-public let gemmKernelDescription = "GEMM 6x16 AVX2+FMA tile"
+extension ConvKernelSet {
+    /// The GEMM's micro-kernel (dense layers, strided input gradients), for reports.
+    public var gemmDescription: String {
+        switch self {
+        case .avx2: return "GEMM 6x16 AVX2+FMA tile"
+        case .avx512: return "GEMM 6x32 AVX-512 tile"
+        }
+    }
+}

@@ -71,6 +71,33 @@ struct Accumulators {
         }
     }
 
+    init() {}
+
+    /// A tile holding the first `rows` rows and `columns` columns at `source` (row stride `ldc`), zeros elsewhere.
+    @inline(__always)
+    init(from source: UnsafePointer<Float>, ldc: Int, rows: Int, columns: Int) {
+        if rows == 6 && columns == sliverWidth {
+            l0 = load(source); l1 = load(source + ldc); l2 = load(source + 2 * ldc)
+            l3 = load(source + 3 * ldc); l4 = load(source + 4 * ldc); l5 = load(source + 5 * ldc)
+            if vectorsPerRow == 2 {
+                h0 = load(source + 16); h1 = load(source + ldc + 16); h2 = load(source + 2 * ldc + 16)
+                h3 = load(source + 3 * ldc + 16); h4 = load(source + 4 * ldc + 16); h5 = load(source + 5 * ldc + 16)
+            }
+            return
+        }
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 12) { tile in
+            let t = tile.baseAddress!
+            t.initialize(repeating: SIMD16(), count: 12)
+            for r in 0..<rows {
+                for q in 0..<columns {
+                    if q < 16 { t[r][q] = source[r * ldc + q] } else { t[6 + r][q - 16] = source[r * ldc + q] }
+                }
+            }
+            (l0, l1, l2, l3, l4, l5) = (t[0], t[1], t[2], t[3], t[4], t[5])
+            (h0, h1, h2, h3, h4, h5) = (t[6], t[7], t[8], t[9], t[10], t[11])
+        }
+    }
+
     /// Writes the first `rows` rows and `columns` columns of the tile (row stride `ldc`).
     @inline(__always)
     func write(to out: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, columns: Int) {

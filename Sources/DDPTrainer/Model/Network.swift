@@ -93,7 +93,9 @@ public final class Network {
                 op = .maxPool(shape, argmax: argmax)
             case let .dropout(rate): op = .dropout(rate: rate, mask: floats(maxBatch * outSize))
             case .flatten: op = .flatten
-            case let .dense(shape, w, b): op = .dense(shape, weight: w, bias: b)
+            case let .dense(shape, w, b):
+                op = .dense(shape, weight: w, bias: b)
+                workspace.reserve(for: shape.batched(maxBatch))
             }
             compiled.append(CompiledLayer(op: op, inputSize: plan.sizes[l], outputSize: outSize))
             // ReLU and flatten work in place: no backward pass needs their input.

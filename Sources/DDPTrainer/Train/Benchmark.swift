@@ -129,7 +129,7 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
         allReduceMs: Double(allReduceNanoseconds) / totalSteps / 1e6, allReduce: allReduce,
         singleRankImagesPerSecond: singleRank, scalingEfficiency: singleRank.map { throughput / (Double(comm.size) * $0) },
         layers: layers,
-        peakMemoryMB: peakResidentMegabytes(), cpu: cpu.summary, kernels: "convolution: \(network.workspace.kernels.description); \(gemmKernelDescription)", peakGflops: peak)
+        peakMemoryMB: peakResidentMegabytes(), cpu: cpu.summary, kernels: "convolution: \(network.workspace.kernels.description); \(network.workspace.kernels.gemmDescription)", peakGflops: peak)
 }
 
 /// All-reduce throughput as nccl-tests defines it: the algorithm bandwidth is the message size

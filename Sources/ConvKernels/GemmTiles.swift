@@ -1,0 +1,37 @@
+/// The GEMM micro-kernel, compiled into both kernel modules like ConvTiles.swift: a tile is
+/// 6 rows × `sliverWidth` columns of C (12 ymm or 12 zmm accumulators), fed by a 6-row A sliver
+/// packed [p][6] and a B sliver packed [p][sliverWidth], both zero-padded.
+
+/// C rows 0..<rows (row stride `ldc`) and columns 0..<columns of a block of `slivers` B slivers
+/// (`columns` counts all of them) = A block · B slivers, or += C when `accumulate`. The A block
+/// holds ⌈rows/6⌉ slivers of kc floats × 6; each B sliver kc × sliverWidth. B slivers are the
+/// outer loop, so each stays in L1 while every A sliver passes over it.
+public func gemmBlock(kc: Int, packedA a: UnsafePointer<Float>, rows: Int,
+                      packedB b: UnsafePointer<Float>, columns: Int,
+                      c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+    var j = 0
+    while j < columns {
+        let width = min(sliverWidth, columns - j)
+        let bSliver = b + (j / sliverWidth) * kc * sliverWidth
+        var i = 0
+        while i < rows {
+            gemmTile(kc: kc, a: a + (i / 6) * kc * 6, b: bSliver, c: c + i * ldc + j, ldc: ldc,
+                     rows: min(6, rows - i), columns: width, accumulate: accumulate)
+            i += 6
+        }
+        j += sliverWidth
+    }
+}
+
+@inline(__always)
+private func gemmTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                      c: UnsafeMutablePointer<Float>, ldc: Int, rows: Int, columns: Int, accumulate: Bool) {
+    var acc = accumulate ? Accumulators(from: c, ldc: ldc, rows: rows, columns: columns) : Accumulators()
+    var ap = a, bp = b
+    for _ in 0..<kc {
+        acc.add(ap[0], ap[1], ap[2], ap[3], ap[4], ap[5], bp)
+        ap += 6
+        bp += sliverWidth
+    }
+    acc.write(to: c, ldc: ldc, rows: rows, columns: columns)
+}
