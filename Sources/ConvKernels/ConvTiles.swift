@@ -154,15 +154,16 @@ public func convolveRows(_ g: ConvGeometry, input x: UnsafePointer<Float>, packe
         for ky in 0..<g.kernelHeight {
             // Where a pixel's whole kernel row lies inside the image, its kx taps are one
             // contiguous run of kw·cin floats, in the packed weights' [ky][kx][ci] order.
-            var contiguous = true
-            @inline(__always) func run(_ r: Int) -> UnsafePointer<Float> {
+            // (A flag returned, not a captured variable, keeps Swift's exclusivity checks out.)
+            @inline(__always) func run(_ r: Int) -> (UnsafePointer<Float>, Bool) {
                 let iy = top[r] + ky, ix = left[r]
-                if r >= valid || iy < 0 || iy >= g.height { return zeros }
-                if ix < 0 || ix + g.kernelWidth > g.width { contiguous = false; return zeros }
-                return x + ((image[r] * g.height + iy) * g.width + ix) * cin
+                if r >= valid || iy < 0 || iy >= g.height { return (zeros, true) }
+                if ix < 0 || ix + g.kernelWidth > g.width { return (zeros, false) }
+                return (x + ((image[r] * g.height + iy) * g.width + ix) * cin, true)
             }
-            let r0 = run(0), r1 = run(1), r2 = run(2), r3 = run(3), r4 = run(4), r5 = run(5)
-            if contiguous {
+            let (r0, c0) = run(0), (r1, c1) = run(1), (r2, c2) = run(2)
+            let (r3, c3) = run(3), (r4, c4) = run(4), (r5, c5) = run(5)
+            if c0 && c1 && c2 && c3 && c4 && c5 {
                 for i in 0..<rowLength {
                     acc.add(r0[i], r1[i], r2[i], r3[i], r4[i], r5[i], bp)
                     bp += sliverWidth
