@@ -195,11 +195,21 @@ public func weightGradientGroup(_ g: ConvGeometry, input x: UnsafePointer<Float>
     let cin = g.inChannels, cout = g.outChannels
     withUnsafeTemporaryAllocation(of: Float.self, capacity: sliverWidth) { scratch in
         for tap in 0..<(g.kernelHeight * g.kernelWidth) {
-            for ci0 in stride(from: 0, to: cin, by: 6) {
+            let ky = tap / g.kernelWidth, kx = tap % g.kernelWidth
+            for ci0 in stride(from: 0, to: cin, by: weightGradientRows) {
                 for co0 in stride(from: 0, to: cout, by: sliverWidth) {
-                    weightGradientTile(g, x, dy, images: images, ky: tap / g.kernelWidth, kx: tap % g.kernelWidth,
-                                       ci0: ci0, rows: min(6, cin - ci0), co0: co0, columns: min(sliverWidth, cout - co0),
-                                       out: out + (tap * cin + ci0) * cout + co0, padded: scratch.baseAddress!)
+                    let rows = min(weightGradientRows, cin - ci0), columns = min(sliverWidth, cout - co0)
+                    if rows == weightGradientRows && columns == sliverWidth {
+                        let pixels = TapPixels(g, x, dy, images: images, ky: ky, kx: kx, ci0: ci0, co0: co0)
+                        let tile = out + (tap * cin + ci0) * cout + co0
+                        if weightGradientRows == 8 { weightGradientFullTile8(pixels, out: tile) } else { weightGradientFullTile(pixels, out: tile) }
+                        continue
+                    }
+                    for c in stride(from: ci0, to: ci0 + rows, by: 6) {
+                        weightGradientEdgeTile(g, x, dy, images: images, ky: ky, kx: kx, ci0: c, rows: min(6, ci0 + rows - c),
+                                               co0: co0, columns: columns, out: out + (tap * cin + c) * cout + co0,
+                                               padded: scratch.baseAddress!)
+                    }
                 }
             }
         }
@@ -244,15 +254,11 @@ struct TapPixels {
     }
 }
 
-@inline(__always)
-private func weightGradientTile(_ g: ConvGeometry, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
-                                images: Range<Int>, ky: Int, kx: Int, ci0: Int, rows: Int, co0: Int, columns: Int,
-                                out: UnsafeMutablePointer<Float>, padded: UnsafeMutablePointer<Float>) {
+/// A tile of at most 6 channels × at most a sliver, at the edges of the weight matrix.
+private func weightGradientEdgeTile(_ g: ConvGeometry, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                    images: Range<Int>, ky: Int, kx: Int, ci0: Int, rows: Int, co0: Int, columns: Int,
+                                    out: UnsafeMutablePointer<Float>, padded: UnsafeMutablePointer<Float>) {
     let pixels = TapPixels(g, x, dy, images: images, ky: ky, kx: kx, ci0: ci0, co0: co0)
-    if rows == 6 && columns == sliverWidth {
-        weightGradientFullTile(pixels, out: out)
-        return
-    }
     var acc = Accumulators()
     let fullColumns = columns == sliverWidth
     pixels.forEach { a, b in
@@ -292,4 +298,30 @@ private func weightGradientFullTile(_ pixels: TapPixels, out: UnsafeMutablePoint
     (acc.l0, acc.l1, acc.l2, acc.l3, acc.l4, acc.l5) = (l0, l1, l2, l3, l4, l5)
     (acc.h0, acc.h1, acc.h2, acc.h3, acc.h4, acc.h5) = (h0, h1, h2, h3, h4, h5)
     acc.write(to: out, ldc: pixels.g.outChannels, rows: 6, columns: sliverWidth)
+}
+
+/// With AVX-512's 32 registers: 8 channels × 32 output channels (16 zmm accumulators), which
+/// also divides the common channel counts (32, 64) with no edge tile.
+@inline(never)
+private func weightGradientFullTile8(_ pixels: TapPixels, out: UnsafeMutablePointer<Float>) {
+    var l0 = SIMD16<Float>(), l1 = SIMD16<Float>(), l2 = SIMD16<Float>(), l3 = SIMD16<Float>()
+    var l4 = SIMD16<Float>(), l5 = SIMD16<Float>(), l6 = SIMD16<Float>(), l7 = SIMD16<Float>()
+    var h0 = SIMD16<Float>(), h1 = SIMD16<Float>(), h2 = SIMD16<Float>(), h3 = SIMD16<Float>()
+    var h4 = SIMD16<Float>(), h5 = SIMD16<Float>(), h6 = SIMD16<Float>(), h7 = SIMD16<Float>()
+    pixels.forEach { a, b in
+        let b0 = load(b), b1 = load(b + 16)
+        var s = SIMD16(repeating: a[0]); l0 = l0.addingProduct(s, b0); h0 = h0.addingProduct(s, b1)
+        s = SIMD16(repeating: a[1]); l1 = l1.addingProduct(s, b0); h1 = h1.addingProduct(s, b1)
+        s = SIMD16(repeating: a[2]); l2 = l2.addingProduct(s, b0); h2 = h2.addingProduct(s, b1)
+        s = SIMD16(repeating: a[3]); l3 = l3.addingProduct(s, b0); h3 = h3.addingProduct(s, b1)
+        s = SIMD16(repeating: a[4]); l4 = l4.addingProduct(s, b0); h4 = h4.addingProduct(s, b1)
+        s = SIMD16(repeating: a[5]); l5 = l5.addingProduct(s, b0); h5 = h5.addingProduct(s, b1)
+        s = SIMD16(repeating: a[6]); l6 = l6.addingProduct(s, b0); h6 = h6.addingProduct(s, b1)
+        s = SIMD16(repeating: a[7]); l7 = l7.addingProduct(s, b0); h7 = h7.addingProduct(s, b1)
+    }
+    let ldc = pixels.g.outChannels
+    store(out, l0); store(out + 16, h0); store(out + ldc, l1); store(out + ldc + 16, h1)
+    store(out + 2 * ldc, l2); store(out + 2 * ldc + 16, h2); store(out + 3 * ldc, l3); store(out + 3 * ldc + 16, h3)
+    store(out + 4 * ldc, l4); store(out + 4 * ldc + 16, h4); store(out + 5 * ldc, l5); store(out + 5 * ldc + 16, h5)
+    store(out + 6 * ldc, l6); store(out + 6 * ldc + 16, h6); store(out + 7 * ldc, l7); store(out + 7 * ldc + 16, h7)
 }

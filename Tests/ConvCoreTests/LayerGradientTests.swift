@@ -55,6 +55,10 @@ import Testing
         ConvShape(batch: 2, height: 5, width: 6, inChannels: 7, outChannels: 9, kernelHeight: 1, kernelWidth: 1, stride: 1, padding: 0),
         ConvShape(batch: 2, height: 6, width: 6, inChannels: 5, outChannels: 3, kernelHeight: 1, kernelWidth: 1, stride: 2, padding: 0),
         ConvShape(batch: 1, height: 6, width: 5, inChannels: 3, outChannels: 2, kernelHeight: 3, kernelWidth: 1, stride: 1, padding: 1),
+        // Channel counts around the tiles: 6- and 8-channel weight-gradient tiles, 16/32-wide slivers.
+        ConvShape(batch: 2, height: 6, width: 7, inChannels: 15, outChannels: 33, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1),
+        ConvShape(batch: 2, height: 5, width: 5, inChannels: 16, outChannels: 32, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 0),
+        ConvShape(batch: 2, height: 7, width: 7, inChannels: 9, outChannels: 20, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1),
     ]
 
     @Test("conv forward matches the naive direct convolution", arguments: convShapes)
