@@ -126,14 +126,13 @@ public func conv2DBackwardWeights(_ s: ConvShape, input x: UnsafePointer<Float>,
                                   biasGradient db: UnsafeMutablePointer<Float>,
                                   workspace ws: ConvWorkspace) {
     precondition(ws.partialCapacity >= partialGradientCount(s), "conv workspace too small for \(s)")
-    convolutionWeightGradientDirect(ws.kernels, s, input: x, outputGradient: dy, weightGradient: dw, partials: ws.partials, pool: ws.pool)
-    sumRows(dy, rows: s.outputPixels, columns: s.outChannels, into: db)
+    convolutionWeightGradientDirect(ws.kernels, s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db,
+                                    partials: ws.partials, pool: ws.pool)
 }
 
-/// Floats of per-group partial weight gradients a shape needs.
+/// Floats of per-group partial weight and bias gradients a shape needs.
 func partialGradientCount(_ s: ConvShape) -> Int {
-    let group = weightGradientGroupSize(s)
-    return (s.batch + group - 1) / group * s.weightCount
+    weightGradientGroups(s) * partialSliceCount(s)
 }
 
 /// dX = the input gradient (overwritten). For stride 1 it is itself a convolution: dY, padded

@@ -82,36 +82,56 @@ func convolveDirect(_ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePoi
     }
 }
 
-/// Images per group of the weight gradient: their inputs and output gradients should stay in
-/// a core's L2 cache (about 512 KB of them) while every tile is computed. Depends on the
-/// shape alone, never on the thread count.
-func weightGradientGroupSize(_ s: ConvShape) -> Int {
+/// How many image groups the weight gradient is split into: each group's inputs and output
+/// gradients should stay in a core's L2 cache (about 512 KB of them) while every tile is
+/// computed, and the count is rounded up to a multiple of 4 so that 2 or 4 workers get equal
+/// shares. Depends on the shape alone, never on the thread count.
+func weightGradientGroups(_ s: ConvShape) -> Int {
     let bytesPerImage = 4 * (s.height * s.width * s.inChannels + s.outHeight * s.outWidth * s.outChannels)
-    return max(1, min(s.batch, (512 * 1024) / max(bytesPerImage, 1)))
+    let imagesPerGroup = max(1, min(s.batch, (512 * 1024) / max(bytesPerImage, 1)))
+    let groups = (s.batch + imagesPerGroup - 1) / imagesPerGroup
+    return min(s.batch, (groups + 3) / 4 * 4)
 }
 
-/// dW[tap][ci][co] = Σ_pixels X[pixel shifted by tap, ci] · dY[pixel, co], without im2col.
+/// dW[tap][ci][co] = Σ_pixels X[pixel shifted by tap, ci] · dY[pixel, co], without im2col, and
+/// dBias[co] = Σ_pixels dY[pixel, co] while the group's dY is in cache.
 ///
-/// Each task takes one group of images and writes that group's sum into its own slice of
-/// `partials`; the slices are then added in group order, so the result does not depend on
-/// the number of threads.
+/// Each task takes one group of images and writes that group's sums into its own slice of
+/// `partials` (weights, then bias); the slices are then added in group order, so the result
+/// does not depend on the number of threads.
 func convolutionWeightGradientDirect(_ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
-                                     weightGradient dw: UnsafeMutablePointer<Float>, partials: UnsafeMutablePointer<Float>,
-                                     pool: WorkerPool) {
-    let group = weightGradientGroupSize(s)
-    let groups = (s.batch + group - 1) / group
-    let count = s.weightCount
+                                     weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>,
+                                     partials: UnsafeMutablePointer<Float>, pool: WorkerPool) {
+    let groups = weightGradientGroups(s)
+    let count = s.weightCount, slice = partialSliceCount(s), cout = s.outChannels
+    let pixelsPerImage = s.outHeight * s.outWidth
     pool.run(tasks: groups) { index, _ in
-        let images = (index * group)..<min(s.batch, (index + 1) * group)
+        let images = (index * s.batch / groups)..<((index + 1) * s.batch / groups)
+        let out = partials + index * slice
         switch kernels {
         case .avx2:
-            ConvKernels.weightGradientGroup(s.geometry, input: x, outputGradient: dy, images: images, into: partials + index * count)
+            ConvKernels.weightGradientGroup(s.geometry, input: x, outputGradient: dy, images: images, into: out)
         case .avx512:
-            ConvKernelsAVX512.weightGradientGroup(s.geometry512, input: x, outputGradient: dy, images: images, into: partials + index * count)
+            ConvKernelsAVX512.weightGradientGroup(s.geometry512, input: x, outputGradient: dy, images: images, into: out)
         }
+        sumRows(dy + images.lowerBound * pixelsPerImage * cout, rows: images.count * pixelsPerImage, columns: cout, into: out + count)
     }
-    forEachChunk(count, pool: pool) { start, end in
-        (dw + start).update(from: partials + start, count: end - start)
-        for g in 1..<groups { addInPlace(dw + start, partials + g * count + start, count: end - start) }
+    forEachChunk(slice, pool: pool) { start, end in
+        addSlices(partials, slice: slice, groups: groups, start: start, end: end, weights: dw, count: count, bias: db)
     }
+}
+
+/// Floats of one image group's partial sums: the weight gradient, then the bias gradient.
+func partialSliceCount(_ s: ConvShape) -> Int { s.weightCount + s.outChannels }
+
+/// Elements start..<end of the sum of `groups` slices, written to the weights' or the bias's gradient.
+private func addSlices(_ partials: UnsafeMutablePointer<Float>, slice: Int, groups: Int, start: Int, end: Int,
+                       weights dw: UnsafeMutablePointer<Float>, count: Int, bias db: UnsafeMutablePointer<Float>) {
+    func sum(_ lo: Int, _ hi: Int, into dst: UnsafeMutablePointer<Float>) {
+        guard lo < hi else { return }
+        (dst + lo).update(from: partials + lo, count: hi - lo)
+        for g in 1..<groups { addInPlace(dst + lo, partials + g * slice + lo, count: hi - lo) }
+    }
+    sum(start, min(end, count), into: dw)
+    sum(max(start, count), end, into: db - count)
 }
