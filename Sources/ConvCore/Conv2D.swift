@@ -50,6 +50,9 @@ public final class ConvWorkspace: @unchecked Sendable {
     private(set) var zerosCapacity: Int
     private(set) var partials: UnsafeMutablePointer<Float>
     private(set) var partialCapacity: Int
+    /// Per worker: a Winograd task's transformed inputs and products.
+    private(set) var winogradScratch: [UnsafeMutablePointer<Float>]
+    private(set) var winogradCapacity = 0
     /// Floats of im2col scratch a strided layer may use at once (its input gradient is built
     /// image group by image group; 4M floats = 16 MB).
     public static let columnBudget = 1 << 22
@@ -65,13 +68,25 @@ public final class ConvWorkspace: @unchecked Sendable {
         packedWeights = .allocate(capacity: 1)
         zeros = .allocate(capacity: 1)
         zeros.initialize(to: 0)
+        winogradScratch = []
     }
 
     /// Grows every buffer to what `shape` needs; called while a network is built, never during a step.
     public func reserve(for shape: ConvShape) {
         let roundUpSliver = { (n: Int) in (n + 31) / 32 * 32 }  // the widest sliver of any kernel set
         let taps = shape.kernelHeight * shape.kernelWidth
-        let packed = max(shape.patchSize * roundUpSliver(shape.outChannels), taps * shape.outChannels * roundUpSliver(shape.inChannels))
+        var packed = max(shape.patchSize * roundUpSliver(shape.outChannels), taps * shape.outChannels * roundUpSliver(shape.inChannels))
+        if shape.usesWinograd {
+            packed = max(packed, Winograd.weightCount(k: shape.inChannels, n: shape.outChannels),
+                         Winograd.weightCount(k: shape.outChannels, n: shape.inChannels))
+            let scratch = Winograd.scratchCount(inChannels: max(shape.inChannels, shape.outChannels),
+                                                outChannels: max(shape.inChannels, shape.outChannels))
+            if scratch > winogradCapacity {
+                winogradScratch.forEach { $0.deallocate() }
+                winogradScratch = (0..<pool.threads).map { _ in .allocate(capacity: scratch) }
+                winogradCapacity = scratch
+            }
+        }
         if packed > packedCapacity {
             packedWeights.deallocate()
             packedWeights = .allocate(capacity: packed)
@@ -107,6 +122,7 @@ public final class ConvWorkspace: @unchecked Sendable {
         packedWeights.deallocate()
         zeros.deallocate()
         partials.deallocate()
+        winogradScratch.forEach { $0.deallocate() }
     }
 }
 
@@ -114,7 +130,15 @@ public final class ConvWorkspace: @unchecked Sendable {
 public func conv2DForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
                           bias: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
                           workspace ws: ConvWorkspace) {
-    let cout = s.outChannels
+    let cin = s.inChannels, cout = s.outChannels
+    if s.usesWinograd {
+        winogradTransformWeights(ws.kernels, k: cin, n: cout, into: ws.packedWeights, pool: ws.pool) { ky, kx, ci, co in
+            w[((ky * 3 + kx) * cin + ci) * cout + co]
+        }
+        winogradConvolution(ws.kernels, s, input: x, transformedWeights: ws.packedWeights, bias: bias, output: y,
+                            scratch: ws.winogradScratch, pool: ws.pool)
+        return
+    }
     packConvWeights(ws.kernels, k: s.patchSize, n: cout, into: ws.packedWeights) { p, j in w[p * cout + j] }
     convolveDirect(ws.kernels, s, input: x, packedWeights: ws.packedWeights, bias: bias, output: y, zeros: ws.zeros, pool: ws.pool)
 }
@@ -145,6 +169,14 @@ public func conv2DBackwardData(_ s: ConvShape, outputGradient dy: UnsafePointer<
     if s.inputGradientIsConvolution {
         let flipped = ConvShape(batch: s.batch, height: s.outHeight, width: s.outWidth, inChannels: cout, outChannels: cin,
                                 kernelHeight: kh, kernelWidth: kw, stride: 1, padding: kh - 1 - s.padding)
+        if s.usesWinograd {
+            winogradTransformWeights(ws.kernels, k: cout, n: cin, into: ws.packedWeights, pool: ws.pool) { ky, kx, co, ci in
+                w[(((2 - ky) * 3 + (2 - kx)) * cin + ci) * cout + co]
+            }
+            winogradConvolution(ws.kernels, flipped, input: dy, transformedWeights: ws.packedWeights, bias: nil, output: dx,
+                                scratch: ws.winogradScratch, pool: ws.pool)
+            return
+        }
         packConvWeights(ws.kernels, k: kh * kw * cout, n: cin, into: ws.packedWeights) { p, ci in
             let tap = p / cout, co = p % cout
             let ky = kh - 1 - tap / kw, kx = kw - 1 - tap % kw

@@ -138,16 +138,23 @@ public func convolveRows(_ g: ConvGeometry, input x: UnsafePointer<Float>, packe
     }
     let wSliver = w + sliver * k * sliverWidth
     let rowLength = g.kernelWidth * cin
+    // The next pixel's coordinates, advanced one pixel at a time: integer divisions per pixel
+    // cost as much as the arithmetic of a small layer's tile.
+    var n = first / (oh * ow), oy = (first % (oh * ow)) / ow, ox = first % ow
     var p0 = first
     while p0 < last {
         let valid = min(6, last - p0)
         var image = SIMD8<Int>(), top = SIMD8<Int>(), left = SIMD8<Int>()
         for r in 0..<valid {
-            let p = p0 + r
-            image[r] = p / (oh * ow)
-            let rem = p % (oh * ow)
-            top[r] = (rem / ow) * g.stride - g.padding
-            left[r] = (rem % ow) * g.stride - g.padding
+            image[r] = n
+            top[r] = oy * g.stride - g.padding
+            left[r] = ox * g.stride - g.padding
+            ox += 1
+            if ox == ow {
+                ox = 0
+                oy += 1
+                if oy == oh { oy = 0; n += 1 }
+            }
         }
         var acc = initial
         var bp = UnsafePointer(wSliver)

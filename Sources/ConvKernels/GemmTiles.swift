@@ -35,3 +35,34 @@ private func gemmTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
     }
     acc.write(to: c, ldc: ldc, rows: rows, columns: columns)
 }
+
+/// The same product, overwriting C, with A not packed: row i of A is kc contiguous floats at
+/// a + i·lda, and each tile broadcasts from its 6 rows directly (as the direct convolution
+/// does from its 6 pixels). For A that is produced on the fly, such as Winograd-transformed
+/// inputs, this saves the strided packing pass.
+public func gemmBlock(kc: Int, a: UnsafePointer<Float>, lda: Int, rows: Int,
+                      packedB b: UnsafePointer<Float>, columns: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    var j = 0
+    while j < columns {
+        let width = min(sliverWidth, columns - j)
+        let bSliver = b + (j / sliverWidth) * kc * sliverWidth
+        var i = 0
+        while i < rows {
+            let valid = min(6, rows - i)
+            // Rows past the end read row i again; their results are not stored.
+            let a0 = a + i * lda
+            let a1 = valid > 1 ? a0 + lda : a0, a2 = valid > 2 ? a0 + 2 * lda : a0
+            let a3 = valid > 3 ? a0 + 3 * lda : a0, a4 = valid > 4 ? a0 + 4 * lda : a0
+            let a5 = valid > 5 ? a0 + 5 * lda : a0
+            var acc = Accumulators()
+            var bp = bSliver
+            for p in 0..<kc {
+                acc.add(a0[p], a1[p], a2[p], a3[p], a4[p], a5[p], bp)
+                bp += sliverWidth
+            }
+            acc.write(to: c + i * ldc + j, ldc: ldc, rows: valid, columns: width)
+            i += 6
+        }
+        j += sliverWidth
+    }
+}

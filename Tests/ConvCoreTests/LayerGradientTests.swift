@@ -59,6 +59,10 @@ import Testing
         ConvShape(batch: 2, height: 6, width: 7, inChannels: 15, outChannels: 33, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1),
         ConvShape(batch: 2, height: 5, width: 5, inChannels: 16, outChannels: 32, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 0),
         ConvShape(batch: 2, height: 7, width: 7, inChannels: 9, outChannels: 20, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1),
+        // Winograd F(2x2,3x3) (3x3, stride 1, channels a multiple of 16): odd sizes leave partial
+        // 2x2 tiles, 75 tiles split into tasks of 24, padding 0, 1 and 2.
+        ConvShape(batch: 3, height: 9, width: 9, inChannels: 32, outChannels: 16, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1),
+        ConvShape(batch: 2, height: 6, width: 5, inChannels: 16, outChannels: 48, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 2),
     ]
 
     @Test("conv forward matches the naive direct convolution", arguments: convShapes)
