@@ -150,13 +150,18 @@ public func conv2DBackwardWeights(_ s: ConvShape, input x: UnsafePointer<Float>,
                                   biasGradient db: UnsafeMutablePointer<Float>,
                                   workspace ws: ConvWorkspace) {
     precondition(ws.partialCapacity >= partialGradientCount(s), "conv workspace too small for \(s)")
+    if s.usesWinograd {
+        winogradWeightGradient(ws.kernels, s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db,
+                               partials: ws.partials, scratch: ws.winogradScratch, pool: ws.pool)
+        return
+    }
     convolutionWeightGradientDirect(ws.kernels, s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db,
                                     partials: ws.partials, pool: ws.pool)
 }
 
 /// Floats of per-group partial weight and bias gradients a shape needs.
 func partialGradientCount(_ s: ConvShape) -> Int {
-    weightGradientGroups(s) * partialSliceCount(s)
+    s.usesWinograd ? Winograd.gradientGroups(s) * Winograd.gradientSliceCount(s) : weightGradientGroups(s) * partialSliceCount(s)
 }
 
 /// dX = the input gradient (overwritten). For stride 1 it is itself a convolution: dY, padded

@@ -23,6 +23,13 @@ enum Winograd {
         16 * tilesPerTask * (inChannels + outChannels)
     }
 
+    /// Tile groups of the weight gradient: 8, fewer for small shapes.
+    static func gradientGroups(_ s: ConvShape) -> Int {
+        min(8, max(1, WinogradTiles(s).count / tilesPerTask))
+    }
+    /// Floats of one group's partial sums: dU, then the bias gradient.
+    static func gradientSliceCount(_ s: ConvShape) -> Int { 16 * s.inChannels * s.outChannels + s.outChannels }
+
     /// Floats of transformed weights: 16 positions × K × N padded to whole slivers.
     static func weightCount(k: Int, n: Int) -> Int { 16 * k * ((n + 31) / 32 * 32) }
 }
@@ -70,30 +77,28 @@ func winogradTransformWeights(_ kernels: ConvKernelSet, k: Int, n: Int, into u: 
     }
 }
 
-/// Y = conv(X, W) + bias for a 3x3 stride-1 shape, with W transformed by `winogradTransformWeights`.
-func winogradConvolution(_ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePointer<Float>,
-                         transformedWeights u: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                         output y: UnsafeMutablePointer<Float>, scratch: [UnsafeMutablePointer<Float>], pool: WorkerPool) {
-    let oh = s.outHeight, ow = s.outWidth, tilesHigh = (oh + 1) / 2, tilesWide = (ow + 1) / 2
-    let tiles = s.batch * tilesHigh * tilesWide
-    let cin = s.inChannels, cout = s.outChannels
-    let T = Winograd.tilesPerTask
-    let nr = kernels.sliverWidth
-    let uPerPosition = cin * ((cout + nr - 1) / nr * nr)
-    let vPerPosition = T * cin, mPerPosition = T * cout
-
-    @inline(__always) func tileOrigin(_ tile: Int) -> (image: Int, y: Int, x: Int) {
-        let image = tile / (tilesHigh * tilesWide), rest = tile % (tilesHigh * tilesWide)
-        return (image, 2 * (rest / tilesWide), 2 * (rest % tilesWide))
+/// The 2x2 output tiles of a shape, numbered image by image, row by row.
+struct WinogradTiles {
+    let s: ConvShape
+    let high: Int, wide: Int, count: Int
+    init(_ s: ConvShape) {
+        self.s = s
+        (high, wide) = ((s.outHeight + 1) / 2, (s.outWidth + 1) / 2)
+        count = s.batch * high * wide
     }
 
-    pool.run(tasks: (tiles + T - 1) / T) { task, worker in
-        let v = scratch[worker], m = v + 16 * vPerPosition
-        let first = task * T, count = min(T, tiles - first)
+    /// The image and the top-left output pixel of `tile`.
+    @inline(__always) func origin(_ tile: Int) -> (image: Int, y: Int, x: Int) {
+        let image = tile / (high * wide), rest = tile % (high * wide)
+        return (image, 2 * (rest / wide), 2 * (rest % wide))
+    }
 
-        // V[ξ] = Bᵀ·d·B for each tile's 4x4 input block, 16 channels at a time: V[ξ][tile][ci].
+    /// V[ξ][t][ci] = (Bᵀ·d·B)[ξ] for the 4x4 input blocks d of tiles first..<first+count,
+    /// 16 channels at a time; V[ξ] starts at v + ξ·perPosition.
+    func transformInputs(_ x: UnsafePointer<Float>, first: Int, count: Int, into v: UnsafeMutablePointer<Float>, perPosition: Int) {
+        let cin = s.inChannels
         for t in 0..<count {
-            let (image, oy, ox) = tileOrigin(first + t)
+            let (image, oy, ox) = origin(first + t)
             let iy = oy - s.padding, ix = ox - s.padding
             let base = x + image * s.height * s.width * cin
             let out = v + t * cin
@@ -106,23 +111,41 @@ func winogradConvolution(_ kernels: ConvKernelSet, _ s: ConvShape, input x: Unsa
                 // Columns first, e = Bᵀ·d (kept in V's slots for now) …
                 for q in 0..<4 {
                     let d0 = d(0, q), d1 = d(1, q), d2 = d(2, q), d3 = d(3, q)
-                    storeVector(out + q * vPerPosition + c, d0 - d2)
-                    storeVector(out + (4 + q) * vPerPosition + c, d1 + d2)
-                    storeVector(out + (8 + q) * vPerPosition + c, d2 - d1)
-                    storeVector(out + (12 + q) * vPerPosition + c, d1 - d3)
+                    storeVector(out + q * perPosition + c, d0 - d2)
+                    storeVector(out + (4 + q) * perPosition + c, d1 + d2)
+                    storeVector(out + (8 + q) * perPosition + c, d2 - d1)
+                    storeVector(out + (12 + q) * perPosition + c, d1 - d3)
                 }
                 // … then rows, V = e·B.
                 for r in 0..<4 {
-                    let row = out + 4 * r * vPerPosition + c
-                    let e0 = loadVector(row), e1 = loadVector(row + vPerPosition)
-                    let e2 = loadVector(row + 2 * vPerPosition), e3 = loadVector(row + 3 * vPerPosition)
+                    let row = out + 4 * r * perPosition + c
+                    let e0 = loadVector(row), e1 = loadVector(row + perPosition)
+                    let e2 = loadVector(row + 2 * perPosition), e3 = loadVector(row + 3 * perPosition)
                     storeVector(row, e0 - e2)
-                    storeVector(row + vPerPosition, e1 + e2)
-                    storeVector(row + 2 * vPerPosition, e2 - e1)
-                    storeVector(row + 3 * vPerPosition, e1 - e3)
+                    storeVector(row + perPosition, e1 + e2)
+                    storeVector(row + 2 * perPosition, e2 - e1)
+                    storeVector(row + 3 * perPosition, e1 - e3)
                 }
             }
         }
+    }
+}
+
+/// Y = conv(X, W) + bias for a 3x3 stride-1 shape, with W transformed by `winogradTransformWeights`.
+func winogradConvolution(_ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePointer<Float>,
+                         transformedWeights u: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                         output y: UnsafeMutablePointer<Float>, scratch: [UnsafeMutablePointer<Float>], pool: WorkerPool) {
+    let oh = s.outHeight, ow = s.outWidth, tiles = WinogradTiles(s)
+    let cin = s.inChannels, cout = s.outChannels
+    let T = Winograd.tilesPerTask
+    let nr = kernels.sliverWidth
+    let uPerPosition = cin * ((cout + nr - 1) / nr * nr)
+    let vPerPosition = T * cin, mPerPosition = T * cout
+
+    pool.run(tasks: (tiles.count + T - 1) / T) { task, worker in
+        let v = scratch[worker], m = v + 16 * vPerPosition
+        let first = task * T, count = min(T, tiles.count - first)
+        tiles.transformInputs(x, first: first, count: count, into: v, perPosition: vPerPosition)
 
         // M[ξ] = V[ξ]·U[ξ]: [tiles × Cin]·[Cin × Cout] for each of the 16 positions.
         for xi in 0..<16 {
@@ -137,7 +160,7 @@ func winogradConvolution(_ kernels: ConvKernelSet, _ s: ConvShape, input x: Unsa
 
         // Y = Aᵀ·M·A (+ bias) for each tile's 2x2 output block, skipping pixels past the edge.
         for t in 0..<count {
-            let (image, oy, ox) = tileOrigin(first + t)
+            let (image, oy, ox) = tiles.origin(first + t)
             let rows = min(2, oh - oy), columns = min(2, ow - ox)
             let out = y + ((image * oh + oy) * ow + ox) * cout
             let src = UnsafePointer(m + t * cout)
@@ -156,6 +179,102 @@ func winogradConvolution(_ kernels: ConvKernelSet, _ s: ConvShape, input x: Unsa
                     storeVector(out + ow * cout + c, f0.1 + f1.1 + f2.1 + b)
                     if columns > 1 { storeVector(out + (ow + 1) * cout + c, f1.1 - f2.1 - f3.1 + b) }
                 }
+            }
+        }
+    }
+}
+
+/// dW and dBias of a 3x3 stride-1 convolution (both overwritten). By the same algebra as the
+/// forward pass, dU[ξ][ci][co] = Σ_tiles V[ξ][t][ci] · D[ξ][t][co] with V = Bᵀ·d·B of the input
+/// block and D = A·dy·Aᵀ of the 2x2 output-gradient block, and dW = Gᵀ·dU·G: 16 products per
+/// (ci, co) and tile instead of 36.
+///
+/// Tiles are split into a fixed number of groups (by the shape alone); each group sums its
+/// dU and bias gradient into its own slice of `partials`, the slices are added in group order,
+/// and dU is transformed back, so the result does not depend on the number of threads.
+func winogradWeightGradient(_ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePointer<Float>,
+                            outputGradient dy: UnsafePointer<Float>, weightGradient dw: UnsafeMutablePointer<Float>,
+                            biasGradient db: UnsafeMutablePointer<Float>, partials: UnsafeMutablePointer<Float>,
+                            scratch: [UnsafeMutablePointer<Float>], pool: WorkerPool) {
+    let oh = s.outHeight, ow = s.outWidth, tiles = WinogradTiles(s)
+    let cin = s.inChannels, cout = s.outChannels
+    let T = Winograd.tilesPerTask
+    let groups = Winograd.gradientGroups(s), slice = Winograd.gradientSliceCount(s)
+    let products = 16 * cin * cout
+    let vPerPosition = T * cin, dPerPosition = T * cout
+
+    pool.run(tasks: groups) { group, worker in
+        let v = scratch[worker], d = v + 16 * vPerPosition
+        let sum = partials + group * slice
+        sum.update(repeating: 0, count: slice)
+        let end = (group + 1) * tiles.count / groups
+        var first = group * tiles.count / groups
+        while first < end {
+            let count = min(T, end - first)
+            tiles.transformInputs(x, first: first, count: count, into: v, perPosition: vPerPosition)
+            // D[ξ][t][co] = (A·dy·Aᵀ)[ξ], dy the tile's 2x2 block (zero past the edge); and Σ dy.
+            for t in 0..<count {
+                let (image, oy, ox) = tiles.origin(first + t)
+                let rows = min(2, oh - oy), columns = min(2, ow - ox)
+                let src = dy + ((image * oh + oy) * ow + ox) * cout
+                let out = d + t * cout
+                for c in stride(from: 0, to: cout, by: 16) {
+                    let g00 = loadVector(src + c)
+                    let g01 = columns > 1 ? loadVector(src + cout + c) : SIMD16()
+                    let g10 = rows > 1 ? loadVector(src + ow * cout + c) : SIMD16()
+                    let g11 = rows > 1 && columns > 1 ? loadVector(src + (ow + 1) * cout + c) : SIMD16()
+                    storeVector(sum + products + c, loadVector(sum + products + c) + ((g00 + g01) + (g10 + g11)))
+                    // Row i of a = A·dy (4x2) is (a0, a1); D's row i = (a0, a1)·Aᵀ.
+                    @inline(__always) func storeRow(_ i: Int, _ a0: SIMD16<Float>, _ a1: SIMD16<Float>) {
+                        let row = out + 4 * i * dPerPosition + c
+                        storeVector(row, a0)
+                        storeVector(row + dPerPosition, a0 + a1)
+                        storeVector(row + 2 * dPerPosition, a0 - a1)
+                        storeVector(row + 3 * dPerPosition, -a1)
+                    }
+                    storeRow(0, g00, g01)
+                    storeRow(1, g00 + g10, g01 + g11)
+                    storeRow(2, g00 - g10, g01 - g11)
+                    storeRow(3, -g10, -g11)
+                }
+            }
+            for xi in 0..<16 {
+                let a = UnsafePointer(v + xi * vPerPosition), b = UnsafePointer(d + xi * dPerPosition), c = sum + xi * cin * cout
+                switch kernels {
+                case .avx2:
+                    ConvKernels.accumulateTransposedProduct(count: count, a: a, lda: cin, rows: cin, b: b, ldb: cout, columns: cout, c: c, ldc: cout)
+                case .avx512:
+                    ConvKernelsAVX512.accumulateTransposedProduct(count: count, a: a, lda: cin, rows: cin, b: b, ldb: cout, columns: cout, c: c, ldc: cout)
+                }
+            }
+            first += count
+        }
+    }
+    // Σ over groups, into group 0's slice.
+    forEachChunk(slice, pool: pool) { start, end in
+        for g in 1..<max(groups, 1) { addInPlace(partials + start, partials + g * slice + start, count: end - start) }
+    }
+    db.update(from: partials + products, count: cout)
+    // dW[ky][kx][ci][co] = (Gᵀ·dU·G)[ky][kx], 16 output channels at a time; one task per ci.
+    pool.run(tasks: cin) { ci, _ in
+        for c in stride(from: 0, to: cout, by: 16) {
+            @inline(__always) func du(_ i: Int, _ k: Int) -> SIMD16<Float> { loadVector(partials + ((i * 4 + k) * cin + ci) * cout + c) }
+            for ky in 0..<3 {
+                // h[ky][k] = Σ_i Gᵀ[ky][i]·dU[i][k], for k = 0…3.
+                var h = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
+                for k in 0..<4 {
+                    let u0 = du(0, k), u1 = du(1, k), u2 = du(2, k), u3 = du(3, k)
+                    let value: SIMD16<Float> = switch ky {
+                    case 0: u0 + 0.5 * (u1 + u2)
+                    case 1: 0.5 * (u1 - u2)
+                    default: 0.5 * (u1 + u2) + u3
+                    }
+                    switch k { case 0: h.0 = value; case 1: h.1 = value; case 2: h.2 = value; default: h.3 = value }
+                }
+                let out = dw + (ky * 3 * cin + ci) * cout + c
+                storeVector(out, h.0 + 0.5 * (h.1 + h.2))
+                storeVector(out + cin * cout, 0.5 * (h.1 - h.2))
+                storeVector(out + 2 * cin * cout, 0.5 * (h.1 + h.2) + h.3)
             }
         }
     }

@@ -196,37 +196,21 @@ public func convolveRows(_ g: ConvGeometry, input x: UnsafePointer<Float>, packe
 }
 
 /// One image group's weight gradient, dW[tap][ci][co] = Σ_pixels X[pixel shifted by tap, ci] ·
-/// dY[pixel, co], for every tile (6 input channels of one tap × one sliver), into `out`.
+/// dY[pixel, co], into `out`: for each tap, a sum of outer products over the pixels.
 public func weightGradientGroup(_ g: ConvGeometry, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                                 images: Range<Int>, into out: UnsafeMutablePointer<Float>) {
     let cin = g.inChannels, cout = g.outChannels
-    withUnsafeTemporaryAllocation(of: Float.self, capacity: sliverWidth) { scratch in
-        for tap in 0..<(g.kernelHeight * g.kernelWidth) {
-            let ky = tap / g.kernelWidth, kx = tap % g.kernelWidth
-            for ci0 in stride(from: 0, to: cin, by: weightGradientRows) {
-                for co0 in stride(from: 0, to: cout, by: sliverWidth) {
-                    let rows = min(weightGradientRows, cin - ci0), columns = min(sliverWidth, cout - co0)
-                    if rows == weightGradientRows && columns == sliverWidth {
-                        let pixels = TapPixels(g, x, dy, images: images, ky: ky, kx: kx, ci0: ci0, co0: co0)
-                        let tile = out + (tap * cin + ci0) * cout + co0
-                        if weightGradientRows == 8 { weightGradientFullTile8(pixels, out: tile) } else { weightGradientFullTile(pixels, out: tile) }
-                        continue
-                    }
-                    for c in stride(from: ci0, to: ci0 + rows, by: 6) {
-                        weightGradientEdgeTile(g, x, dy, images: images, ky: ky, kx: kx, ci0: c, rows: min(6, ci0 + rows - c),
-                                               co0: co0, columns: columns, out: out + (tap * cin + c) * cout + co0,
-                                               padded: scratch.baseAddress!)
-                    }
-                }
-            }
+    for tap in 0..<(g.kernelHeight * g.kernelWidth) {
+        sumOuterProducts(rows: cin, columns: cout, into: out + tap * cin * cout, ldc: cout, accumulate: false) { ci0, co0 in
+            TapPixels(g, x, dy, images: images, ky: tap / g.kernelWidth, kx: tap % g.kernelWidth, ci0: ci0, co0: co0)
         }
     }
 }
 
 /// The pixels one weight-gradient tile visits: every output pixel of `images` whose tap (ky, kx)
-/// lands inside the image, with pointers to its 6 input channels ci0... and its output
+/// lands inside the image, with pointers to its input channels ci0... and its output
 /// gradients co0....
-struct TapPixels {
+struct TapPixels: OuterProductTerms {
     let g: ConvGeometry, x: UnsafePointer<Float>, dy: UnsafePointer<Float>
     let images: Range<Int>, ky: Int, kx: Int, ci0: Int, co0: Int
     /// Output columns whose tap lands inside the image.
@@ -259,76 +243,4 @@ struct TapPixels {
             }
         }
     }
-}
-
-/// A tile of at most 6 channels × at most a sliver, at the edges of the weight matrix.
-private func weightGradientEdgeTile(_ g: ConvGeometry, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
-                                    images: Range<Int>, ky: Int, kx: Int, ci0: Int, rows: Int, co0: Int, columns: Int,
-                                    out: UnsafeMutablePointer<Float>, padded: UnsafeMutablePointer<Float>) {
-    let pixels = TapPixels(g, x, dy, images: images, ky: ky, kx: kx, ci0: ci0, co0: co0)
-    var acc = Accumulators()
-    let fullColumns = columns == sliverWidth
-    pixels.forEach { a, b in
-        // Missing channels read as zero; a narrow last sliver is copied so no load reads past dY.
-        var bp = b
-        if !fullColumns {
-            for q in 0..<sliverWidth { padded[q] = q < columns ? b[q] : 0 }
-            bp = UnsafePointer(padded)
-        }
-        acc.add(a[0], rows > 1 ? a[1] : 0, rows > 2 ? a[2] : 0, rows > 3 ? a[3] : 0, rows > 4 ? a[4] : 0,
-                rows > 5 ? a[5] : 0, bp)
-    }
-    acc.write(to: out, ldc: g.outChannels, rows: rows, columns: columns)
-}
-
-/// The common tile (6 whole channels × a whole sliver) in a function of its own: with only this
-/// loop nest in view LLVM keeps all 12 accumulators in registers, which it did not on AVX2 when
-/// the edge-handling loop shared the function.
-@inline(never)
-private func weightGradientFullTile(_ pixels: TapPixels, out: UnsafeMutablePointer<Float>) {
-    var l0 = SIMD16<Float>(), l1 = SIMD16<Float>(), l2 = SIMD16<Float>(), l3 = SIMD16<Float>()
-    var l4 = SIMD16<Float>(), l5 = SIMD16<Float>(), h0 = SIMD16<Float>(), h1 = SIMD16<Float>()
-    var h2 = SIMD16<Float>(), h3 = SIMD16<Float>(), h4 = SIMD16<Float>(), h5 = SIMD16<Float>()
-    pixels.forEach { a, b in
-        let b0 = load(b)
-        l0 = l0.addingProduct(SIMD16(repeating: a[0]), b0); l1 = l1.addingProduct(SIMD16(repeating: a[1]), b0)
-        l2 = l2.addingProduct(SIMD16(repeating: a[2]), b0); l3 = l3.addingProduct(SIMD16(repeating: a[3]), b0)
-        l4 = l4.addingProduct(SIMD16(repeating: a[4]), b0); l5 = l5.addingProduct(SIMD16(repeating: a[5]), b0)
-        if vectorsPerRow == 2 {
-            let b1 = load(b + 16)
-            h0 = h0.addingProduct(SIMD16(repeating: a[0]), b1); h1 = h1.addingProduct(SIMD16(repeating: a[1]), b1)
-            h2 = h2.addingProduct(SIMD16(repeating: a[2]), b1); h3 = h3.addingProduct(SIMD16(repeating: a[3]), b1)
-            h4 = h4.addingProduct(SIMD16(repeating: a[4]), b1); h5 = h5.addingProduct(SIMD16(repeating: a[5]), b1)
-        }
-    }
-    var acc = Accumulators()
-    (acc.l0, acc.l1, acc.l2, acc.l3, acc.l4, acc.l5) = (l0, l1, l2, l3, l4, l5)
-    (acc.h0, acc.h1, acc.h2, acc.h3, acc.h4, acc.h5) = (h0, h1, h2, h3, h4, h5)
-    acc.write(to: out, ldc: pixels.g.outChannels, rows: 6, columns: sliverWidth)
-}
-
-/// With AVX-512's 32 registers: 8 channels × 32 output channels (16 zmm accumulators), which
-/// also divides the common channel counts (32, 64) with no edge tile.
-@inline(never)
-private func weightGradientFullTile8(_ pixels: TapPixels, out: UnsafeMutablePointer<Float>) {
-    var l0 = SIMD16<Float>(), l1 = SIMD16<Float>(), l2 = SIMD16<Float>(), l3 = SIMD16<Float>()
-    var l4 = SIMD16<Float>(), l5 = SIMD16<Float>(), l6 = SIMD16<Float>(), l7 = SIMD16<Float>()
-    var h0 = SIMD16<Float>(), h1 = SIMD16<Float>(), h2 = SIMD16<Float>(), h3 = SIMD16<Float>()
-    var h4 = SIMD16<Float>(), h5 = SIMD16<Float>(), h6 = SIMD16<Float>(), h7 = SIMD16<Float>()
-    pixels.forEach { a, b in
-        let b0 = load(b), b1 = load(b + 16)
-        var s = SIMD16(repeating: a[0]); l0 = l0.addingProduct(s, b0); h0 = h0.addingProduct(s, b1)
-        s = SIMD16(repeating: a[1]); l1 = l1.addingProduct(s, b0); h1 = h1.addingProduct(s, b1)
-        s = SIMD16(repeating: a[2]); l2 = l2.addingProduct(s, b0); h2 = h2.addingProduct(s, b1)
-        s = SIMD16(repeating: a[3]); l3 = l3.addingProduct(s, b0); h3 = h3.addingProduct(s, b1)
-        s = SIMD16(repeating: a[4]); l4 = l4.addingProduct(s, b0); h4 = h4.addingProduct(s, b1)
-        s = SIMD16(repeating: a[5]); l5 = l5.addingProduct(s, b0); h5 = h5.addingProduct(s, b1)
-        s = SIMD16(repeating: a[6]); l6 = l6.addingProduct(s, b0); h6 = h6.addingProduct(s, b1)
-        s = SIMD16(repeating: a[7]); l7 = l7.addingProduct(s, b0); h7 = h7.addingProduct(s, b1)
-    }
-    let ldc = pixels.g.outChannels
-    store(out, l0); store(out + 16, h0); store(out + ldc, l1); store(out + ldc + 16, h1)
-    store(out + 2 * ldc, l2); store(out + 2 * ldc + 16, h2); store(out + 3 * ldc, l3); store(out + 3 * ldc + 16, h3)
-    store(out + 4 * ldc, l4); store(out + 4 * ldc + 16, h4); store(out + 5 * ldc, l5); store(out + 5 * ldc + 16, h5)
-    store(out + 6 * ldc, l6); store(out + 6 * ldc + 16, h6); store(out + 7 * ldc, l7); store(out + 7 * ldc + 16, h7)
 }

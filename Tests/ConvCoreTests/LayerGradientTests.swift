@@ -37,6 +37,35 @@ import Testing
         return y
     }
 
+    /// dX, dW and dBias of Σ y·dy, summed in double precision in the plainest order.
+    func naiveConvBackward(_ s: ConvShape, _ x: [Float], _ w: [Float], _ dy: [Float]) -> (dx: [Float], dw: [Float], db: [Float]) {
+        var dx = [Double](repeating: 0, count: s.inputCount), dw = [Double](repeating: 0, count: s.weightCount)
+        var db = [Double](repeating: 0, count: s.outChannels)
+        for n in 0..<s.batch {
+            for oy in 0..<s.outHeight {
+                for ox in 0..<s.outWidth {
+                    for co in 0..<s.outChannels {
+                        let g = Double(dy[((n * s.outHeight + oy) * s.outWidth + ox) * s.outChannels + co])
+                        db[co] += g
+                        for ky in 0..<s.kernelHeight {
+                            for kx in 0..<s.kernelWidth {
+                                let iy = oy * s.stride - s.padding + ky, ix = ox * s.stride - s.padding + kx
+                                guard iy >= 0, iy < s.height, ix >= 0, ix < s.width else { continue }
+                                for ci in 0..<s.inChannels {
+                                    let xi = ((n * s.height + iy) * s.width + ix) * s.inChannels + ci
+                                    let wi = ((ky * s.kernelWidth + kx) * s.inChannels + ci) * s.outChannels + co
+                                    dx[xi] += Double(w[wi]) * g
+                                    dw[wi] += Double(x[xi]) * g
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return (dx.map(Float.init), dw.map(Float.init), db.map(Float.init))
+    }
+
     func forward(_ s: ConvShape, _ x: [Float], _ w: [Float], _ b: [Float]) -> [Float] {
         var y = [Float](repeating: 0, count: s.outputCount)
         y.withUnsafeMutableBufferPointer { yp in
@@ -69,6 +98,22 @@ import Testing
     func convForward(s: ConvShape) {
         let x = randomArray(s.inputCount, seed: 1), w = randomArray(s.weightCount, seed: 2), b = randomArray(s.outChannels, seed: 3)
         #expect(maxRelativeError(forward(s, x, w, b), naiveConv(s, x, w, b)) < 1e-4)
+    }
+
+    @Test("conv backward (data, weights, bias) matches the naive reference, Winograd shapes included", arguments: convShapes)
+    func convBackwardReference(s: ConvShape) {
+        let x = randomArray(s.inputCount, seed: 1), w = randomArray(s.weightCount, seed: 2)
+        let dy = randomArray(s.outputCount, seed: 4)
+        var dx = [Float](repeating: .nan, count: s.inputCount)
+        var dw = [Float](repeating: .nan, count: s.weightCount), db = [Float](repeating: .nan, count: s.outChannels)
+        dx.withUnsafeMutableBufferPointer { conv2DBackwardData(s, outputGradient: dy, weights: w, inputGradient: $0.baseAddress!, workspace: ws) }
+        dw.withUnsafeMutableBufferPointer { dwp in db.withUnsafeMutableBufferPointer { dbp in
+            conv2DBackwardWeights(s, input: x, outputGradient: dy, weightGradient: dwp.baseAddress!, biasGradient: dbp.baseAddress!, workspace: ws)
+        } }
+        let want = naiveConvBackward(s, x, w, dy)
+        #expect(maxRelativeError(dx, want.dx) < 1e-4, "dx")
+        #expect(maxRelativeError(dw, want.dw) < 1e-4, "dw")
+        #expect(maxRelativeError(db, want.db) < 1e-4, "db")
     }
 
     @Test("conv backward (data, weights, bias) matches finite differences", arguments: convShapes)

@@ -1,0 +1,136 @@
+/// Sums of outer products, C[i][j] = Σ_terms a[i] · b[j]: the shape of every weight gradient
+/// (a = input channels at a pixel, b = output gradients there). Compiled into both kernel
+/// modules like ConvTiles.swift. A tile is `weightGradientRows` rows (6 with AVX2, 8 with
+/// AVX-512) × one sliver of columns.
+
+/// The (a, b) pairs one tile sums over, starting at the tile's first row and column.
+protocol OuterProductTerms {
+    func forEach(_ body: (_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Void)
+}
+
+/// Rows of two matrices taken in step: a + t·lda and b + t·ldb for t < count.
+struct MatrixRows: OuterProductTerms {
+    let a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, count: Int
+    @inline(__always) func forEach(_ body: (_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Void) {
+        var a = self.a, b = self.b
+        for _ in 0..<count {
+            body(a, b)
+            a += lda
+            b += ldb
+        }
+    }
+}
+
+/// C[i][j] += Σ_t A[t][i] · B[t][j] for i < rows, j < columns (A is count × rows with row
+/// stride lda, B count × columns with row stride ldb). Used by the Winograd weight gradient.
+public func accumulateTransposedProduct(count: Int, a: UnsafePointer<Float>, lda: Int, rows: Int,
+                                        b: UnsafePointer<Float>, ldb: Int, columns: Int,
+                                        c: UnsafeMutablePointer<Float>, ldc: Int) {
+    sumOuterProducts(rows: rows, columns: columns, into: c, ldc: ldc, accumulate: true) { i, j in
+        MatrixRows(a: a + i, lda: lda, b: b + j, ldb: ldb, count: count)
+    }
+}
+
+/// C (row stride ldc) = or += Σ a ⊗ b, tile by tile; `terms(i, j)` gives the pairs of the tile
+/// at row i, column j.
+@inline(__always)
+func sumOuterProducts<Terms: OuterProductTerms>(rows: Int, columns: Int, into c: UnsafeMutablePointer<Float>, ldc: Int,
+                                                accumulate: Bool, _ terms: (_ row: Int, _ column: Int) -> Terms) {
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: sliverWidth) { scratch in
+        for i in stride(from: 0, to: rows, by: weightGradientRows) {
+            for j in stride(from: 0, to: columns, by: sliverWidth) {
+                let height = min(weightGradientRows, rows - i), width = min(sliverWidth, columns - j)
+                if height == weightGradientRows && width == sliverWidth {
+                    let tile = c + i * ldc + j
+                    if weightGradientRows == 8 {
+                        outerProductTile8(terms(i, j), into: tile, ldc: ldc, accumulate: accumulate)
+                    } else {
+                        outerProductTile6(terms(i, j), into: tile, ldc: ldc, accumulate: accumulate)
+                    }
+                    continue
+                }
+                for r in stride(from: i, to: i + height, by: 6) {
+                    outerProductEdgeTile(terms(r, j), rows: min(6, i + height - r), columns: width, into: c + r * ldc + j,
+                                         ldc: ldc, accumulate: accumulate, padded: scratch.baseAddress!)
+                }
+            }
+        }
+    }
+}
+
+/// A tile of at most 6 rows × at most a sliver, at the edges of C.
+private func outerProductEdgeTile<Terms: OuterProductTerms>(_ terms: Terms, rows: Int, columns: Int,
+                                                            into out: UnsafeMutablePointer<Float>, ldc: Int,
+                                                            accumulate: Bool, padded: UnsafeMutablePointer<Float>) {
+    var acc = accumulate ? Accumulators(from: out, ldc: ldc, rows: rows, columns: columns) : Accumulators()
+    let fullColumns = columns == sliverWidth
+    terms.forEach { a, b in
+        // Missing rows read as zero; a narrow last sliver is copied so no load reads past B.
+        var bp = b
+        if !fullColumns {
+            for q in 0..<sliverWidth { padded[q] = q < columns ? b[q] : 0 }
+            bp = UnsafePointer(padded)
+        }
+        acc.add(a[0], rows > 1 ? a[1] : 0, rows > 2 ? a[2] : 0, rows > 3 ? a[3] : 0, rows > 4 ? a[4] : 0,
+                rows > 5 ? a[5] : 0, bp)
+    }
+    acc.write(to: out, ldc: ldc, rows: rows, columns: columns)
+}
+
+/// The common AVX2 tile (6 rows × a whole sliver) in a function of its own: with only this
+/// loop nest in view LLVM keeps all 12 accumulators in registers, which it did not when the
+/// edge-handling loop shared the function.
+@inline(never)
+private func outerProductTile6<Terms: OuterProductTerms>(_ terms: Terms, into out: UnsafeMutablePointer<Float>, ldc: Int,
+                                                         accumulate: Bool) {
+    var acc = accumulate ? Accumulators(from: out, ldc: ldc, rows: 6, columns: sliverWidth) : Accumulators()
+    var l0 = acc.l0, l1 = acc.l1, l2 = acc.l2, l3 = acc.l3, l4 = acc.l4, l5 = acc.l5
+    var h0 = acc.h0, h1 = acc.h1, h2 = acc.h2, h3 = acc.h3, h4 = acc.h4, h5 = acc.h5
+    terms.forEach { a, b in
+        let b0 = load(b)
+        l0 = l0.addingProduct(SIMD16(repeating: a[0]), b0); l1 = l1.addingProduct(SIMD16(repeating: a[1]), b0)
+        l2 = l2.addingProduct(SIMD16(repeating: a[2]), b0); l3 = l3.addingProduct(SIMD16(repeating: a[3]), b0)
+        l4 = l4.addingProduct(SIMD16(repeating: a[4]), b0); l5 = l5.addingProduct(SIMD16(repeating: a[5]), b0)
+        if vectorsPerRow == 2 {
+            let b1 = load(b + 16)
+            h0 = h0.addingProduct(SIMD16(repeating: a[0]), b1); h1 = h1.addingProduct(SIMD16(repeating: a[1]), b1)
+            h2 = h2.addingProduct(SIMD16(repeating: a[2]), b1); h3 = h3.addingProduct(SIMD16(repeating: a[3]), b1)
+            h4 = h4.addingProduct(SIMD16(repeating: a[4]), b1); h5 = h5.addingProduct(SIMD16(repeating: a[5]), b1)
+        }
+    }
+    (acc.l0, acc.l1, acc.l2, acc.l3, acc.l4, acc.l5) = (l0, l1, l2, l3, l4, l5)
+    (acc.h0, acc.h1, acc.h2, acc.h3, acc.h4, acc.h5) = (h0, h1, h2, h3, h4, h5)
+    acc.write(to: out, ldc: ldc, rows: 6, columns: sliverWidth)
+}
+
+/// With AVX-512's 32 registers: 8 rows × 32 columns (16 zmm accumulators), which also divides
+/// the common channel counts (32, 64) with no edge tile.
+@inline(never)
+private func outerProductTile8<Terms: OuterProductTerms>(_ terms: Terms, into out: UnsafeMutablePointer<Float>, ldc: Int,
+                                                         accumulate: Bool) {
+    var l0 = SIMD16<Float>(), l1 = SIMD16<Float>(), l2 = SIMD16<Float>(), l3 = SIMD16<Float>()
+    var l4 = SIMD16<Float>(), l5 = SIMD16<Float>(), l6 = SIMD16<Float>(), l7 = SIMD16<Float>()
+    var h0 = SIMD16<Float>(), h1 = SIMD16<Float>(), h2 = SIMD16<Float>(), h3 = SIMD16<Float>()
+    var h4 = SIMD16<Float>(), h5 = SIMD16<Float>(), h6 = SIMD16<Float>(), h7 = SIMD16<Float>()
+    if accumulate {
+        (l0, h0, l1, h1) = (load(out), load(out + 16), load(out + ldc), load(out + ldc + 16))
+        (l2, h2, l3, h3) = (load(out + 2 * ldc), load(out + 2 * ldc + 16), load(out + 3 * ldc), load(out + 3 * ldc + 16))
+        (l4, h4, l5, h5) = (load(out + 4 * ldc), load(out + 4 * ldc + 16), load(out + 5 * ldc), load(out + 5 * ldc + 16))
+        (l6, h6, l7, h7) = (load(out + 6 * ldc), load(out + 6 * ldc + 16), load(out + 7 * ldc), load(out + 7 * ldc + 16))
+    }
+    terms.forEach { a, b in
+        let b0 = load(b), b1 = load(b + 16)
+        var s = SIMD16(repeating: a[0]); l0 = l0.addingProduct(s, b0); h0 = h0.addingProduct(s, b1)
+        s = SIMD16(repeating: a[1]); l1 = l1.addingProduct(s, b0); h1 = h1.addingProduct(s, b1)
+        s = SIMD16(repeating: a[2]); l2 = l2.addingProduct(s, b0); h2 = h2.addingProduct(s, b1)
+        s = SIMD16(repeating: a[3]); l3 = l3.addingProduct(s, b0); h3 = h3.addingProduct(s, b1)
+        s = SIMD16(repeating: a[4]); l4 = l4.addingProduct(s, b0); h4 = h4.addingProduct(s, b1)
+        s = SIMD16(repeating: a[5]); l5 = l5.addingProduct(s, b0); h5 = h5.addingProduct(s, b1)
+        s = SIMD16(repeating: a[6]); l6 = l6.addingProduct(s, b0); h6 = h6.addingProduct(s, b1)
+        s = SIMD16(repeating: a[7]); l7 = l7.addingProduct(s, b0); h7 = h7.addingProduct(s, b1)
+    }
+    store(out, l0); store(out + 16, h0); store(out + ldc, l1); store(out + ldc + 16, h1)
+    store(out + 2 * ldc, l2); store(out + 2 * ldc + 16, h2); store(out + 3 * ldc, l3); store(out + 3 * ldc + 16, h3)
+    store(out + 4 * ldc, l4); store(out + 4 * ldc + 16, h4); store(out + 5 * ldc, l5); store(out + 5 * ldc + 16, h5)
+    store(out + 6 * ldc, l6); store(out + 6 * ldc + 16, h6); store(out + 7 * ldc, l7); store(out + 7 * ldc + 16, h7)
+}
