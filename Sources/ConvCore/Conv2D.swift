@@ -76,11 +76,11 @@ public final class ConvWorkspace: @unchecked Sendable {
         let roundUpSliver = { (n: Int) in (n + 31) / 32 * 32 }  // the widest sliver of any kernel set
         let taps = shape.kernelHeight * shape.kernelWidth
         var packed = max(shape.patchSize * roundUpSliver(shape.outChannels), taps * shape.outChannels * roundUpSliver(shape.inChannels))
-        if shape.usesWinograd {
-            packed = max(packed, Winograd.weightCount(k: shape.inChannels, n: shape.outChannels),
-                         Winograd.weightCount(k: shape.outChannels, n: shape.inChannels))
-            let scratch = Winograd.scratchCount(inChannels: max(shape.inChannels, shape.outChannels),
-                                                outChannels: max(shape.inChannels, shape.outChannels))
+        if let algorithm = shape.winograd {
+            packed = max(packed, algorithm.weightCount(k: shape.inChannels, n: shape.outChannels),
+                         algorithm.weightCount(k: shape.outChannels, n: shape.inChannels))
+            let widest = max(shape.inChannels, shape.outChannels)
+            let scratch = algorithm.scratchCount(inChannels: widest, outChannels: widest)
             if scratch > winogradCapacity {
                 winogradScratch.forEach { $0.deallocate() }
                 winogradScratch = (0..<pool.threads).map { _ in .allocate(capacity: scratch) }
@@ -130,13 +130,9 @@ public final class ConvWorkspace: @unchecked Sendable {
 public func conv2DForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
                           bias: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
                           workspace ws: ConvWorkspace) {
-    let cin = s.inChannels, cout = s.outChannels
-    if s.usesWinograd {
-        winogradTransformWeights(ws.kernels, k: cin, n: cout, into: ws.packedWeights, pool: ws.pool) { ky, kx, ci, co in
-            w[((ky * 3 + kx) * cin + ci) * cout + co]
-        }
-        winogradConvolution(ws.kernels, s, input: x, transformedWeights: ws.packedWeights, bias: bias, output: y,
-                            scratch: ws.winogradScratch, pool: ws.pool)
+    let cout = s.outChannels
+    if let algorithm = s.winograd {
+        ws.winogradForward(algorithm, s, input: x, weights: w, bias: bias, output: y)
         return
     }
     packConvWeights(ws.kernels, k: s.patchSize, n: cout, into: ws.packedWeights) { p, j in w[p * cout + j] }
@@ -150,9 +146,8 @@ public func conv2DBackwardWeights(_ s: ConvShape, input x: UnsafePointer<Float>,
                                   biasGradient db: UnsafeMutablePointer<Float>,
                                   workspace ws: ConvWorkspace) {
     precondition(ws.partialCapacity >= partialGradientCount(s), "conv workspace too small for \(s)")
-    if s.usesWinograd {
-        winogradWeightGradient(ws.kernels, s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db,
-                               partials: ws.partials, scratch: ws.winogradScratch, pool: ws.pool)
+    if let algorithm = s.winograd {
+        ws.winogradBackwardWeights(algorithm, s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db)
         return
     }
     convolutionWeightGradientDirect(ws.kernels, s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db,
@@ -161,7 +156,8 @@ public func conv2DBackwardWeights(_ s: ConvShape, input x: UnsafePointer<Float>,
 
 /// Floats of per-group partial weight and bias gradients a shape needs.
 func partialGradientCount(_ s: ConvShape) -> Int {
-    s.usesWinograd ? Winograd.gradientGroups(s) * Winograd.gradientSliceCount(s) : weightGradientGroups(s) * partialSliceCount(s)
+    if let algorithm = s.winograd { return algorithm.gradientGroups(s) * algorithm.gradientSliceCount(s) }
+    return weightGradientGroups(s) * partialSliceCount(s)
 }
 
 /// dX = the input gradient (overwritten). For stride 1 it is itself a convolution: dY, padded
@@ -174,12 +170,8 @@ public func conv2DBackwardData(_ s: ConvShape, outputGradient dy: UnsafePointer<
     if s.inputGradientIsConvolution {
         let flipped = ConvShape(batch: s.batch, height: s.outHeight, width: s.outWidth, inChannels: cout, outChannels: cin,
                                 kernelHeight: kh, kernelWidth: kw, stride: 1, padding: kh - 1 - s.padding)
-        if s.usesWinograd {
-            winogradTransformWeights(ws.kernels, k: cout, n: cin, into: ws.packedWeights, pool: ws.pool) { ky, kx, co, ci in
-                w[(((2 - ky) * 3 + (2 - kx)) * cin + ci) * cout + co]
-            }
-            winogradConvolution(ws.kernels, flipped, input: dy, transformedWeights: ws.packedWeights, bias: nil, output: dx,
-                                scratch: ws.winogradScratch, pool: ws.pool)
+        if let algorithm = s.winograd {
+            ws.winogradBackwardData(algorithm, s, outputGradient: dy, weights: w, inputGradient: dx)
             return
         }
         packConvWeights(ws.kernels, k: kh * kw * cout, n: cin, into: ws.packedWeights) { p, ci in

@@ -2,101 +2,123 @@ import ConvKernels
 import ConvKernelsAVX512
 import Foundation
 
-/// Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (Lavin & Gray, 2015): each 2x2 block of
-/// output pixels is computed from the 4x4 block of input pixels around it as
+/// Winograd convolution for 3x3 stride-1 layers (see WinogradTransforms.swift for the algebra).
 ///
-///     Y = Aᵀ [ Σ_ci (G g Gᵀ) ⊙ (Bᵀ d Bᵀ) ] A
+/// Per position ξ of the transformed α×α tile, the sum over input channels is a matrix product
+/// [tiles × Cin]·[Cin × Cout], done by the GEMM's register tile (ConvKernels/GemmTiles.swift);
+/// the weight gradient's sum over tiles is a sum of outer products, done by the weight-gradient
+/// tile (ConvKernels/OuterProducts.swift). The transforms run 16 channels at a time.
 ///
-/// that is 16 element-wise products per input channel instead of 36 multiply-adds: 2.25× fewer
-/// multiplies than the direct convolution. The sum over input channels is, for each of the 16
-/// positions ξ of the 4x4 transformed tile, a matrix product [tiles × Cin]·[Cin × Cout], done by
-/// the GEMM's register tile (ConvKernels/GemmTiles.swift). The transforms only add and halve,
-/// so results stay within rounding of the direct convolution.
-///
-/// Work is split into tasks of `tilesPerTask` consecutive 2x2 tiles (by the shape alone); each
-/// task transforms its tiles' inputs into per-worker scratch, multiplies, and transforms back.
-enum Winograd {
-    static let tilesPerTask = 24
+/// Work is split by the shape alone: tasks of `tilesPerTask` consecutive tiles, and for the
+/// weight gradient a fixed number of tile groups whose partial sums are added in order, so the
+/// results do not depend on the number of threads.
+public enum WinogradAlgorithm: String, Sendable {
+    case f2x2 = "F(2x2,3x3)", f4x4 = "F(4x4,3x3)"
 
-    /// Per-worker scratch floats for a convolution: transformed inputs and products.
-    static func scratchCount(inChannels: Int, outChannels: Int) -> Int {
-        16 * tilesPerTask * (inChannels + outChannels)
+    var transforms: any WinogradTransforms.Type { self == .f2x2 ? WinogradF2.self : WinogradF4.self }
+
+    /// Per-worker scratch floats: transformed inputs and products (or output gradients).
+    func scratchCount(inChannels: Int, outChannels: Int) -> Int {
+        transforms.positions * transforms.tilesPerTask * (inChannels + outChannels)
     }
-
+    /// Floats of transformed weights: positions × K × N padded to whole slivers.
+    func weightCount(k: Int, n: Int) -> Int { transforms.positions * k * ((n + 31) / 32 * 32) }
     /// Tile groups of the weight gradient: 8, fewer for small shapes.
-    static func gradientGroups(_ s: ConvShape) -> Int {
-        min(8, max(1, WinogradTiles(s).count / tilesPerTask))
+    func gradientGroups(_ s: ConvShape) -> Int {
+        min(8, max(1, s.batch * tilesHigh(s) * tilesWide(s) / transforms.tilesPerTask))
     }
     /// Floats of one group's partial sums: dU, then the bias gradient.
-    static func gradientSliceCount(_ s: ConvShape) -> Int { 16 * s.inChannels * s.outChannels + s.outChannels }
+    func gradientSliceCount(_ s: ConvShape) -> Int { transforms.positions * s.inChannels * s.outChannels + s.outChannels }
 
-    /// Floats of transformed weights: 16 positions × K × N padded to whole slivers.
-    static func weightCount(k: Int, n: Int) -> Int { 16 * k * ((n + 31) / 32 * 32) }
+    func tilesHigh(_ s: ConvShape) -> Int { (s.outHeight + transforms.m - 1) / transforms.m }
+    func tilesWide(_ s: ConvShape) -> Int { (s.outWidth + transforms.m - 1) / transforms.m }
 }
 
 extension ConvShape {
-    /// Whether this convolution's forward pass runs as Winograd F(2x2, 3x3): 3x3, stride 1, and
-    /// channel counts that are whole SIMD16 vectors (the transforms work 16 channels at a time).
-    /// `DDPTRAIN_WINOGRAD=0` turns it off, for comparison.
-    public var usesWinograd: Bool {
-        kernelHeight == 3 && kernelWidth == 3 && stride == 1 && padding <= 2
-            && inChannels % 16 == 0 && outChannels % 16 == 0 && winogradEnabled
-    }
-}
-
-private let winogradEnabled = ProcessInfo.processInfo.environment["DDPTRAIN_WINOGRAD"] != "0"
-
-/// U[ξ] = G·g·Gᵀ for every (row k, column n) of a 3x3 kernel given by `tap(ky, kx, k, n)`,
-/// packed as GEMM B slivers [ξ][sliver][k][sliverWidth]. One task per row k.
-func winogradTransformWeights(_ kernels: ConvKernelSet, k: Int, n: Int, into u: UnsafeMutablePointer<Float>, pool: WorkerPool,
-                              _ tap: (_ ky: Int, _ kx: Int, _ k: Int, _ n: Int) -> Float) {
-    let nr = kernels.sliverWidth, padded = (n + nr - 1) / nr * nr
-    let perPosition = k * padded
-    pool.run(tasks: k) { row, _ in
-        for column in 0..<padded {
-            let at = u + (column / nr) * k * nr + row * nr + column % nr
-            guard column < n else {
-                for xi in 0..<16 { at[xi * perPosition] = 0 }
-                continue
-            }
-            // h = G·g (4x3), then U = h·Gᵀ (4x4).
-            var h = (SIMD4<Float>(), SIMD4<Float>(), SIMD4<Float>())
-            for kx in 0..<3 {
-                let g0 = tap(0, kx, row, column), g1 = tap(1, kx, row, column), g2 = tap(2, kx, row, column)
-                let c = SIMD4<Float>(g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2)
-                switch kx { case 0: h.0 = c; case 1: h.1 = c; default: h.2 = c }
-            }
-            let u0 = h.0, u1 = 0.5 * (h.0 + h.1 + h.2), u2 = 0.5 * (h.0 - h.1 + h.2), u3 = h.2
-            for i in 0..<4 {
-                at[(i * 4 + 0) * perPosition] = u0[i]
-                at[(i * 4 + 1) * perPosition] = u1[i]
-                at[(i * 4 + 2) * perPosition] = u2[i]
-                at[(i * 4 + 3) * perPosition] = u3[i]
-            }
+    /// The Winograd algorithm this convolution runs, if any: 3x3, stride 1, and channel counts
+    /// that are whole SIMD16 vectors. F(4x4) does 44 % fewer products than F(2x2) but carries
+    /// more transform work per tile; it wins once the image has a few 4x4 tiles a side (measured
+    /// with `ddptrain bench --kernels`). `DDPTRAIN_WINOGRAD=0` turns Winograd off, `=2` or `=4`
+    /// forces one algorithm, for comparison.
+    public var winograd: WinogradAlgorithm? {
+        guard kernelHeight == 3 && kernelWidth == 3 && stride == 1 && padding <= 2
+                && inChannels % 16 == 0 && outChannels % 16 == 0 else { return nil }
+        switch winogradSetting {
+        case "0": return nil
+        case "2": return .f2x2
+        case "4": return .f4x4
+        default: return min(outHeight, outWidth, height, width) >= 8 ? .f4x4 : .f2x2
         }
     }
 }
 
-/// The 2x2 output tiles of a shape, numbered image by image, row by row.
-struct WinogradTiles {
+private let winogradSetting = ProcessInfo.processInfo.environment["DDPTRAIN_WINOGRAD"]
+
+extension ConvWorkspace {
+    /// Y = conv(X, W) + bias.
+    func winogradForward(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
+                         weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>) {
+        let cin = s.inChannels, cout = s.outChannels
+        func run<W: WinogradTransforms>(_: W.Type) {
+            transformWeights(W.self, kernels, k: cin, n: cout, into: packedWeights, pool: pool) { ky, kx, ci, co in
+                w[((ky * 3 + kx) * cin + ci) * cout + co]
+            }
+            convolve(W.self, kernels, s, input: x, transformedWeights: packedWeights, bias: bias, output: y,
+                     scratch: winogradScratch, pool: pool)
+        }
+        algorithm == .f2x2 ? run(WinogradF2.self) : run(WinogradF4.self)
+    }
+
+    /// dX = the convolution of dY, padded by 2 − padding, with the flipped, channel-transposed kernel.
+    func winogradBackwardData(_ algorithm: WinogradAlgorithm, _ s: ConvShape, outputGradient dy: UnsafePointer<Float>,
+                              weights w: UnsafePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>) {
+        let cin = s.inChannels, cout = s.outChannels
+        let flipped = ConvShape(batch: s.batch, height: s.outHeight, width: s.outWidth, inChannels: cout, outChannels: cin,
+                                kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 2 - s.padding)
+        func run<W: WinogradTransforms>(_: W.Type) {
+            transformWeights(W.self, kernels, k: cout, n: cin, into: packedWeights, pool: pool) { ky, kx, co, ci in
+                w[(((2 - ky) * 3 + (2 - kx)) * cin + ci) * cout + co]
+            }
+            convolve(W.self, kernels, flipped, input: dy, transformedWeights: packedWeights, bias: nil, output: dx,
+                     scratch: winogradScratch, pool: pool)
+        }
+        algorithm == .f2x2 ? run(WinogradF2.self) : run(WinogradF4.self)
+    }
+
+    /// dW and dBias (both overwritten).
+    func winogradBackwardWeights(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
+                                 outputGradient dy: UnsafePointer<Float>, weightGradient dw: UnsafeMutablePointer<Float>,
+                                 biasGradient db: UnsafeMutablePointer<Float>) {
+        func run<W: WinogradTransforms>(_: W.Type) {
+            weightGradient(W.self, kernels, s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db,
+                           groups: algorithm.gradientGroups(s), partials: partials, scratch: winogradScratch, pool: pool)
+        }
+        algorithm == .f2x2 ? run(WinogradF2.self) : run(WinogradF4.self)
+    }
+}
+
+/// The output tiles of a shape, numbered image by image, row by row.
+private struct Tiles<W: WinogradTransforms> {
     let s: ConvShape
     let high: Int, wide: Int, count: Int
     init(_ s: ConvShape) {
         self.s = s
-        (high, wide) = ((s.outHeight + 1) / 2, (s.outWidth + 1) / 2)
+        (high, wide) = ((s.outHeight + W.m - 1) / W.m, (s.outWidth + W.m - 1) / W.m)
         count = s.batch * high * wide
     }
 
     /// The image and the top-left output pixel of `tile`.
     @inline(__always) func origin(_ tile: Int) -> (image: Int, y: Int, x: Int) {
         let image = tile / (high * wide), rest = tile % (high * wide)
-        return (image, 2 * (rest / wide), 2 * (rest % wide))
+        return (image, W.m * (rest / wide), W.m * (rest % wide))
     }
 
-    /// V[ξ][t][ci] = (Bᵀ·d·B)[ξ] for the 4x4 input blocks d of tiles first..<first+count,
-    /// 16 channels at a time; V[ξ] starts at v + ξ·perPosition.
-    func transformInputs(_ x: UnsafePointer<Float>, first: Int, count: Int, into v: UnsafeMutablePointer<Float>, perPosition: Int) {
-        let cin = s.inChannels
+    /// V[ξ][t][ci] = (Bᵀ·d·B)[ξ] for the α×α input blocks d of tiles first..<first+count; V[ξ]
+    /// starts at v + ξ·perPosition. `e` holds α² vectors of scratch.
+    @inline(__always)
+    func transformInputs(_ x: UnsafePointer<Float>, first: Int, count: Int, into v: UnsafeMutablePointer<Float>,
+                         perPosition: Int, scratch e: UnsafeMutablePointer<SIMD16<Float>>) {
+        let cin = s.inChannels, alpha = W.alpha
         for t in 0..<count {
             let (image, oy, ox) = origin(first + t)
             let iy = oy - s.padding, ix = ox - s.padding
@@ -108,146 +130,152 @@ struct WinogradTiles {
                     if yy < 0 || yy >= s.height || xx < 0 || xx >= s.width { return SIMD16() }
                     return loadVector(base + (yy * s.width + xx) * cin + c)
                 }
-                // Columns first, e = Bᵀ·d (kept in V's slots for now) …
-                for q in 0..<4 {
-                    let d0 = d(0, q), d1 = d(1, q), d2 = d(2, q), d3 = d(3, q)
-                    storeVector(out + q * perPosition + c, d0 - d2)
-                    storeVector(out + (4 + q) * perPosition + c, d1 + d2)
-                    storeVector(out + (8 + q) * perPosition + c, d2 - d1)
-                    storeVector(out + (12 + q) * perPosition + c, d1 - d3)
-                }
-                // … then rows, V = e·B.
-                for r in 0..<4 {
-                    let row = out + 4 * r * perPosition + c
-                    let e0 = loadVector(row), e1 = loadVector(row + perPosition)
-                    let e2 = loadVector(row + 2 * perPosition), e3 = loadVector(row + 3 * perPosition)
-                    storeVector(row, e0 - e2)
-                    storeVector(row + perPosition, e1 + e2)
-                    storeVector(row + 2 * perPosition, e2 - e1)
-                    storeVector(row + 3 * perPosition, e1 - e3)
+                for q in 0..<alpha { W.input({ d($0, q) }, { e[$0 * alpha + q] = $1 }) }
+                for r in 0..<alpha {
+                    W.input({ e[r * alpha + $0] }, { storeVector(out + (r * alpha + $0) * perPosition + c, $1) })
                 }
             }
         }
     }
 }
 
-/// Y = conv(X, W) + bias for a 3x3 stride-1 shape, with W transformed by `winogradTransformWeights`.
-func winogradConvolution(_ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePointer<Float>,
-                         transformedWeights u: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                         output y: UnsafeMutablePointer<Float>, scratch: [UnsafeMutablePointer<Float>], pool: WorkerPool) {
-    let oh = s.outHeight, ow = s.outWidth, tiles = WinogradTiles(s)
-    let cin = s.inChannels, cout = s.outChannels
-    let T = Winograd.tilesPerTask
-    let nr = kernels.sliverWidth
+/// U[ξ] = G·g·Gᵀ for every (row k, column n) of a 3x3 kernel given by `tap(ky, kx, k, n)`,
+/// packed as GEMM B slivers [ξ][sliver][k][sliverWidth], 16 columns at a time. One task per row k.
+private func transformWeights<W: WinogradTransforms>(_: W.Type, _ kernels: ConvKernelSet, k: Int, n: Int,
+                                                     into u: UnsafeMutablePointer<Float>, pool: WorkerPool,
+                                                     _ tap: (_ ky: Int, _ kx: Int, _ k: Int, _ n: Int) -> Float) {
+    let nr = kernels.sliverWidth, padded = (n + nr - 1) / nr * nr, alpha = W.alpha
+    let perPosition = k * padded
+    pool.run(tasks: k) { row, _ in
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 3 * alpha) { buffer in
+            let h = buffer.baseAddress!
+            for column in stride(from: 0, to: padded, by: 16) {
+                let at = u + (column / nr) * k * nr + row * nr + column % nr
+                guard column < n else {
+                    for xi in 0..<W.positions { storeVector(at + xi * perPosition, SIMD16()) }
+                    continue
+                }
+                @inline(__always) func g(_ ky: Int, _ kx: Int) -> SIMD16<Float> {
+                    var v = SIMD16<Float>()
+                    for l in 0..<16 { v[l] = tap(ky, kx, row, column + l) }
+                    return v
+                }
+                for kx in 0..<3 { W.weight({ g($0, kx) }, { h[$0 * 3 + kx] = $1 }) }
+                for i in 0..<alpha {
+                    W.weight({ h[i * 3 + $0] }, { storeVector(at + (i * alpha + $0) * perPosition, $1) })
+                }
+            }
+        }
+    }
+}
+
+/// Y = conv(X, W) + bias (bias optional) with W transformed by `transformWeights`.
+private func convolve<W: WinogradTransforms>(_: W.Type, _ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePointer<Float>,
+                                             transformedWeights u: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                                             output y: UnsafeMutablePointer<Float>, scratch: [UnsafeMutablePointer<Float>],
+                                             pool: WorkerPool) {
+    let oh = s.outHeight, ow = s.outWidth, tiles = Tiles<W>(s)
+    let cin = s.inChannels, cout = s.outChannels, alpha = W.alpha, mSide = W.m
+    let T = W.tilesPerTask, nr = kernels.sliverWidth
     let uPerPosition = cin * ((cout + nr - 1) / nr * nr)
     let vPerPosition = T * cin, mPerPosition = T * cout
 
     pool.run(tasks: (tiles.count + T - 1) / T) { task, worker in
-        let v = scratch[worker], m = v + 16 * vPerPosition
+        let v = scratch[worker], m = v + W.positions * vPerPosition
         let first = task * T, count = min(T, tiles.count - first)
-        tiles.transformInputs(x, first: first, count: count, into: v, perPosition: vPerPosition)
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: W.positions) { buffer in
+            let e = buffer.baseAddress!
+            tiles.transformInputs(x, first: first, count: count, into: v, perPosition: vPerPosition, scratch: e)
 
-        // M[ξ] = V[ξ]·U[ξ]: [tiles × Cin]·[Cin × Cout] for each of the 16 positions.
-        for xi in 0..<16 {
-            let a = UnsafePointer(v + xi * vPerPosition), b = u + xi * uPerPosition, c = m + xi * mPerPosition
-            switch kernels {
-            case .avx2:
-                ConvKernels.gemmBlock(kc: cin, a: a, lda: cin, rows: count, packedB: b, columns: cout, c: c, ldc: cout)
-            case .avx512:
-                ConvKernelsAVX512.gemmBlock(kc: cin, a: a, lda: cin, rows: count, packedB: b, columns: cout, c: c, ldc: cout)
-            }
-        }
-
-        // Y = Aᵀ·M·A (+ bias) for each tile's 2x2 output block, skipping pixels past the edge.
-        for t in 0..<count {
-            let (image, oy, ox) = tiles.origin(first + t)
-            let rows = min(2, oh - oy), columns = min(2, ow - ox)
-            let out = y + ((image * oh + oy) * ow + ox) * cout
-            let src = UnsafePointer(m + t * cout)
-            for c in stride(from: 0, to: cout, by: 16) {
-                @inline(__always) func mv(_ r: Int, _ q: Int) -> SIMD16<Float> { loadVector(src + (r * 4 + q) * mPerPosition + c) }
-                var f0 = (SIMD16<Float>(), SIMD16<Float>()), f1 = f0, f2 = f0, f3 = f0
-                for q in 0..<4 {
-                    let m0 = mv(0, q), m1 = mv(1, q), m2 = mv(2, q), m3 = mv(3, q)
-                    let pair = (m0 + m1 + m2, m1 - m2 - m3)
-                    switch q { case 0: f0 = pair; case 1: f1 = pair; case 2: f2 = pair; default: f3 = pair }
+            // M[ξ] = V[ξ]·U[ξ] for each position.
+            for xi in 0..<W.positions {
+                let a = UnsafePointer(v + xi * vPerPosition), b = u + xi * uPerPosition, c = m + xi * mPerPosition
+                switch kernels {
+                case .avx2:
+                    ConvKernels.gemmBlock(kc: cin, a: a, lda: cin, rows: count, packedB: b, columns: cout, c: c, ldc: cout)
+                case .avx512:
+                    ConvKernelsAVX512.gemmBlock(kc: cin, a: a, lda: cin, rows: count, packedB: b, columns: cout, c: c, ldc: cout)
                 }
-                let b = bias.map { loadVector($0 + c) } ?? SIMD16()
-                storeVector(out + c, f0.0 + f1.0 + f2.0 + b)
-                if columns > 1 { storeVector(out + cout + c, f1.0 - f2.0 - f3.0 + b) }
-                if rows > 1 {
-                    storeVector(out + ow * cout + c, f0.1 + f1.1 + f2.1 + b)
-                    if columns > 1 { storeVector(out + (ow + 1) * cout + c, f1.1 - f2.1 - f3.1 + b) }
+            }
+
+            // Y = Aᵀ·M·A (+ bias) for each tile, skipping pixels past the edge.
+            for t in 0..<count {
+                let (image, oy, ox) = tiles.origin(first + t)
+                let rows = min(mSide, oh - oy), columns = min(mSide, ow - ox)
+                let out = y + ((image * oh + oy) * ow + ox) * cout
+                let src = UnsafePointer(m + t * cout)
+                for c in stride(from: 0, to: cout, by: 16) {
+                    let b = bias.map { loadVector($0 + c) } ?? SIMD16()
+                    for q in 0..<alpha {
+                        W.output({ loadVector(src + ($0 * alpha + q) * mPerPosition + c) }, { e[$0 * alpha + q] = $1 })
+                    }
+                    for i in 0..<rows {
+                        W.output({ e[i * alpha + $0] }, { j, value in
+                            if j < columns { storeVector(out + (i * ow + j) * cout + c, value + b) }
+                        })
+                    }
                 }
             }
         }
     }
 }
 
-/// dW and dBias of a 3x3 stride-1 convolution (both overwritten). By the same algebra as the
-/// forward pass, dU[ξ][ci][co] = Σ_tiles V[ξ][t][ci] · D[ξ][t][co] with V = Bᵀ·d·B of the input
-/// block and D = A·dy·Aᵀ of the 2x2 output-gradient block, and dW = Gᵀ·dU·G: 16 products per
-/// (ci, co) and tile instead of 36.
-///
-/// Tiles are split into a fixed number of groups (by the shape alone); each group sums its
-/// dU and bias gradient into its own slice of `partials`, the slices are added in group order,
-/// and dU is transformed back, so the result does not depend on the number of threads.
-func winogradWeightGradient(_ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePointer<Float>,
-                            outputGradient dy: UnsafePointer<Float>, weightGradient dw: UnsafeMutablePointer<Float>,
-                            biasGradient db: UnsafeMutablePointer<Float>, partials: UnsafeMutablePointer<Float>,
-                            scratch: [UnsafeMutablePointer<Float>], pool: WorkerPool) {
-    let oh = s.outHeight, ow = s.outWidth, tiles = WinogradTiles(s)
-    let cin = s.inChannels, cout = s.outChannels
-    let T = Winograd.tilesPerTask
-    let groups = Winograd.gradientGroups(s), slice = Winograd.gradientSliceCount(s)
-    let products = 16 * cin * cout
+/// dW and dBias: dU[ξ][ci][co] = Σ_tiles V[ξ][t][ci]·D[ξ][t][co] with V = Bᵀ·d·B of the input
+/// block and D = A·dY·Aᵀ of the output-gradient tile, then dW = Gᵀ·dU·G.
+private func weightGradient<W: WinogradTransforms>(_: W.Type, _ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePointer<Float>,
+                                                   outputGradient dy: UnsafePointer<Float>, weightGradient dw: UnsafeMutablePointer<Float>,
+                                                   biasGradient db: UnsafeMutablePointer<Float>, groups: Int,
+                                                   partials: UnsafeMutablePointer<Float>, scratch: [UnsafeMutablePointer<Float>],
+                                                   pool: WorkerPool) {
+    let oh = s.outHeight, ow = s.outWidth, tiles = Tiles<W>(s)
+    let cin = s.inChannels, cout = s.outChannels, alpha = W.alpha, mSide = W.m
+    let T = W.tilesPerTask
+    let products = W.positions * cin * cout, slice = products + cout
     let vPerPosition = T * cin, dPerPosition = T * cout
 
     pool.run(tasks: groups) { group, worker in
-        let v = scratch[worker], d = v + 16 * vPerPosition
+        let v = scratch[worker], d = v + W.positions * vPerPosition
         let sum = partials + group * slice
         sum.update(repeating: 0, count: slice)
-        let end = (group + 1) * tiles.count / groups
-        var first = group * tiles.count / groups
-        while first < end {
-            let count = min(T, end - first)
-            tiles.transformInputs(x, first: first, count: count, into: v, perPosition: vPerPosition)
-            // D[ξ][t][co] = (A·dy·Aᵀ)[ξ], dy the tile's 2x2 block (zero past the edge); and Σ dy.
-            for t in 0..<count {
-                let (image, oy, ox) = tiles.origin(first + t)
-                let rows = min(2, oh - oy), columns = min(2, ow - ox)
-                let src = dy + ((image * oh + oy) * ow + ox) * cout
-                let out = d + t * cout
-                for c in stride(from: 0, to: cout, by: 16) {
-                    let g00 = loadVector(src + c)
-                    let g01 = columns > 1 ? loadVector(src + cout + c) : SIMD16()
-                    let g10 = rows > 1 ? loadVector(src + ow * cout + c) : SIMD16()
-                    let g11 = rows > 1 && columns > 1 ? loadVector(src + (ow + 1) * cout + c) : SIMD16()
-                    storeVector(sum + products + c, loadVector(sum + products + c) + ((g00 + g01) + (g10 + g11)))
-                    // Row i of a = A·dy (4x2) is (a0, a1); D's row i = (a0, a1)·Aᵀ.
-                    @inline(__always) func storeRow(_ i: Int, _ a0: SIMD16<Float>, _ a1: SIMD16<Float>) {
-                        let row = out + 4 * i * dPerPosition + c
-                        storeVector(row, a0)
-                        storeVector(row + dPerPosition, a0 + a1)
-                        storeVector(row + 2 * dPerPosition, a0 - a1)
-                        storeVector(row + 3 * dPerPosition, -a1)
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: W.positions) { buffer in
+            let e = buffer.baseAddress!
+            let end = (group + 1) * tiles.count / groups
+            var first = group * tiles.count / groups
+            while first < end {
+                let count = min(T, end - first)
+                tiles.transformInputs(x, first: first, count: count, into: v, perPosition: vPerPosition, scratch: e)
+                // D[ξ][t][co] = (A·dY·Aᵀ)[ξ], dY the tile's m×m block (zero past the edge); and Σ dY.
+                for t in 0..<count {
+                    let (image, oy, ox) = tiles.origin(first + t)
+                    let rows = min(mSide, oh - oy), columns = min(mSide, ow - ox)
+                    let src = dy + ((image * oh + oy) * ow + ox) * cout
+                    let out = d + t * cout
+                    for c in stride(from: 0, to: cout, by: 16) {
+                        @inline(__always) func g(_ i: Int, _ j: Int) -> SIMD16<Float> {
+                            i < rows && j < columns ? loadVector(src + (i * ow + j) * cout + c) : SIMD16()
+                        }
+                        var total = SIMD16<Float>()
+                        for i in 0..<rows { for j in 0..<columns { total += g(i, j) } }
+                        storeVector(sum + products + c, loadVector(sum + products + c) + total)
+                        for j in 0..<mSide { W.outputGradient({ g($0, j) }, { e[$0 * mSide + j] = $1 }) }
+                        for i in 0..<alpha {
+                            W.outputGradient({ e[i * mSide + $0] }, { storeVector(out + (i * alpha + $0) * dPerPosition + c, $1) })
+                        }
                     }
-                    storeRow(0, g00, g01)
-                    storeRow(1, g00 + g10, g01 + g11)
-                    storeRow(2, g00 - g10, g01 - g11)
-                    storeRow(3, -g10, -g11)
                 }
-            }
-            for xi in 0..<16 {
-                let a = UnsafePointer(v + xi * vPerPosition), b = UnsafePointer(d + xi * dPerPosition), c = sum + xi * cin * cout
-                switch kernels {
-                case .avx2:
-                    ConvKernels.accumulateTransposedProduct(count: count, a: a, lda: cin, rows: cin, b: b, ldb: cout, columns: cout, c: c, ldc: cout)
-                case .avx512:
-                    ConvKernelsAVX512.accumulateTransposedProduct(count: count, a: a, lda: cin, rows: cin, b: b, ldb: cout, columns: cout, c: c, ldc: cout)
+                for xi in 0..<W.positions {
+                    let a = UnsafePointer(v + xi * vPerPosition), b = UnsafePointer(d + xi * dPerPosition), c = sum + xi * cin * cout
+                    switch kernels {
+                    case .avx2:
+                        ConvKernels.accumulateTransposedProduct(count: count, a: a, lda: cin, rows: cin, b: b, ldb: cout,
+                                                                columns: cout, c: c, ldc: cout)
+                    case .avx512:
+                        ConvKernelsAVX512.accumulateTransposedProduct(count: count, a: a, lda: cin, rows: cin, b: b, ldb: cout,
+                                                                      columns: cout, c: c, ldc: cout)
+                    }
                 }
+                first += count
             }
-            first += count
         }
     }
     // Σ over groups, into group 0's slice.
@@ -257,24 +285,17 @@ func winogradWeightGradient(_ kernels: ConvKernelSet, _ s: ConvShape, input x: U
     db.update(from: partials + products, count: cout)
     // dW[ky][kx][ci][co] = (Gᵀ·dU·G)[ky][kx], 16 output channels at a time; one task per ci.
     pool.run(tasks: cin) { ci, _ in
-        for c in stride(from: 0, to: cout, by: 16) {
-            @inline(__always) func du(_ i: Int, _ k: Int) -> SIMD16<Float> { loadVector(partials + ((i * 4 + k) * cin + ci) * cout + c) }
-            for ky in 0..<3 {
-                // h[ky][k] = Σ_i Gᵀ[ky][i]·dU[i][k], for k = 0…3.
-                var h = (SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>(), SIMD16<Float>())
-                for k in 0..<4 {
-                    let u0 = du(0, k), u1 = du(1, k), u2 = du(2, k), u3 = du(3, k)
-                    let value: SIMD16<Float> = switch ky {
-                    case 0: u0 + 0.5 * (u1 + u2)
-                    case 1: 0.5 * (u1 - u2)
-                    default: 0.5 * (u1 + u2) + u3
-                    }
-                    switch k { case 0: h.0 = value; case 1: h.1 = value; case 2: h.2 = value; default: h.3 = value }
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 3 * alpha) { buffer in
+            let h = buffer.baseAddress!
+            for c in stride(from: 0, to: cout, by: 16) {
+                for k in 0..<alpha {
+                    W.weightGradient({ loadVector(partials + (($0 * alpha + k) * cin + ci) * cout + c) }, { h[$0 * alpha + k] = $1 })
                 }
-                let out = dw + (ky * 3 * cin + ci) * cout + c
-                storeVector(out, h.0 + 0.5 * (h.1 + h.2))
-                storeVector(out + cin * cout, 0.5 * (h.1 - h.2))
-                storeVector(out + 2 * cin * cout, 0.5 * (h.1 + h.2) + h.3)
+                for ky in 0..<3 {
+                    W.weightGradient({ h[ky * alpha + $0] }, { kx, value in
+                        storeVector(dw + ((ky * 3 + kx) * cin + ci) * cout + c, value)
+                    })
+                }
             }
         }
     }

@@ -88,11 +88,22 @@ import Testing
         ConvShape(batch: 2, height: 6, width: 7, inChannels: 15, outChannels: 33, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1),
         ConvShape(batch: 2, height: 5, width: 5, inChannels: 16, outChannels: 32, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 0),
         ConvShape(batch: 2, height: 7, width: 7, inChannels: 9, outChannels: 20, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1),
-        // Winograd F(2x2,3x3) (3x3, stride 1, channels a multiple of 16): odd sizes leave partial
-        // 2x2 tiles, 75 tiles split into tasks of 24, padding 0, 1 and 2.
-        ConvShape(batch: 3, height: 9, width: 9, inChannels: 32, outChannels: 16, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1),
+        // Winograd (3x3, stride 1, channels a multiple of 16), F(2x2) on small images and F(4x4)
+        // from 8 pixels a side: sizes that leave partial tiles, more tiles than one task holds,
+        // padding 0, 1 and 2.
         ConvShape(batch: 2, height: 6, width: 5, inChannels: 16, outChannels: 48, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 2),
+        ConvShape(batch: 3, height: 9, width: 9, inChannels: 32, outChannels: 16, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1),
+        ConvShape(batch: 2, height: 10, width: 11, inChannels: 16, outChannels: 16, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 0),
+        ConvShape(batch: 1, height: 8, width: 8, inChannels: 16, outChannels: 32, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 2),
     ]
+
+    @Test("Winograd is chosen where it applies: F(2x2) on small images, F(4x4) from 8 pixels a side")
+    func winogradChoice() {
+        let shapes = LayerGradientTests.convShapes
+        #expect(shapes.filter { $0.winograd == .f2x2 }.count == 2)
+        #expect(shapes.filter { $0.winograd == .f4x4 }.count == 3)
+        #expect(shapes.filter { $0.stride != 1 || $0.inChannels % 16 != 0 }.allSatisfy { $0.winograd == nil })
+    }
 
     @Test("conv forward matches the naive direct convolution", arguments: convShapes)
     func convForward(s: ConvShape) {
