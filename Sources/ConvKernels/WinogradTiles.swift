@@ -1,0 +1,190 @@
+/// The per-task work of Winograd convolution (ConvCore/Winograd.swift splits the tasks and
+/// adds the partial sums), compiled into both kernel modules like ConvTiles.swift so that the
+/// transforms run on 512-bit vectors where the CPU has them. `m` is the side of the output
+/// tile: 2 for F(2x2,3x3), 4 for F(4x4,3x3).
+
+/// Tiles per convolution task and positions of a transformed tile, for scratch sizes.
+public func winogradTilesPerTask(m: Int) -> Int { m == 2 ? WinogradF2.tilesPerTask : WinogradF4.tilesPerTask }
+public func winogradPositions(m: Int) -> Int { (m + 2) * (m + 2) }
+
+/// Row k of the transformed weights U[ξ] = G·g·Gᵀ, for every column n of a 3x3 kernel given by
+/// `tap(ky, kx, k, n)` (n a multiple of 16), packed as GEMM B slivers [ξ][sliver][k][sliverWidth].
+public func winogradTransformWeightRow(m: Int, k: Int, n: Int, row: Int, into u: UnsafeMutablePointer<Float>,
+                                       _ tap: (_ ky: Int, _ kx: Int, _ k: Int, _ n: Int) -> Float) {
+    func run<W: WinogradTransforms>(_: W.Type) {
+        let padded = (n + sliverWidth - 1) / sliverWidth * sliverWidth, alpha = W.alpha
+        let perPosition = k * padded
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 3 * alpha) { buffer in
+            let h = buffer.baseAddress!
+            for column in stride(from: 0, to: padded, by: 16) {
+                let at = u + (column / sliverWidth) * k * sliverWidth + row * sliverWidth + column % sliverWidth
+                guard column < n else {
+                    for xi in 0..<W.positions { store(at + xi * perPosition, SIMD16()) }
+                    continue
+                }
+                @inline(__always) func g(_ ky: Int, _ kx: Int) -> SIMD16<Float> {
+                    var v = SIMD16<Float>()
+                    for l in 0..<16 { v[l] = tap(ky, kx, row, column + l) }
+                    return v
+                }
+                for kx in 0..<3 { W.weight({ g($0, kx) }, { h[$0 * 3 + kx] = $1 }) }
+                for i in 0..<alpha {
+                    W.weight({ h[i * 3 + $0] }, { store(at + (i * alpha + $0) * perPosition, $1) })
+                }
+            }
+        }
+    }
+    m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
+}
+
+/// Y = conv(X, W) + bias (bias optional) for tiles first..<first+count, with W transformed by
+/// `winogradTransformWeightRow`. `scratch` holds positions × tilesPerTask × (Cin + Cout) floats.
+public func winogradConvolveTiles(m: Int, _ g: ConvGeometry, input x: UnsafePointer<Float>, transformedWeights u: UnsafePointer<Float>,
+                                  bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
+                                  first: Int, count: Int, scratch: UnsafeMutablePointer<Float>) {
+    func run<W: WinogradTransforms>(_: W.Type) {
+        let tiles = Tiles<W>(g), oh = g.outHeight, ow = g.outWidth
+        let cin = g.inChannels, cout = g.outChannels, alpha = W.alpha
+        let uPerPosition = cin * ((cout + sliverWidth - 1) / sliverWidth * sliverWidth)
+        let vPerPosition = W.tilesPerTask * cin, mPerPosition = W.tilesPerTask * cout
+        let v = scratch, product = scratch + W.positions * vPerPosition
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: W.positions) { buffer in
+            let e = buffer.baseAddress!
+            tiles.transformInputs(x, first: first, count: count, into: v, perPosition: vPerPosition, scratch: e)
+            // M[ξ] = V[ξ]·U[ξ] for each position.
+            for xi in 0..<W.positions {
+                gemmBlock(kc: cin, a: v + xi * vPerPosition, lda: cin, rows: count, packedB: u + xi * uPerPosition,
+                          columns: cout, c: product + xi * mPerPosition, ldc: cout)
+            }
+            // Y = Aᵀ·M·A (+ bias) for each tile, skipping pixels past the edge.
+            for t in 0..<count {
+                let (image, oy, ox) = tiles.origin(first + t)
+                let rows = min(W.m, oh - oy), columns = min(W.m, ow - ox)
+                let out = y + ((image * oh + oy) * ow + ox) * cout
+                let src = UnsafePointer(product + t * cout)
+                for c in stride(from: 0, to: cout, by: 16) {
+                    let b = bias.map { load($0 + c) } ?? SIMD16()
+                    for q in 0..<alpha {
+                        W.output({ load(src + ($0 * alpha + q) * mPerPosition + c) }, { e[$0 * alpha + q] = $1 })
+                    }
+                    for i in 0..<rows {
+                        W.output({ e[i * alpha + $0] }, { j, value in
+                            if j < columns { store(out + (i * ow + j) * cout + c, value + b) }
+                        })
+                    }
+                }
+            }
+        }
+    }
+    m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
+}
+
+/// Adds to `sum` the weight-gradient terms of tiles first..<end: dU[ξ][ci][co] += V[ξ][t][ci]·D[ξ][t][co]
+/// (V = Bᵀ·d·B of the input block, D = A·dY·Aᵀ of the output-gradient tile), then, after
+/// positions × Cin × Cout floats, the bias gradient Σ dY.
+public func winogradWeightGradientTiles(m: Int, _ g: ConvGeometry, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
+                                        first start: Int, end: Int, into sum: UnsafeMutablePointer<Float>,
+                                        scratch: UnsafeMutablePointer<Float>) {
+    func run<W: WinogradTransforms>(_: W.Type) {
+        let tiles = Tiles<W>(g), oh = g.outHeight, ow = g.outWidth
+        let cin = g.inChannels, cout = g.outChannels, alpha = W.alpha, T = W.tilesPerTask
+        let products = W.positions * cin * cout
+        let vPerPosition = T * cin, dPerPosition = T * cout
+        let v = scratch, d = scratch + W.positions * vPerPosition
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: W.positions) { buffer in
+            let e = buffer.baseAddress!
+            var first = start
+            while first < end {
+                let count = min(T, end - first)
+                tiles.transformInputs(x, first: first, count: count, into: v, perPosition: vPerPosition, scratch: e)
+                // D[ξ][t][co] = (A·dY·Aᵀ)[ξ], dY the tile's m×m block (zero past the edge); and Σ dY.
+                for t in 0..<count {
+                    let (image, oy, ox) = tiles.origin(first + t)
+                    let rows = min(W.m, oh - oy), columns = min(W.m, ow - ox)
+                    let src = dy + ((image * oh + oy) * ow + ox) * cout
+                    let out = d + t * cout
+                    for c in stride(from: 0, to: cout, by: 16) {
+                        @inline(__always) func gradient(_ i: Int, _ j: Int) -> SIMD16<Float> {
+                            i < rows && j < columns ? load(src + (i * ow + j) * cout + c) : SIMD16()
+                        }
+                        var total = SIMD16<Float>()
+                        for i in 0..<rows { for j in 0..<columns { total += gradient(i, j) } }
+                        store(sum + products + c, load(sum + products + c) + total)
+                        for j in 0..<W.m { W.outputGradient({ gradient($0, j) }, { e[$0 * W.m + j] = $1 }) }
+                        for i in 0..<alpha {
+                            W.outputGradient({ e[i * W.m + $0] }, { store(out + (i * alpha + $0) * dPerPosition + c, $1) })
+                        }
+                    }
+                }
+                for xi in 0..<W.positions {
+                    accumulateTransposedProduct(count: count, a: v + xi * vPerPosition, lda: cin, rows: cin,
+                                                b: d + xi * dPerPosition, ldb: cout, columns: cout,
+                                                c: sum + xi * cin * cout, ldc: cout)
+                }
+                first += count
+            }
+        }
+    }
+    m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
+}
+
+/// dW[ky][kx][ci][co] = (Gᵀ·dU·G)[ky][kx] for one input channel ci, 16 output channels at a time.
+public func winogradWeightsFromGradient(m: Int, inChannels cin: Int, outChannels cout: Int, channel ci: Int,
+                                        transformedGradient du: UnsafePointer<Float>, into dw: UnsafeMutablePointer<Float>) {
+    func run<W: WinogradTransforms>(_: W.Type) {
+        let alpha = W.alpha
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 3 * alpha) { buffer in
+            let h = buffer.baseAddress!
+            for c in stride(from: 0, to: cout, by: 16) {
+                for k in 0..<alpha {
+                    W.weightGradient({ load(du + (($0 * alpha + k) * cin + ci) * cout + c) }, { h[$0 * alpha + k] = $1 })
+                }
+                for ky in 0..<3 {
+                    W.weightGradient({ h[ky * alpha + $0] }, { kx, value in store(dw + ((ky * 3 + kx) * cin + ci) * cout + c, value) })
+                }
+            }
+        }
+    }
+    m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
+}
+
+/// The output tiles of a shape, numbered image by image, row by row.
+private struct Tiles<W: WinogradTransforms> {
+    let g: ConvGeometry
+    let high: Int, wide: Int
+    init(_ g: ConvGeometry) {
+        self.g = g
+        (high, wide) = ((g.outHeight + W.m - 1) / W.m, (g.outWidth + W.m - 1) / W.m)
+    }
+
+    /// The image and the top-left output pixel of `tile`.
+    @inline(__always) func origin(_ tile: Int) -> (image: Int, y: Int, x: Int) {
+        let image = tile / (high * wide), rest = tile % (high * wide)
+        return (image, W.m * (rest / wide), W.m * (rest % wide))
+    }
+
+    /// V[ξ][t][ci] = (Bᵀ·d·B)[ξ] for the α×α input blocks d of tiles first..<first+count; V[ξ]
+    /// starts at v + ξ·perPosition. `e` holds α² vectors of scratch.
+    @inline(__always)
+    func transformInputs(_ x: UnsafePointer<Float>, first: Int, count: Int, into v: UnsafeMutablePointer<Float>,
+                         perPosition: Int, scratch e: UnsafeMutablePointer<SIMD16<Float>>) {
+        let cin = g.inChannels, alpha = W.alpha
+        for t in 0..<count {
+            let (image, oy, ox) = origin(first + t)
+            let iy = oy - g.padding, ix = ox - g.padding
+            let base = x + image * g.height * g.width * cin
+            let out = v + t * cin
+            for c in stride(from: 0, to: cin, by: 16) {
+                @inline(__always) func d(_ r: Int, _ q: Int) -> SIMD16<Float> {
+                    let yy = iy + r, xx = ix + q
+                    if yy < 0 || yy >= g.height || xx < 0 || xx >= g.width { return SIMD16() }
+                    return load(base + (yy * g.width + xx) * cin + c)
+                }
+                for q in 0..<alpha { W.input({ d($0, q) }, { e[$0 * alpha + q] = $1 }) }
+                for r in 0..<alpha {
+                    W.input({ e[r * alpha + $0] }, { store(out + (r * alpha + $0) * perPosition + c, $1) })
+                }
+            }
+        }
+    }
+}
