@@ -67,6 +67,14 @@ public func gemm(m: Int, n: Int, k: Int, a: GemmOperand, b: GemmOperand,
         return
     }
     let kernels = scratch.kernels, nr = kernels.sliverWidth, kcMax = GemmScratch.kc
+    if !a.transposed && !b.transposed && m <= 96 && n % nr == 0 {
+        multiplyUnpacked(m: m, n: n, k: k, a: a, b: b, c: c, ldc: ldc, accumulate: accumulate, kernels: kernels, pool: pool)
+        return
+    }
+    if a.transposed && !b.transposed && k <= 128 {
+        multiplyTransposedA(m: m, n: n, k: k, a: a, b: b, c: c, ldc: ldc, accumulate: accumulate, kernels: kernels, pool: pool)
+        return
+    }
     scratch.reserve(k: k, n: n)
     let nPadded = roundUp(n, nr), slivers = nPadded / nr
     // Chunk p0..<p0+kc of op(B) is at packedB + p0·nPadded, sliver by sliver [sliver][p][nr].
@@ -113,6 +121,43 @@ public func gemm(m: Int, n: Int, k: Int, a: GemmOperand, b: GemmOperand,
 }
 
 @inline(__always) private func roundUp(_ x: Int, _ q: Int) -> Int { (x + q - 1) / q * q }
+
+/// A·B for a few rows of A (a dense layer's batch): the tiles read A and B in place, one task
+/// per sliver of columns, so B is read once and never packed.
+private func multiplyUnpacked(m: Int, n: Int, k: Int, a: GemmOperand, b: GemmOperand, c: UnsafeMutablePointer<Float>, ldc: Int,
+                              accumulate: Bool, kernels: ConvKernelSet, pool: WorkerPool) {
+    let nr = kernels.sliverWidth
+    pool.run(tasks: n / nr) { sliver, _ in
+        let j = sliver * nr
+        switch kernels {
+        case .avx2:
+            ConvKernels.gemmBlock(kc: k, a: a.base, lda: a.stride, rows: m, b: b.base + j, ldb: b.stride, columns: nr,
+                                  c: c + j, ldc: ldc, accumulate: accumulate)
+        case .avx512:
+            ConvKernelsAVX512.gemmBlock(kc: k, a: a.base, lda: a.stride, rows: m, b: b.base + j, ldb: b.stride, columns: nr,
+                                        c: c + j, ldc: ldc, accumulate: accumulate)
+        }
+    }
+}
+
+/// Aᵀ·B with a short inner dimension (a dense layer's weight gradient, summed over the batch):
+/// a sum of k outer products, computed tile by tile with A and B read in place. One task per
+/// block of 48 rows.
+private func multiplyTransposedA(m: Int, n: Int, k: Int, a: GemmOperand, b: GemmOperand, c: UnsafeMutablePointer<Float>, ldc: Int,
+                                 accumulate: Bool, kernels: ConvKernelSet, pool: WorkerPool) {
+    let rowsPerTask = 48
+    pool.run(tasks: (m + rowsPerTask - 1) / rowsPerTask) { task, _ in
+        let i = task * rowsPerTask, rows = min(rowsPerTask, m - i)
+        switch kernels {
+        case .avx2:
+            ConvKernels.transposedProduct(count: k, a: a.base + i, lda: a.stride, rows: rows, b: b.base, ldb: b.stride, columns: n,
+                                          c: c + i * ldc, ldc: ldc, accumulate: accumulate)
+        case .avx512:
+            ConvKernelsAVX512.transposedProduct(count: k, a: a.base + i, lda: a.stride, rows: rows, b: b.base, ldb: b.stride, columns: n,
+                                                c: c + i * ldc, ldc: ldc, accumulate: accumulate)
+        }
+    }
+}
 
 /// Packs rows i0..<i0+rows, columns p0..<p0+kc of op(A) as 6-row slivers [p][6], zero-padded.
 @inline(__always)

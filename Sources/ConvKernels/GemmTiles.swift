@@ -42,10 +42,29 @@ private func gemmTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
 /// inputs, this saves the strided packing pass.
 public func gemmBlock(kc: Int, a: UnsafePointer<Float>, lda: Int, rows: Int,
                       packedB b: UnsafePointer<Float>, columns: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    multiplyRows(kc: kc, a: a, lda: lda, rows: rows, columns: columns, c: c, ldc: ldc, accumulate: false, ldb: sliverWidth) {
+        b + ($0 / sliverWidth) * kc * sliverWidth
+    }
+}
+
+/// C (+)= A·B with neither packed: A's rows at a + i·lda, B's rows (kc of them) at b + p·ldb.
+/// `columns` must be a multiple of `sliverWidth`: B's rows are read a whole sliver at a time.
+/// For a small A (a dense layer's batch) packing B would cost more than it saves.
+public func gemmBlock(kc: Int, a: UnsafePointer<Float>, lda: Int, rows: Int, b: UnsafePointer<Float>, ldb: Int,
+                      columns: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+    precondition(columns % sliverWidth == 0, "unpacked B needs whole slivers")
+    multiplyRows(kc: kc, a: a, lda: lda, rows: rows, columns: columns, c: c, ldc: ldc, accumulate: accumulate, ldb: ldb) { b + $0 }
+}
+
+/// Tiles of 6 rows of A (read in place) × one sliver of B, whose rows are `ldb` apart starting at `sliver(j)`.
+@inline(__always)
+private func multiplyRows(kc: Int, a: UnsafePointer<Float>, lda: Int, rows: Int, columns: Int,
+                          c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool, ldb: Int,
+                          sliver: (_ column: Int) -> UnsafePointer<Float>) {
     var j = 0
     while j < columns {
         let width = min(sliverWidth, columns - j)
-        let bSliver = b + (j / sliverWidth) * kc * sliverWidth
+        let bSliver = sliver(j)
         var i = 0
         while i < rows {
             let valid = min(6, rows - i)
@@ -54,13 +73,14 @@ public func gemmBlock(kc: Int, a: UnsafePointer<Float>, lda: Int, rows: Int,
             let a1 = valid > 1 ? a0 + lda : a0, a2 = valid > 2 ? a0 + 2 * lda : a0
             let a3 = valid > 3 ? a0 + 3 * lda : a0, a4 = valid > 4 ? a0 + 4 * lda : a0
             let a5 = valid > 5 ? a0 + 5 * lda : a0
-            var acc = Accumulators()
+            let out = c + i * ldc + j
+            var acc = accumulate ? Accumulators(from: out, ldc: ldc, rows: valid, columns: width) : Accumulators()
             var bp = bSliver
             for p in 0..<kc {
                 acc.add(a0[p], a1[p], a2[p], a3[p], a4[p], a5[p], bp)
-                bp += sliverWidth
+                bp += ldb
             }
-            acc.write(to: c + i * ldc + j, ldc: ldc, rows: valid, columns: width)
+            acc.write(to: out, ldc: ldc, rows: valid, columns: width)
             i += 6
         }
         j += sliverWidth

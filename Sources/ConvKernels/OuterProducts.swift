@@ -21,12 +21,13 @@ struct MatrixRows: OuterProductTerms {
     }
 }
 
-/// C[i][j] += Σ_t A[t][i] · B[t][j] for i < rows, j < columns (A is count × rows with row
-/// stride lda, B count × columns with row stride ldb). Used by the Winograd weight gradient.
-public func accumulateTransposedProduct(count: Int, a: UnsafePointer<Float>, lda: Int, rows: Int,
-                                        b: UnsafePointer<Float>, ldb: Int, columns: Int,
-                                        c: UnsafeMutablePointer<Float>, ldc: Int) {
-    sumOuterProducts(rows: rows, columns: columns, into: c, ldc: ldc, accumulate: true) { i, j in
+/// C[i][j] (+)= Σ_t A[t][i] · B[t][j] for i < rows, j < columns (A is count × rows with row
+/// stride lda, B count × columns with row stride ldb): the Winograd weight gradient, and AᵀB
+/// products with a short inner dimension (a dense layer's weight gradient).
+public func transposedProduct(count: Int, a: UnsafePointer<Float>, lda: Int, rows: Int,
+                              b: UnsafePointer<Float>, ldb: Int, columns: Int,
+                              c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+    sumOuterProducts(rows: rows, columns: columns, into: c, ldc: ldc, accumulate: accumulate) { i, j in
         MatrixRows(a: a + i, lda: lda, b: b + j, ldb: ldb, count: count)
     }
 }

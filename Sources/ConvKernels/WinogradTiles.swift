@@ -117,9 +117,9 @@ public func winogradWeightGradientTiles(m: Int, _ g: ConvGeometry, input x: Unsa
                     }
                 }
                 for xi in 0..<W.positions {
-                    accumulateTransposedProduct(count: count, a: v + xi * vPerPosition, lda: cin, rows: cin,
-                                                b: d + xi * dPerPosition, ldb: cout, columns: cout,
-                                                c: sum + xi * cin * cout, ldc: cout)
+                    transposedProduct(count: count, a: v + xi * vPerPosition, lda: cin, rows: cin,
+                                      b: d + xi * dPerPosition, ldb: cout, columns: cout,
+                                      c: sum + xi * cin * cout, ldc: cout, accumulate: true)
                 }
                 first += count
             }

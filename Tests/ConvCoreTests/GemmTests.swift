@@ -44,7 +44,8 @@ import Testing
     }
 
     @Test("GEMM matches the naive product on odd shapes, every transpose, overwrite and accumulate, with every kernel set",
-          arguments: [(1, 1, 1), (7, 17, 5), (6, 16, 256), (13, 33, 257), (100, 40, 600), (27, 32, 900), (5, 70, 3), (250, 97, 513)])
+          arguments: [(1, 1, 1), (7, 17, 5), (6, 16, 256), (13, 33, 257), (100, 40, 600), (27, 32, 900), (5, 70, 3), (250, 97, 513),
+                      (64, 96, 120), (97, 64, 64)])
     func matchesNaive(shape: (Int, Int, Int)) {
         for kernels in GemmTests.kernelSets {
             for transA in [false, true] {
