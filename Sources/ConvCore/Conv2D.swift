@@ -1,9 +1,10 @@
-/// 2-D convolution on NHWC tensors as im2col + GEMM.
+/// 2-D convolution on NHWC tensors: Winograd for 3x3 stride-1 layers with 16-multiple channel
+/// counts (Winograd.swift), else the direct register tiles (DirectConv.swift); the input gradient
+/// of a strided convolution goes through GEMM and im2col's adjoint.
 ///
 /// Layouts: input `[batch][height][width][inChannels]`, output `[batch][outHeight][outWidth][outChannels]`,
 /// weights `[kernelHeight][kernelWidth][inChannels][outChannels]` (a K×outChannels matrix, K = kh·kw·Cin),
-/// bias `[outChannels]`. Channels-last makes every im2col row a run of contiguous copies and the
-/// output a plain row-major GEMM result, so no transposes are needed anywhere.
+/// bias `[outChannels]`. Channels-last makes every pixel's channels one contiguous vector.
 public struct ConvShape: Sendable, Equatable {
     public let batch: Int, height: Int, width: Int, inChannels: Int, outChannels: Int
     public let kernelHeight: Int, kernelWidth: Int, stride: Int, padding: Int
