@@ -21,7 +21,8 @@
 # cores, file system and /tmp (so ranks see the same binary and data paths, as on a cluster
 # with a shared file system).
 #
-# Environment: DDP_NETNS_PREFIX (default ddp) names the namespaces, so several clusters (e.g.
+# Environment: DDP_NETNS_TCP_RETRIES2 (default 5; Linux's is 15) is how many retransmissions
+# a host's TCP makes before giving up on a silent peer (see cmd_up). DDP_NETNS_PREFIX (default ddp) names the namespaces, so several clusters (e.g.
 # the tests' and yours) can coexist; DDP_NETNS_NET (default 10.77.0) is the /24 inside them.
 # Addresses are private to each cluster's namespaces, so even two clusters on the same /24
 # cannot clash.
@@ -32,6 +33,7 @@ prefix="${DDP_NETNS_PREFIX:-ddp}"
 net="${DDP_NETNS_NET:-10.77.0}"
 export DDP_NETNS_PREFIX="$prefix" DDP_NETNS_NET="$net"   # for netns-rsh, started by mpirun
 sw="$prefix-sw"
+tcp_retries2="${DDP_NETNS_TCP_RETRIES2:-5}"   # 15 is Linux's default; see cmd_up
 
 die() { echo "netns-cluster: $*" >&2; exit 1; }
 note() { echo "netns-cluster: $*" >&2; }
@@ -131,6 +133,14 @@ stop that job or run: DDP_NETNS_PREFIX=$prefix $0 down"
         ip netns add "$h"
         # IPv4 only: no IPv6 link-local chatter, no second address family for MPI to try.
         ip netns exec "$h" sh -c 'echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6' 2>/dev/null || true
+        # A TCP connection whose data goes unacknowledged is given up after ~13 s (5 doubling
+        # retransmissions from 200 ms) instead of Linux's default ~15 min (tcp_retries2=15);
+        # likewise a connect() after ~7 s instead of ~2 min. This is what lets mpirun end a job
+        # whose host was cut off: after a rank's watchdog exits, mpirun must tell every
+        # daemon to kill its ranks and waits until it hears back or its connection to the daemon
+        # fails; with the default it would wait up to 15 minutes (it does so on a real cluster
+        # too; see README). These are per-namespace settings: nothing outside changes.
+        ip netns exec "$h" sh -c "echo $tcp_retries2 > /proc/sys/net/ipv4/tcp_retries2; echo 2 > /proc/sys/net/ipv4/tcp_syn_retries"
         ip -n "$h" link set lo up
         # Created in the switch namespace with the peer moved straight into the host: the root
         # namespace never sees either end.
@@ -273,6 +283,11 @@ cmd_run() {
         # "hosts" through /dev/shm, which all namespaces share.
         --mca pml ob1 --mca btl tcp,self
         --mca btl_tcp_if_include "$net.0/24" --mca oob_tcp_if_include "$net.0/24"
+        # mpirun and its daemons notice a silent host within ~16 s even when they have
+        # nothing to send (keepalive probes; the default is 300 s idle, then 9 probes 20 s apart),
+        # and then end the job: the last line of defence when ranks themselves wait forever
+        # (--collective-timeout 0).
+        --mca oob_tcp_keepalive_time 10 --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 3
         # The hosts share this machine's cores: slots are a fiction, and Open MPI's default
         # binding (each host binds its rank 0 to core 0) would stack ranks of different hosts
         # on one core.
