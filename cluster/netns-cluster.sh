@@ -3,7 +3,8 @@
 # can be slowed down and cut. Needs root (or CAP_NET_ADMIN + CAP_SYS_ADMIN), iproute2 (ip, tc).
 #
 #   cluster/netns-cluster.sh up N               N hosts: namespaces PREFIX-h1..N, 10.77.0.1..N/24
-#   cluster/netns-cluster.sh run [opts] -- PROGRAM ARGS...   mpirun across the hosts (see below)
+#   cluster/netns-cluster.sh run [--per-host R] [--hosts H] [--timeout S] [--up N] [mpirun options] -- PROGRAM ARGS...
+#                                               mpirun in host 1 across the hosts (see cmd_run)
 #   cluster/netns-cluster.sh cap HOST RATE [DELAY]   e.g. cap 2 1gbit 1ms (both directions)
 #   cluster/netns-cluster.sh uncap HOST
 #   cluster/netns-cluster.sh cut HOST           the host's cable is pulled (link down, no RST)
@@ -21,11 +22,11 @@
 # cores, file system and /tmp (so ranks see the same binary and data paths, as on a cluster
 # with a shared file system).
 #
-# Environment: DDP_NETNS_TCP_RETRIES2 (default 5; Linux's is 15) is how many retransmissions
-# a host's TCP makes before giving up on a silent peer (see cmd_up). DDP_NETNS_PREFIX (default ddp) names the namespaces, so several clusters (e.g.
+# Environment: DDP_NETNS_PREFIX (default ddp) names the namespaces, so several clusters (e.g.
 # the tests' and yours) can coexist; DDP_NETNS_NET (default 10.77.0) is the /24 inside them.
 # Addresses are private to each cluster's namespaces, so even two clusters on the same /24
-# cannot clash.
+# cannot clash. DDP_NETNS_TCP_RETRIES2 (default 5; Linux's is 15) is how many retransmissions
+# a host's TCP makes before giving up on a silent peer (see cmd_up).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -165,7 +166,7 @@ stop that job or run: DDP_NETNS_PREFIX=$prefix $0 down"
 # kernels without it (CONFIG_NET_SCH_NETEM unset, as on some VMs) get a token bucket (tbf):
 # the rate, but no delay, which is said loudly.
 cmd_cap() {
-    local k rate="${2:-}" delay="${3:-0ms}"
+    local k rate="${2:-}" delay="${3:-0ms}" no_netem=""
     [ -n "$rate" ] || die "usage: cap HOST RATE [DELAY]   e.g. cap 2 1gbit 1ms"
     k="$(host_index "$1")"
     local dev
@@ -182,7 +183,7 @@ cmd_cap() {
             no_netem=yes
         fi
     done
-    if [ "${no_netem:-}" = yes ] && [ "$delay" != 0ms ] && [ "$delay" != 0 ]; then
+    if [ "$no_netem" = yes ] && [ "$delay" != 0ms ] && [ "$delay" != 0 ]; then
         note "WARNING: this kernel has no netem qdisc; host $k capped at $rate with tbf, but the $delay delay is NOT applied"
     fi
     echo "host $k: $(tc -n "$prefix-h$k" qdisc show dev eth0 | head -1)"
