@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Synchronization
 
 /// Fork-join parallelism over a fixed list of tasks.
@@ -10,36 +11,128 @@ import Synchronization
 ///
 ///     let pool = WorkerPool(threads: 2)
 ///     pool.run(tasks: 8) { task, worker in /* write only task's slice; scratch[worker] */ }
+///
+/// The calling thread is worker 0; `threads − 1` helper threads are started once. Between
+/// jobs a helper spins for a short while (`spinTime`) before it sleeps: a training step runs a
+/// few dozen parallel regions back to back, and waking a sleeping thread costs 15–20 µs on
+/// this kind of VM (../shared/SWIFT-NOTES.md), as much as a small layer's whole work.
 public final class WorkerPool: @unchecked Sendable {
     public let threads: Int
-    private let nextTask = Atomic<Int>(0)
+    private let shared: Shared
+
+    /// How long an idle helper polls for the next job before it sleeps.
+    public static let spinTime: UInt64 = 200_000  // ns
 
     public init(threads: Int) {
         precondition(threads >= 1, "a worker pool needs at least one thread")
         self.threads = threads
+        shared = Shared(helpers: threads - 1)
+        for worker in 1..<max(threads, 1) {
+            let shared = self.shared
+            let thread = Thread { shared.helperLoop(worker: worker) }
+            thread.name = "ddptrain.worker\(worker)"
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
     }
+
+    deinit { shared.stop() }
 
     /// Runs `body(task, worker)` for every task in 0..<tasks; `worker` is in 0..<threads
     /// and is unique among concurrently running bodies, so it can index per-worker scratch.
     public func run(tasks: Int, _ body: (_ task: Int, _ worker: Int) -> Void) {
         if tasks <= 0 { return }
-        let workers = min(threads, tasks)
-        if workers == 1 {
+        if threads == 1 || tasks == 1 {
             for t in 0..<tasks { body(t, 0) }
             return
         }
-        nextTask.store(0, ordering: .relaxed)
-        // concurrentPerform wants a @Sendable closure; the body is only called before
-        // concurrentPerform returns, and tasks touch disjoint memory by contract.
+        // The helpers call `body` only between `start` and `finish`, which returns after every
+        // helper has left it; tasks touch disjoint memory by contract.
         withoutActuallyEscaping(body) { escapable in
-            let shared = unsafeBitCast(escapable, to: (@Sendable (Int, Int) -> Void).self)
-            DispatchQueue.concurrentPerform(iterations: workers) { worker in
-                while true {
-                    let t = self.nextTask.wrappingAdd(1, ordering: .relaxed).oldValue
-                    if t >= tasks { break }
-                    shared(t, worker)
+            shared.start(tasks: tasks, body: unsafeBitCast(escapable, to: (@Sendable (Int, Int) -> Void).self))
+            shared.work(worker: 0)
+            shared.finish()
+        }
+    }
+}
+
+/// The state the caller and the helpers share (the helpers hold this, not the pool, so the
+/// pool can be released and stop them).
+private final class Shared: @unchecked Sendable {
+    let helpers: Int
+    /// Bumped to publish a job (or the stop request); helpers remember the last one they ran.
+    let generation = Atomic<Int>(0)
+    let nextTask = Atomic<Int>(0)
+    /// Helpers done with the current generation.
+    let done = Atomic<Int>(0)
+    /// Helpers asleep (or about to be) on `wake`; changed only under its lock.
+    let sleepers = Atomic<Int>(0)
+    let wake = NSCondition()
+    let stopping = Atomic<Bool>(false)
+    var tasks = 0
+    var body: (@Sendable (Int, Int) -> Void)?
+
+    init(helpers: Int) { self.helpers = helpers }
+
+    func start(tasks: Int, body: @escaping @Sendable (Int, Int) -> Void) {
+        self.tasks = tasks
+        self.body = body
+        nextTask.store(0, ordering: .sequentiallyConsistent)
+        done.store(0, ordering: .sequentiallyConsistent)
+        publish()
+    }
+
+    func work(worker: Int) {
+        guard let body else { return }
+        while true {
+            let t = nextTask.wrappingAdd(1, ordering: .relaxed).oldValue
+            if t >= tasks { break }
+            body(t, worker)
+        }
+    }
+
+    /// Waits until every helper has left the current job.
+    func finish() {
+        while done.load(ordering: .sequentiallyConsistent) < helpers {}
+        body = nil
+    }
+
+    func stop() {
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        publish()
+    }
+
+    /// A helper that read the old generation after announcing itself asleep is woken by the
+    /// broadcast; one that announced itself later reads the new generation and does not sleep.
+    private func publish() {
+        generation.add(1, ordering: .sequentiallyConsistent)
+        if sleepers.load(ordering: .sequentiallyConsistent) > 0 {
+            wake.lock()
+            wake.broadcast()
+            wake.unlock()
+        }
+    }
+
+    func helperLoop(worker: Int) {
+        var seen = 0
+        while true {
+            // Spin for the next job for a while, then sleep until it is published.
+            let spinUntil = DispatchTime.now().uptimeNanoseconds + WorkerPool.spinTime
+            var spins = 0
+            while generation.load(ordering: .sequentiallyConsistent) == seen {
+                spins += 1
+                if spins & 1023 == 0 && DispatchTime.now().uptimeNanoseconds > spinUntil {
+                    wake.lock()
+                    sleepers.add(1, ordering: .sequentiallyConsistent)
+                    while generation.load(ordering: .sequentiallyConsistent) == seen { wake.wait() }
+                    sleepers.subtract(1, ordering: .sequentiallyConsistent)
+                    wake.unlock()
                 }
             }
+            seen = generation.load(ordering: .sequentiallyConsistent)
+            if stopping.load(ordering: .sequentiallyConsistent) { return }
+            work(worker: worker)
+            done.add(1, ordering: .sequentiallyConsistent)
         }
     }
 }

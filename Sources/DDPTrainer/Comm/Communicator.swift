@@ -31,7 +31,21 @@ public final class Communicator {
         return body()
     }
 
+    /// Open MPI settings ddptrain uses unless the user sets them (MCA parameters are read from
+    /// the environment at MPI_Init). Measured on a 1 Gbit/s TCP link (BENCHMARKS.md): libnbc
+    /// otherwise runs every in-place `MPI_Iallreduce` as a binomial tree, a reduce and then a
+    /// broadcast, which halves the bandwidth and barely progresses during backward; and TCP's
+    /// rendezvous handshake for messages above 64 KiB stalls each bucket until both sides call
+    /// into MPI. On one node's shared memory neither changes anything.
+    static let defaultParameters = [
+        "coll_libnbc_iallreduce_algorithm": "1",  // ring
+        "btl_tcp_eager_limit": "8388608",
+        "btl_tcp_rndv_eager_limit": "8388608",
+        "btl_tcp_max_send_size": "8388608",
+    ]
+
     public init() {
+        for (name, value) in Communicator.defaultParameters { setenv("OMPI_MCA_" + name, value, 0) }
         var provided: Int32 = 0
         // Worker threads compute between MPI calls but only the main thread calls MPI.
         MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided)
