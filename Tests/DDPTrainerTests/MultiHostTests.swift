@@ -76,7 +76,8 @@ enum NetnsCluster {
 @Suite(.serialized, .enabled(if: NetnsCluster.available,
                              "needs root, iproute2 (ip, tc), mpirun, unshare and permission to create network namespaces"))
 struct MultiHostTests {
-    /// The flags of DistributedTests.worldSizeIndependence.
+    /// The flags of DistributedTests.worldSizeIndependence, over 20 steps: both runs have 4 ranks,
+    /// so they sum in the same order and only the transport differs.
     func training(data: String, runDir: String) -> [String] {
         [CLI.binary, "--data", data, "--run-dir", runDir, "--model", "keras-cnn", "--batch-size", "8", "--epochs", "2",
          "--max-steps", "20", "--optimizer", "sgd", "--lr", "0.01", "--augment", "--seed", "5", "--threads", "1"]
