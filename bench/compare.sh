@@ -12,7 +12,7 @@ ours() {
         echo "== ddptrain bench --model $model (1 rank x 2 threads)"
         $B bench --model "$model" --batch-size 64 --steps 20 --repeats 7 | grep -E "images/s|peak memory"
         echo "== ddptrain bench --model $model (2 ranks x 1 thread, global batch 64)"
-        cluster/ddprun -n 2 $B bench --model "$model" --batch-size 64 --steps 20 --repeats 7 --threads 1 | grep -E "images/s"
+        cluster/ddprun -n 2 $B bench --model "$model" --batch-size 64 --steps 20 --repeats 7 --threads 1 | grep -E "images/s|scaling efficiency|all-reduce of"
     done
 }
 {

@@ -27,6 +27,8 @@ struct Bench: ParsableCommand {
     var threads: Int?
     @Option(help: "Gradient all-reduce bucket size in KiB, overlapped with backward (0: one all-reduce after it).")
     var bucketKb = 1024
+    @Option(help: "Gradients on the wire: none (float32) or bf16 (half the bytes).")
+    var gradientCompression = GradientCompression.none
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
     @Flag(help: "Benchmark the conv core instead: GEMM 1024³ and each convolution of models S and M at --batch-size.")
@@ -52,6 +54,7 @@ struct Bench: ParsableCommand {
         config.warmup = warmup
         config.repeats = repeats
         config.bucketBytes = bucketKb * 1024
+        config.gradientCompression = gradientCompression
         let result = try comm.agreeOnSetup(Result { () -> BenchmarkConfig in
             guard ModelSpec.named(model) != nil else { throw UsageError("unknown model '\(model)'") }
             guard batchSize % comm.size == 0 else {

@@ -66,6 +66,8 @@ struct Train: ParsableCommand {
 
     @Option(help: "Gradient all-reduce bucket size in KiB, overlapped with the backward pass (0: one all-reduce after it).")
     var bucketKb = 1024
+    @Option(help: "Gradients on the wire: none (float32) or bf16 (half the bytes, rounded to 8 significant bits; for slow links).")
+    var gradientCompression = GradientCompression.none
 
     @Option(help: "Seconds a collective may take before the job is ended with a message (0: wait forever).")
     var collectiveTimeout = 300.0
@@ -113,6 +115,7 @@ struct Train: ParsableCommand {
         config.verifyEvery = verifyEvery
         config.collectiveTimeout = collectiveTimeout
         config.bucketBytes = bucketKb * 1024
+        config.gradientCompression = gradientCompression
         switch resume {
         case "auto": config.resume = .auto
         case "none": config.resume = .none
@@ -123,3 +126,4 @@ struct Train: ParsableCommand {
 }
 
 extension OptimizerConfig.Kind: ExpressibleByArgument {}
+extension GradientCompression: ExpressibleByArgument {}

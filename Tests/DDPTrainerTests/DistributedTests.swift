@@ -37,6 +37,22 @@ import Testing
         }
     }
 
+    @Test("bfloat16 gradient compression: replicas stay identical and training follows the float32 run closely")
+    func bfloat16Compression() throws {
+        let data = try CLI.makeData()
+        var weights: [String: [String: [Float]]] = [:]
+        for compression in ["none", "bf16"] {
+            let runDir = CLI.temporaryDirectory()
+            let r = try train(ranks: 2, data: data, runDir: runDir, extra: ["--gradient-compression", compression])
+            #expect(r.status == 0, "\(compression):\n\(r.output)")
+            #expect(r.output.contains("replicas identical at the end"), "\(compression):\n\(r.output)")
+            weights[compression] = try CLI.weights(runDir + "/model.safetensors")
+        }
+        // Gradients rounded to 8 significant bits move each step's update by under 1 %.
+        let difference = CLI.maxRelativeDifference(try #require(weights["none"]), try #require(weights["bf16"]))
+        #expect(difference > 0 && difference < 1e-2, "bf16 against float32 after 5 steps: \(difference)")
+    }
+
     @Test("each rank runs its share of the node's cores; a lone rank is not left on mpirun's one-core binding")
     func threadSizing() throws {
         let data = try CLI.makeData()

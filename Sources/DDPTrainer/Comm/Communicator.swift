@@ -1,4 +1,5 @@
 import CMPI
+import ConvCore
 import Foundation
 
 /// The only file that talks to MPI. Every rank holds one; without mpirun it is a world of one
@@ -99,6 +100,25 @@ public final class Communicator {
         MPI_Iallreduce(ddp_in_place(), buffer, Int32(count), ddp_float(), ddp_sum(), world, &request)
         return request
     }
+
+    /// Starts an in-place sum across ranks of `count` bfloat16 values (fewer than 2^31), each
+    /// addition rounded back to bfloat16; complete it with `waitAll`.
+    func startAllReduceSumBFloat16(_ buffer: UnsafeMutablePointer<UInt16>, count: Int) -> MPI_Request? {
+        var request: MPI_Request? = ddp_request_null()
+        MPI_Iallreduce(ddp_in_place(), buffer, Int32(count), ddp_uint16(), bfloat16Sum, world, &request)
+        return request
+    }
+
+    /// MPI has no bfloat16 type; this user-defined operation adds uint16s as bfloat16.
+    private lazy var bfloat16Sum: MPI_Op? = {
+        var op: MPI_Op? = nil
+        MPI_Op_create({ input, inout_, length, _ in
+            guard let input, let inout_, let length else { return }
+            let a = input.assumingMemoryBound(to: UInt16.self), b = inout_.assumingMemoryBound(to: UInt16.self)
+            for i in 0..<Int(length.pointee) { b[i] = bfloat16(float(bfloat16: a[i]) + float(bfloat16: b[i])) }
+        }, 1, &op)
+        return op
+    }()
 
     /// Lets MPI progress outstanding requests without waiting for them.
     func testAll(_ requests: inout [MPI_Request?], count: Int) {

@@ -9,8 +9,9 @@ public struct BenchmarkConfig: Sendable {
     public var steps = 10
     public var warmup = 3
     public var repeats = 5
-    /// As `TrainingConfig.bucketBytes`.
+    /// As `TrainingConfig.bucketBytes` and `.gradientCompression`.
     public var bucketBytes = 1 << 20
+    public var gradientCompression = GradientCompression.none
     public var optimizer = OptimizerConfig(kind: .sgd, learningRate: 0.01, momentum: 0.9)
     public init() {}
 }
@@ -60,9 +61,8 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
     let labels = (0..<batch).map { _ in Int32(rng.nextInt(below: network.classes)) }
     let ids = (0..<batch).map { Int32(comm.rank * batch + $0) }
     var allReduceNanoseconds: UInt64 = 0
-    let reducer = comm.size > 1 && config.bucketBytes > 0
-        ? GradientReducer(comm: comm, buffer: network.gradients, count: network.parameterCount, bucketBytes: config.bucketBytes)
-        : nil
+    let reducer = GradientReducer.make(comm: comm, network: network, bucketBytes: config.bucketBytes,
+                                       compression: config.gradientCompression)
 
     func step(_ index: Int, communicate: Bool = true) {
         ids.withUnsafeBufferPointer { network.forward(batch: batch, dropout: DropoutKey(seed: 1, epoch: index, sampleIDs: $0.baseAddress!)) }

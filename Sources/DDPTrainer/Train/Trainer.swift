@@ -42,9 +42,8 @@ public final class Trainer {
         testAssembler = BatchAssembler(images: test, normalization: setup.normalization)
         network = Network(spec: setup.spec, maxBatch: shard.localBatch, threads: threads.threads)
         optimizer = Optimizer(config.optimizer, parameterCount: network.parameterCount)
-        reducer = comm.size > 1 && config.bucketBytes > 0
-            ? GradientReducer(comm: comm, buffer: network.gradients, count: network.parameterCount, bucketBytes: config.bucketBytes)
-            : nil
+        reducer = GradientReducer.make(comm: comm, network: network, bucketBytes: config.bucketBytes,
+                                       compression: config.gradientCompression)
         sampleIDs = .allocate(capacity: shard.localBatch)
         labels = .allocate(capacity: shard.localBatch)
         snapshot = comm.isRoot ? .allocate(capacity: network.parameterCount + optimizer.stateCount) : nil

@@ -22,6 +22,8 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public var verifyEvery = 1000
     /// Gradient all-reduce bucket size; 0 reduces the whole buffer after the backward pass.
     public var bucketBytes = 1 << 20
+    /// bfloat16 halves the all-reduce's bytes, for slow links.
+    public var gradientCompression = GradientCompression.none
     /// A collective that has not completed after this many seconds ends the job (0: wait forever).
     public var collectiveTimeout = 300.0
 
@@ -68,6 +70,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         verifyEvery = try c.decodeIfPresent(Int.self, forKey: .verifyEvery) ?? verifyEvery
         collectiveTimeout = try c.decodeIfPresent(Double.self, forKey: .collectiveTimeout) ?? collectiveTimeout
         bucketBytes = try c.decodeIfPresent(Int.self, forKey: .bucketBytes) ?? bucketBytes
+        gradientCompression = try c.decodeIfPresent(GradientCompression.self, forKey: .gradientCompression) ?? gradientCompression
     }
 }
 
