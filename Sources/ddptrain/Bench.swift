@@ -64,12 +64,7 @@ struct Bench: ParsableCommand {
         })
         let r = try runBenchmark(result, comm: comm, threads: plan)
         guard comm.isRoot else { return }
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(r), as: UTF8.self))
-            return
-        }
+        if json { return try printJSON(r) }
         print("ddptrain bench: \(r.model), global batch \(r.globalBatch), \(r.ranks) rank(s) × \(plan)")
         print("cpu: \(r.cpu); kernel: \(r.kernels)")
         let samples = r.imagesPerSecondSamples.map { String(format: "%.0f", $0) }.joined(separator: " ")
@@ -95,14 +90,16 @@ struct Bench: ParsableCommand {
 }
 
 extension Bench {
+    /// One line of JSON with sorted keys, for scripts.
+    func printJSON(_ value: some Encodable) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        print(String(decoding: try encoder.encode(value), as: UTF8.self))
+    }
+
     func printKernelBenchmark(threads plan: ThreadPlan) throws {
         let rows = runKernelBenchmark(batch: batchSize, threads: plan.threads, repeats: repeats)
-        if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(rows), as: UTF8.self))
-            return
-        }
+        if json { return try printJSON(rows) }
         print("ddptrain bench --kernels: batch \(batchSize), \(plan); GFLOP/s, median of \(repeats)")
         for row in rows {
             let rates = row.gflops.sorted { $0.key < $1.key }.map { "\($0.key) " + String(format: "%.1f", $0.value) }
