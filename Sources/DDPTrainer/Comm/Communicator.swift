@@ -49,7 +49,7 @@ public final class Communicator {
         for (name, value) in Communicator.defaultParameters { setenv("OMPI_MCA_" + name, value, 0) }
         var provided: Int32 = 0
         // Worker threads compute between MPI calls but only the main thread calls MPI.
-        MPI_Init_thread(nil, nil, Int32(MPI_THREAD_SERIALIZED), &provided)
+        MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided)
         world = ddp_comm_world()
         var r: Int32 = 0, s: Int32 = 0
         MPI_Comm_rank(world, &r)

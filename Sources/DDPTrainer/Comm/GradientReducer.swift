@@ -1,6 +1,5 @@
 import CMPI
 import ConvCore
-import Foundation
 
 /// Sums the gradients across ranks in buckets, overlapped with the backward pass.
 ///
@@ -14,7 +13,7 @@ import Foundation
 /// With `.bfloat16` compression each bucket is rounded to bfloat16 before it is sent and the sum
 /// widened back afterwards: half the bytes on the wire, as PyTorch DDP's bf16 compression hook
 /// does, at the cost of gradients rounded to 8 significant bits.
-public final class GradientReducer: GradientSink, @unchecked Sendable {
+public final class GradientReducer: GradientSink {
     let comm: Communicator
     let buffer: UnsafeMutablePointer<Float>
     let count: Int
@@ -45,40 +44,11 @@ public final class GradientReducer: GradientSink, @unchecked Sendable {
 
     deinit { compressed?.deallocate() }
 
-    // Experiment: a communication thread doing blocking all-reduces.
-    private let threaded = ProcessInfo.processInfo.environment["DDPTRAIN_COMM_THREAD"] == "1"
-    private let queueLock = NSLock()
-    private var queue: [(Int, Int)] = []
-    private let queued = DispatchSemaphore(value: 0)
-    private let completed = DispatchSemaphore(value: 0)
-    private var started = false
-    private func startThreadIfNeeded() {
-        if started { return }
-        started = true
-        let thread = Thread { [unowned self] in
-            while true {
-                self.queued.wait()
-                self.queueLock.lock()
-                let (offset, n) = self.queue.removeFirst()
-                self.queueLock.unlock()
-                if let compressed = self.compressed {
-                    convertToBFloat16(self.buffer + offset, compressed + offset, count: n)
-                    var request = [self.comm.startAllReduceSumBFloat16(compressed + offset, count: n)]
-                    self.comm.waitAll(&request, count: 1, bytes: 2 * n)
-                } else {
-                    self.comm.allReduceSum(self.buffer + offset, count: n)
-                }
-                self.completed.signal()
-            }
-        }
-        thread.start()
-    }
-
     public func gradientsReady(_ range: Range<Int>) {
         precondition(range.upperBound == pendingStart, "gradients must finish last layer first")
         pendingStart = range.lowerBound
         if pendingEnd - pendingStart >= bucketFloats { startBucket() }
-        if active > 0 && !threaded { comm.testAll(&requests, count: active) }
+        if active > 0 { comm.testAll(&requests, count: active) }
     }
 
     /// Starts the rest and blocks until every bucket is summed.
@@ -86,11 +56,7 @@ public final class GradientReducer: GradientSink, @unchecked Sendable {
         let started = DispatchTime.now().uptimeNanoseconds
         if pendingEnd > pendingStart { startBucket() }
         precondition(pendingStart == 0, "not every gradient was reported finished")
-        if threaded {
-            for _ in 0..<active { completed.wait() }
-        } else {
-            comm.waitAll(&requests, count: active, bytes: (compressed == nil ? 4 : 2) * count)
-        }
+        comm.waitAll(&requests, count: active, bytes: (compressed == nil ? 4 : 2) * count)
         if let compressed { convertFromBFloat16(compressed, buffer, count: count) }
         active = 0
         pendingStart = count
@@ -102,13 +68,7 @@ public final class GradientReducer: GradientSink, @unchecked Sendable {
         // Grows during the first step only: the buckets are the same every step.
         if active == requests.count { requests.append(nil) }
         let n = pendingEnd - pendingStart
-        if threaded {
-            startThreadIfNeeded()
-            queueLock.lock()
-            queue.append((pendingStart, n))
-            queueLock.unlock()
-            queued.signal()
-        } else if let compressed {
+        if let compressed {
             convertToBFloat16(buffer + pendingStart, compressed + pendingStart, count: n)
             requests[active] = comm.startAllReduceSumBFloat16(compressed + pendingStart, count: n)
         } else {
