@@ -93,7 +93,12 @@ private final class Shared: @unchecked Sendable {
 
     /// Waits until every helper has left the current job.
     func finish() {
-        while done.load(ordering: .sequentiallyConsistent) < helpers {}
+        var spins = 0
+        while done.load(ordering: .sequentiallyConsistent) < helpers {
+            // A helper that is not running (more threads than cores) needs this core.
+            spins += 1
+            if spins & 1023 == 0 { sched_yield() }
+        }
         body = nil
     }
 
@@ -121,6 +126,7 @@ private final class Shared: @unchecked Sendable {
             var spins = 0
             while generation.load(ordering: .sequentiallyConsistent) == seen {
                 spins += 1
+                if spins & 1023 == 0 { sched_yield() }
                 if spins & 1023 == 0 && DispatchTime.now().uptimeNanoseconds > spinUntil {
                     wake.lock()
                     sleepers.add(1, ordering: .sequentiallyConsistent)
