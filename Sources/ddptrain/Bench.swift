@@ -83,6 +83,9 @@ struct Bench: ParsableCommand {
             let name = l.name.padding(toLength: 36, withPad: " ", startingAt: 0)
             print("  " + name + String(format: " %8.2f  %8.2f  %8.1f  %5.1f%%", l.forwardMs, l.backwardMs, l.gflops, l.percentOfPeak))
         }
+        if r.layers.contains(where: { $0.name.contains("F(") }) {
+            print("  (Winograd layers are counted in the direct convolution's FLOPs, so they can pass the FMA peak)")
+        }
         let total = r.layers.reduce(0) { $0 + $1.forwardMs + $1.backwardMs }
         print(String(format: "  layers total %.2f ms per step (rank 0)", total))
         print(String(format: "peak memory (rank 0): %.0f MB", r.peakMemoryMB))

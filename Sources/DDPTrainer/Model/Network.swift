@@ -215,7 +215,8 @@ public final class Network {
             case let .conv(s, _, _):
                 convs += 1
                 let f = s.forwardFlops
-                return LayerSummary(name: "conv\(convs) \(s.kernelHeight)x\(s.kernelWidth)/\(s.stride) \(s.inChannels)→\(s.outChannels)",
+                let algorithm = s.winograd.map { " " + $0.rawValue } ?? " direct"
+                return LayerSummary(name: "conv\(convs) \(s.kernelHeight)x\(s.kernelWidth)/\(s.stride) \(s.inChannels)→\(s.outChannels)" + algorithm,
                                     outputShape: [s.outHeight, s.outWidth, s.outChannels], forwardFlops: f,
                                     backwardFlops: l == 0 ? f : 2 * f)
             case let .dense(s, _, _):
