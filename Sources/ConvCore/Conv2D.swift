@@ -43,17 +43,19 @@ public final class ConvWorkspace: @unchecked Sendable {
     public let gemmScratch: GemmScratch
     /// The compiled convolution kernels this workspace runs.
     public let kernels: ConvKernelSet
-    public private(set) var columns: UnsafeMutablePointer<Float>
-    public private(set) var columnCapacity: Int
-    private(set) var packedWeights: UnsafeMutablePointer<Float>
-    private(set) var packedCapacity: Int
-    private(set) var zeros: UnsafeMutablePointer<Float>
-    private(set) var zerosCapacity: Int
-    private(set) var partials: UnsafeMutablePointer<Float>
-    private(set) var partialCapacity: Int
-    /// Per worker: a Winograd task's transformed inputs and products.
-    private(set) var winogradScratch: [UnsafeMutablePointer<Float>]
-    private(set) var winogradCapacity = 0
+    private let im2col = ScratchBuffer(), packed = ScratchBuffer(), zeroRow = ScratchBuffer()
+    private let partialSums = ScratchBuffer(), winograd = ScratchBuffer()
+    public var columns: UnsafeMutablePointer<Float> { im2col.pointer }
+    public var columnCapacity: Int { im2col.capacity }
+    var packedWeights: UnsafeMutablePointer<Float> { packed.pointer }
+    /// A row of zeros that padding taps read.
+    var zeros: UnsafeMutablePointer<Float> { zeroRow.pointer }
+    var partials: UnsafeMutablePointer<Float> { partialSums.pointer }
+    var partialCapacity: Int { partialSums.capacity }
+    /// Per worker, `winogradPerWorker` floats from `winogradScratch`: a Winograd task's
+    /// transformed inputs and products.
+    var winogradScratch: UnsafeMutablePointer<Float> { winograd.pointer }
+    private(set) var winogradPerWorker = 0
     /// Floats of im2col scratch a strided layer may use at once (its input gradient is built
     /// image group by image group; 4M floats = 16 MB).
     public static let columnBudget = 1 << 22
@@ -63,67 +65,28 @@ public final class ConvWorkspace: @unchecked Sendable {
         self.kernels = kernels
         pool = WorkerPool(threads: threads)
         gemmScratch = GemmScratch(workers: threads, kernels: kernels)
-        (columnCapacity, packedCapacity, zerosCapacity, partialCapacity) = (1, 1, 1, 1)
-        columns = .allocate(capacity: 1)
-        partials = .allocate(capacity: 1)
-        packedWeights = .allocate(capacity: 1)
-        zeros = .allocate(capacity: 1)
-        zeros.initialize(to: 0)
-        winogradScratch = []
     }
 
     /// Grows every buffer to what `shape` needs; called while a network is built, never during a step.
     public func reserve(for shape: ConvShape) {
         let roundUpSliver = { (n: Int) in (n + 31) / 32 * 32 }  // the widest sliver of any kernel set
         let taps = shape.kernelHeight * shape.kernelWidth
-        var packed = max(shape.patchSize * roundUpSliver(shape.outChannels), taps * shape.outChannels * roundUpSliver(shape.inChannels))
+        packed.reserve(max(shape.patchSize * roundUpSliver(shape.outChannels), taps * shape.outChannels * roundUpSliver(shape.inChannels)))
         if let algorithm = shape.winograd {
-            packed = max(packed, algorithm.weightCount(k: shape.inChannels, n: shape.outChannels),
-                         algorithm.weightCount(k: shape.outChannels, n: shape.inChannels))
+            packed.reserve(max(algorithm.weightCount(k: shape.inChannels, n: shape.outChannels),
+                               algorithm.weightCount(k: shape.outChannels, n: shape.inChannels)))
             let widest = max(shape.inChannels, shape.outChannels)
-            let scratch = algorithm.scratchCount(inChannels: widest, outChannels: widest)
-            if scratch > winogradCapacity {
-                winogradScratch.forEach { $0.deallocate() }
-                winogradScratch = (0..<pool.threads).map { _ in .allocate(capacity: scratch) }
-                winogradCapacity = scratch
-            }
-        }
-        if packed > packedCapacity {
-            packedWeights.deallocate()
-            packedWeights = .allocate(capacity: packed)
-            packedCapacity = packed
+            winogradPerWorker = max(winogradPerWorker, algorithm.scratchCount(inChannels: widest, outChannels: widest))
+            winograd.reserve(pool.threads * winogradPerWorker)
         }
         // A zero row as long as any kernel row (of the forward or the flipped convolution).
-        let zeroCount = shape.kernelWidth * max(shape.inChannels, shape.outChannels)
-        if zeroCount > zerosCapacity {
-            zeros.deallocate()
-            zeros = .allocate(capacity: zeroCount)
-            zeros.initialize(repeating: 0, count: zeroCount)
-            zerosCapacity = zeroCount
-        }
-        let partialCount = partialGradientCount(shape)
-        if partialCount > partialCapacity {
-            partials.deallocate()
-            partials = .allocate(capacity: partialCount)
-            partialCapacity = partialCount
-        }
+        zeroRow.reserve(shape.kernelWidth * max(shape.inChannels, shape.outChannels), zeroed: true)
+        partialSums.reserve(partialGradientCount(shape))
         // im2col (and a GEMM) is only needed by the input gradient of strided convolutions.
-        if !shape.inputGradientIsConvolution { gemmScratch.reserve(k: shape.outChannels, n: shape.patchSize) }
-        let perImage = shape.outHeight * shape.outWidth * shape.patchSize
-        let needed = shape.inputGradientIsConvolution ? 0 : max(perImage, min(shape.columnCount, ConvWorkspace.columnBudget))
-        if needed > columnCapacity {
-            columns.deallocate()
-            columns = .allocate(capacity: needed)
-            columnCapacity = needed
+        if !shape.inputGradientIsConvolution {
+            gemmScratch.reserve(k: shape.outChannels, n: shape.patchSize)
+            im2col.reserve(max(shape.outHeight * shape.outWidth * shape.patchSize, min(shape.columnCount, ConvWorkspace.columnBudget)))
         }
-    }
-
-    deinit {
-        columns.deallocate()
-        packedWeights.deallocate()
-        zeros.deallocate()
-        partials.deallocate()
-        winogradScratch.forEach { $0.deallocate() }
     }
 }
 

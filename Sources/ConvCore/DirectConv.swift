@@ -116,22 +116,10 @@ func convolutionWeightGradientDirect(_ kernels: ConvKernelSet, _ s: ConvShape, i
         }
         sumRows(dy + images.lowerBound * pixelsPerImage * cout, rows: images.count * pixelsPerImage, columns: cout, into: out + count)
     }
-    forEachChunk(slice, pool: pool) { start, end in
-        addSlices(partials, slice: slice, groups: groups, start: start, end: end, weights: dw, count: count, bias: db)
-    }
+    addSlicesIntoFirst(partials, slice: slice, groups: groups, pool: pool)
+    dw.update(from: partials, count: count)
+    db.update(from: partials + count, count: cout)
 }
 
 /// Floats of one image group's partial sums: the weight gradient, then the bias gradient.
 func partialSliceCount(_ s: ConvShape) -> Int { s.weightCount + s.outChannels }
-
-/// Elements start..<end of the sum of `groups` slices, written to the weights' or the bias's gradient.
-private func addSlices(_ partials: UnsafeMutablePointer<Float>, slice: Int, groups: Int, start: Int, end: Int,
-                       weights dw: UnsafeMutablePointer<Float>, count: Int, bias db: UnsafeMutablePointer<Float>) {
-    func sum(_ lo: Int, _ hi: Int, into dst: UnsafeMutablePointer<Float>) {
-        guard lo < hi else { return }
-        (dst + lo).update(from: partials + lo, count: hi - lo)
-        for g in 1..<groups { addInPlace(dst + lo, partials + g * slice + lo, count: hi - lo) }
-    }
-    sum(start, min(end, count), into: dw)
-    sum(max(start, count), end, into: db - count)
-}

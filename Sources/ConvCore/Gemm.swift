@@ -29,30 +29,19 @@ public final class GemmScratch: @unchecked Sendable {
     /// Which compiled micro-kernel multiplies (its sliver width is the packed B's).
     public let kernels: ConvKernelSet
     let packedA: [UnsafeMutablePointer<Float>]
-    private(set) var packedB: UnsafeMutablePointer<Float>
-    private var packedBCapacity = 1
+    private let packedBBuffer = ScratchBuffer()
+    var packedB: UnsafeMutablePointer<Float> { packedBBuffer.pointer }
 
     public init(workers: Int, kernels: ConvKernelSet = .best) {
         self.kernels = kernels
         packedA = (0..<workers).map { _ in .allocate(capacity: GemmScratch.mcMax * GemmScratch.kc) }
-        packedB = .allocate(capacity: 1)
     }
 
     /// Grows the shared buffer to hold a packed K×N op(B). Networks call it while they are built,
     /// so that no multiply inside a training step allocates.
-    public func reserve(k: Int, n: Int) {
-        let floats = k * roundUp(n, kernels.sliverWidth)
-        if floats > packedBCapacity {
-            packedB.deallocate()
-            packedB = .allocate(capacity: floats)
-            packedBCapacity = floats
-        }
-    }
+    public func reserve(k: Int, n: Int) { packedBBuffer.reserve(k * roundUp(n, kernels.sliverWidth)) }
 
-    deinit {
-        packedA.forEach { $0.deallocate() }
-        packedB.deallocate()
-    }
+    deinit { packedA.forEach { $0.deallocate() } }
 }
 
 private let mr = 6

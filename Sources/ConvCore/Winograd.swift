@@ -73,7 +73,7 @@ extension ConvWorkspace {
                                  outputGradient dy: UnsafePointer<Float>, weightGradient dw: UnsafeMutablePointer<Float>,
                                  biasGradient db: UnsafeMutablePointer<Float>) {
         let groups = algorithm.gradientGroups(s), slice = algorithm.gradientSliceCount(s), tiles = algorithm.tiles(s)
-        let partials = self.partials, scratch = winogradScratch, kernels = self.kernels, m = algorithm.m
+        let partials = self.partials, scratch = winogradScratch, perWorker = winogradPerWorker, kernels = self.kernels, m = algorithm.m
         pool.run(tasks: groups) { group, worker in
             let sum = partials + group * slice
             sum.update(repeating: 0, count: slice)
@@ -81,15 +81,13 @@ extension ConvWorkspace {
             switch kernels {
             case .avx2:
                 ConvKernels.winogradWeightGradientTiles(m: m, s.geometry, input: x, outputGradient: dy, first: first, end: end,
-                                                        into: sum, scratch: scratch[worker])
+                                                        into: sum, scratch: scratch + worker * perWorker)
             case .avx512:
                 ConvKernelsAVX512.winogradWeightGradientTiles(m: m, s.geometry512, input: x, outputGradient: dy, first: first, end: end,
-                                                              into: sum, scratch: scratch[worker])
+                                                              into: sum, scratch: scratch + worker * perWorker)
             }
         }
-        forEachChunk(slice, pool: pool) { start, end in
-            for g in 1..<max(groups, 1) { addInPlace(partials + start, partials + g * slice + start, count: end - start) }
-        }
+        addSlicesIntoFirst(partials, slice: slice, groups: groups, pool: pool)
         db.update(from: partials + algorithm.positions * s.inChannels * s.outChannels, count: s.outChannels)
         pool.run(tasks: s.inChannels) { ci, _ in
             switch kernels {
@@ -119,16 +117,16 @@ extension ConvWorkspace {
     private func convolve(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
                           bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
         let tiles = algorithm.tiles(s), perTask = algorithm.tilesPerTask
-        let u = UnsafePointer(packedWeights), scratch = winogradScratch, kernels = self.kernels, m = algorithm.m
+        let u = UnsafePointer(packedWeights), scratch = winogradScratch, perWorker = winogradPerWorker, kernels = self.kernels, m = algorithm.m
         pool.run(tasks: (tiles + perTask - 1) / perTask) { task, worker in
             let first = task * perTask, count = min(perTask, tiles - first)
             switch kernels {
             case .avx2:
                 ConvKernels.winogradConvolveTiles(m: m, s.geometry, input: x, transformedWeights: u, bias: bias, output: y,
-                                                  first: first, count: count, scratch: scratch[worker])
+                                                  first: first, count: count, scratch: scratch + worker * perWorker)
             case .avx512:
                 ConvKernelsAVX512.winogradConvolveTiles(m: m, s.geometry512, input: x, transformedWeights: u, bias: bias, output: y,
-                                                        first: first, count: count, scratch: scratch[worker])
+                                                        first: first, count: count, scratch: scratch + worker * perWorker)
             }
         }
     }
