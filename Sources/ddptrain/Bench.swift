@@ -23,12 +23,7 @@ struct Bench: ParsableCommand {
     var warmup = 3
     @Option(help: "Timed windows; the median is reported.")
     var repeats = 5
-    @Option(help: "Compute threads per rank (default: this rank's share of the node).")
-    var threads: Int?
-    @Option(help: "Gradient all-reduce bucket size in KiB, overlapped with backward (0: one all-reduce after it).")
-    var bucketKb = 1024
-    @Option(help: "Gradients on the wire: none (float32) or bf16 (half the bytes).")
-    var gradientCompression = GradientCompression.none
+    @OptionGroup var parallel: ParallelOptions
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
     @Flag(help: "Benchmark the conv core instead: GEMM 1024³ and each convolution of models S and M at --batch-size.")
@@ -41,8 +36,7 @@ struct Bench: ParsableCommand {
     func run() throws {
         let comm = Communicator()
         defer { comm.finish() }
-        let plan = ThreadPlan.decide(requested: threads, localRanks: comm.localSize,
-                                     launchedByMPI: Communicator.environmentInt("OMPI_COMM_WORLD_SIZE") != nil)
+        let plan = parallel.threadPlan(comm)
         if kernels {
             if comm.isRoot { try printKernelBenchmark(threads: plan) }
             return
@@ -53,8 +47,8 @@ struct Bench: ParsableCommand {
         config.steps = steps
         config.warmup = warmup
         config.repeats = repeats
-        config.bucketBytes = bucketKb * 1024
-        config.gradientCompression = gradientCompression
+        config.bucketBytes = parallel.bucketBytes
+        config.gradientCompression = parallel.gradientCompression
         let result = try comm.agreeOnSetup(Result { () -> BenchmarkConfig in
             guard ModelSpec.named(model) != nil else { throw UsageError("unknown model '\(model)'") }
             guard batchSize % comm.size == 0 else {

@@ -43,9 +43,6 @@ struct Train: ParsableCommand {
     @Option(help: "Seed for initialisation, data order, augmentation and dropout.")
     var seed: UInt64 = 0
 
-    @Option(help: "Compute threads per rank (default: this rank's share of the node's cores).")
-    var threads: Int?
-
     @Flag(help: "Random pad-4 crop and horizontal flip of training images.")
     var augment = false
 
@@ -64,10 +61,8 @@ struct Train: ParsableCommand {
     @Option(help: "Compare the replicas' parameter checksums every N global steps (0: only at start, resume and end).")
     var verifyEvery = 1000
 
-    @Option(help: "Gradient all-reduce bucket size in KiB, overlapped with the backward pass (0: one all-reduce after it).")
-    var bucketKb = 1024
-    @Option(help: "Gradients on the wire: none (float32) or bf16 (half the bytes, rounded to 8 significant bits; for slow links).")
-    var gradientCompression = GradientCompression.none
+
+    @OptionGroup var parallel: ParallelOptions
 
     @Option(help: "Seconds a collective may take before the job is ended with a message (0: wait forever).")
     var collectiveTimeout = 300.0
@@ -77,12 +72,10 @@ struct Train: ParsableCommand {
 
     func validate() throws {
         if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
         if let m = maxSteps, m < 0 { throw ValidationError("--max-steps must not be negative") }
         if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
         if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must not be negative") }
         if keep < 1 { throw ValidationError("--keep must be at least 1") }
-        if bucketKb < 0 { throw ValidationError("--bucket-kb must not be negative") }
         if verifyEvery < 0 { throw ValidationError("--verify-every must not be negative") }
         if !(collectiveTimeout >= 0) { throw ValidationError("--collective-timeout must not be negative") }
     }
@@ -91,8 +84,7 @@ struct Train: ParsableCommand {
         let comm = Communicator()
         defer { comm.finish() }
         comm.setCollectiveTimeout(collectiveTimeout)
-        let threadPlan = ThreadPlan.decide(requested: threads, localRanks: comm.localSize,
-                                           launchedByMPI: Communicator.environmentInt("OMPI_COMM_WORLD_SIZE") != nil)
+        let threadPlan = parallel.threadPlan(comm)
         let setup = try comm.agreeOnSetup(Result { try TrainingSetup(config: makeConfig(), rank: comm.rank, worldSize: comm.size) })
         let trainer = try Trainer(setup, comm: comm, threads: threadPlan)
         try trainer.run()
@@ -109,13 +101,13 @@ struct Train: ParsableCommand {
         config.seed = seed
         config.augment = augment
         config.maxSteps = maxSteps
-        config.threads = threads
+        config.threads = parallel.threads
         config.checkpointEvery = checkpointEvery
         config.keep = keep
         config.verifyEvery = verifyEvery
         config.collectiveTimeout = collectiveTimeout
-        config.bucketBytes = bucketKb * 1024
-        config.gradientCompression = gradientCompression
+        config.bucketBytes = parallel.bucketBytes
+        config.gradientCompression = parallel.gradientCompression
         switch resume {
         case "auto": config.resume = .auto
         case "none": config.resume = .none
@@ -126,4 +118,3 @@ struct Train: ParsableCommand {
 }
 
 extension OptimizerConfig.Kind: ExpressibleByArgument {}
-extension GradientCompression: ExpressibleByArgument {}

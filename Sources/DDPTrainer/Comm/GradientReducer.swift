@@ -26,8 +26,6 @@ public final class GradientReducer: GradientSink {
     public let compression: GradientCompression
     /// The bfloat16 copy of the whole gradient buffer (bfloat16 compression only).
     private let compressed: UnsafeMutablePointer<UInt16>?
-    /// Nanoseconds spent in `finish` waiting for the last requests: the exposed communication.
-    public private(set) var exposedNanoseconds: UInt64 = 0
 
     public init(comm: Communicator, buffer: UnsafeMutablePointer<Float>, count: Int, bucketBytes: Int,
                 compression: GradientCompression = .none) {
@@ -51,8 +49,10 @@ public final class GradientReducer: GradientSink {
         if active > 0 { comm.testAll(&requests, count: active) }
     }
 
-    /// Starts the rest and blocks until every bucket is summed.
-    public func finish() {
+    /// Starts the rest and blocks until every bucket is summed. Returns the nanoseconds it
+    /// waited: the exposed communication.
+    @discardableResult
+    public func finish() -> UInt64 {
         let started = DispatchTime.now().uptimeNanoseconds
         if pendingEnd > pendingStart { startBucket() }
         precondition(pendingStart == 0, "not every gradient was reported finished")
@@ -61,7 +61,7 @@ public final class GradientReducer: GradientSink {
         active = 0
         pendingStart = count
         pendingEnd = count
-        exposedNanoseconds += DispatchTime.now().uptimeNanoseconds - started
+        return DispatchTime.now().uptimeNanoseconds - started
     }
 
     private func startBucket() {
@@ -80,6 +80,21 @@ public final class GradientReducer: GradientSink {
 }
 
 import Dispatch
+
+/// The backward pass with the gradients summed across ranks: overlapped through `reducer` when
+/// there is one, else one blocking all-reduce after it. Returns the nanoseconds spent waiting for
+/// communication once the backward pass was done.
+@discardableResult
+func backwardSummingGradients(_ network: Network, batch n: Int, reducer: GradientReducer?, comm: Communicator) -> UInt64 {
+    if let reducer {
+        network.backward(batch: n, sink: reducer)
+        return reducer.finish()
+    }
+    network.backward(batch: n)
+    let started = DispatchTime.now().uptimeNanoseconds
+    comm.allReduceSum(network.gradients, count: network.parameterCount)
+    return DispatchTime.now().uptimeNanoseconds - started
+}
 
 extension GradientReducer {
     /// The reducer a run needs: none for one rank, or for uncompressed gradients reduced in one

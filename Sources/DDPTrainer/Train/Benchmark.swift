@@ -67,18 +67,10 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
     func step(_ index: Int, communicate: Bool = true) {
         ids.withUnsafeBufferPointer { network.forward(batch: batch, dropout: DropoutKey(seed: 1, epoch: index, sampleIDs: $0.baseAddress!)) }
         _ = network.loss(labels: labels, batch: batch, gradientScale: 1 / Float(config.globalBatch))
-        if !communicate {
-            network.backward(batch: batch)
-        } else if let reducer {
-            network.backward(batch: batch, sink: reducer)
-            let before = reducer.exposedNanoseconds
-            reducer.finish()
-            allReduceNanoseconds += reducer.exposedNanoseconds - before
+        if communicate {
+            allReduceNanoseconds += backwardSummingGradients(network, batch: batch, reducer: reducer, comm: comm)
         } else {
             network.backward(batch: batch)
-            let t = DispatchTime.now().uptimeNanoseconds
-            comm.allReduceSum(network.gradients, count: network.parameterCount)
-            allReduceNanoseconds += DispatchTime.now().uptimeNanoseconds - t
         }
         optimizer.step(parameters: network.parameters, gradients: network.gradients, pool: network.workspace.pool)
     }
@@ -173,7 +165,7 @@ struct CPUInfo {
                 .map { $0.trimmingCharacters(in: .whitespaces) }
         }
         return CPUInfo(model: field("model name") ?? "unknown CPU", megahertz: Double(field("cpu MHz") ?? "") ?? 0,
-                       avx512: field("flags")?.split(separator: " ").contains("avx512f") ?? false)
+                       avx512: ConvKernelSet.cpuSupportsAVX512)
     }
     var summary: String { "\(model), \(Int(megahertz)) MHz, AVX-512 \(avx512 ? "present" : "absent")" }
 }

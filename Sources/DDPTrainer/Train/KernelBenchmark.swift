@@ -11,7 +11,7 @@ public struct KernelBenchmarkRow: Codable, Sendable {
 
 public func runKernelBenchmark(batch: Int, threads: Int, repeats: Int) -> [KernelBenchmarkRow] {
     var rows: [KernelBenchmarkRow] = []
-    func median(_ flops: Double, _ body: () -> Void) -> Double {
+    func medianRate(_ flops: Double, _ body: () -> Void) -> Double {
         body()  // warm-up
         var rates: [Double] = []
         for _ in 0..<repeats {
@@ -19,7 +19,7 @@ public func runKernelBenchmark(batch: Int, threads: Int, repeats: Int) -> [Kerne
             body()
             rates.append(flops / Double(DispatchTime.now().uptimeNanoseconds - start))
         }
-        return rates.sorted()[rates.count / 2]
+        return median(rates)
     }
 
     let n = 1024
@@ -28,7 +28,7 @@ public func runKernelBenchmark(batch: Int, threads: Int, repeats: Int) -> [Kerne
     var gemmRates: [String: Double] = [:]
     for t in Set([1, threads]).sorted() {
         let pool = WorkerPool(threads: t), scratch = GemmScratch(workers: t)
-        gemmRates["\(t) thread\(t == 1 ? "" : "s")"] = median(2 * Double(n * n * n)) {
+        gemmRates["\(t) thread\(t == 1 ? "" : "s")"] = medianRate(2 * Double(n * n * n)) {
             gemm(m: n, n: n, k: n, a: GemmOperand(a, stride: n), b: GemmOperand(b, stride: n), c: c, ldc: n,
                  accumulate: false, scratch: scratch, pool: pool)
         }
@@ -45,9 +45,9 @@ public func runKernelBenchmark(batch: Int, threads: Int, repeats: Int) -> [Kerne
             defer { [x, w, bias, y, dx, dw, db].forEach { $0.deallocate() } }
             let f = shape.forwardFlops
             let rates = [
-                "forward": median(f) { conv2DForward(shape, input: x, weights: w, bias: bias, output: y, workspace: ws) },
-                "input gradient": median(f) { conv2DBackwardData(shape, outputGradient: y, weights: w, inputGradient: dx, workspace: ws) },
-                "weight gradient": median(f) {
+                "forward": medianRate(f) { conv2DForward(shape, input: x, weights: w, bias: bias, output: y, workspace: ws) },
+                "input gradient": medianRate(f) { conv2DBackwardData(shape, outputGradient: y, weights: w, inputGradient: dx, workspace: ws) },
+                "weight gradient": medianRate(f) {
                     conv2DBackwardWeights(shape, input: x, outputGradient: y, weightGradient: dw, biasGradient: db, workspace: ws)
                 },
             ]

@@ -144,13 +144,7 @@ public final class Trainer {
         network.forward(batch: n, dropout: DropoutKey(seed: config.seed, epoch: epoch, sampleIDs: sampleIDs))
         // Scaled by the global batch, so the sum over ranks is the gradient of the global mean loss.
         let result = network.loss(labels: labels, batch: n, gradientScale: 1 / Float(config.globalBatch))
-        if let reducer {
-            network.backward(batch: n, sink: reducer)
-            reducer.finish()
-        } else {
-            network.backward(batch: n)
-            comm.allReduceSum(network.gradients, count: network.parameterCount)
-        }
+        backwardSummingGradients(network, batch: n, reducer: reducer, comm: comm)
         optimizer.step(parameters: network.parameters, gradients: network.gradients, pool: network.workspace.pool)
         return result
     }

@@ -1,0 +1,29 @@
+import ArgumentParser
+import DDPTrainer
+
+/// The options `train` and `bench` share: how a rank computes and how its gradients travel.
+struct ParallelOptions: ParsableArguments {
+    @Option(help: "Compute threads per rank (default: this rank's share of the node's cores).")
+    var threads: Int?
+
+    @Option(help: "Gradient all-reduce bucket size in KiB, overlapped with the backward pass (0: one all-reduce after it).")
+    var bucketKb = 1024
+
+    @Option(help: "Gradients on the wire: none (float32) or bf16 (half the bytes, rounded to 8 significant bits; for slow links).")
+    var gradientCompression = GradientCompression.none
+
+    func validate() throws {
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+        if bucketKb < 0 { throw ValidationError("--bucket-kb must not be negative") }
+    }
+
+    var bucketBytes: Int { bucketKb * 1024 }
+
+    /// This rank's compute threads: --threads, else its share of the node.
+    func threadPlan(_ comm: Communicator) -> ThreadPlan {
+        ThreadPlan.decide(requested: threads, localRanks: comm.localSize,
+                          launchedByMPI: Communicator.environmentInt("OMPI_COMM_WORLD_SIZE") != nil)
+    }
+}
+
+extension GradientCompression: ExpressibleByArgument {}
