@@ -23,14 +23,12 @@ public final class GradientReducer: GradientSink {
     private var pendingEnd: Int
     private var requests: [MPI_Request?]
     private var active = 0
-    public let compression: GradientCompression
     /// The bfloat16 copy of the whole gradient buffer (bfloat16 compression only).
     private let compressed: UnsafeMutablePointer<UInt16>?
 
     public init(comm: Communicator, buffer: UnsafeMutablePointer<Float>, count: Int, bucketBytes: Int,
                 compression: GradientCompression = .none) {
         self.comm = comm
-        self.compression = compression
         compressed = compression == .bfloat16 ? .allocate(capacity: count) : nil
         self.buffer = buffer
         self.count = count
