@@ -1,14 +1,17 @@
 import ConvCore
 import Dispatch
 
-/// A named slice of the parameter buffer, for checkpoints and initialisation.
+/// A named slice of the parameter (or running-statistics) buffer, for checkpoints and initialisation.
 public struct ParameterTensor: Sendable, Equatable {
     public let name: String
     public let offset: Int
     public let shape: [Int]
     public var count: Int { shape.reduce(1, *) }
     /// Fan-in of the layer that owns it: PyTorch's default init draws from ±1/√fanIn.
+    /// Zero for batch norm's tensors, which start at their identity (scale 1, shift 0, variance 1).
     public let fanIn: Int
+    /// Whether weight decay applies (conv and dense weights) unless the optimizer decays everything.
+    public let decays: Bool
 }
 
 /// Where dropout's randomness comes from: the same (seed, epoch, sample) always drops the
@@ -22,126 +25,145 @@ public struct DropoutKey {
     }
 }
 
-/// A sequential model compiled for a maximum batch: every buffer it will ever touch —
-/// parameters, gradients, activations, scratch — is allocated here, once.
+/// Sums batch norm's per-channel statistics over the ranks that share a global batch, so every
+/// rank normalises with the statistics of the whole global batch (as one process would).
+public protocol BatchStatisticsReducer: AnyObject {
+    /// Ranks whose statistics `sumAcrossRanks` adds together (each holds the same local batch).
+    var ranks: Int { get }
+    func sumAcrossRanks(_ values: UnsafeMutablePointer<Double>, count: Int)
+}
+
+/// Receives slices of the gradient buffer as the backward pass finishes them.
+public protocol GradientSink: AnyObject {
+    func gradientsReady(_ range: Range<Int>)
+}
+
+/// A model compiled for a maximum batch: every buffer it will ever touch — parameters,
+/// gradients, running statistics, activations, scratch — is allocated here, once.
 ///
-///     let net = Network(spec: .tfTutorial, maxBatch: 64, threads: 2)
+///     let net = Network(spec: .resnet20, maxBatch: 64, threads: 2)
 ///     net.initializeParameters(seed: 0)
 ///     /* write images into net.input */
-///     net.forward(batch: 64, dropout: nil)
+///     net.forward(batch: 64, training: key)       // nil: evaluation mode
 ///     let (loss, correct) = net.loss(labels: labels, batch: 64, gradientScale: 1.0 / 64)
-///     net.backward(batch: 64)          // net.gradients now holds dLoss/dParameters
+///     net.backward(batch: 64)                      // net.gradients now holds dLoss/dParameters
 public final class Network {
     public let spec: ModelSpec
     public let maxBatch: Int
     public let tensors: [ParameterTensor]
     public let parameterCount: Int
-    /// All parameters in one allocation, in `tensors` order.
+    /// All parameters in one allocation, in `tensors` order (layer order, depth first).
     public let parameters: UnsafeMutablePointer<Float>
     /// Same layout as `parameters`.
     public let gradients: UnsafeMutablePointer<Float>
+    /// Batch norm's running means and variances, in `bufferTensors` order.
+    public let buffers: UnsafeMutablePointer<Float>
+    public let bufferTensors: [ParameterTensor]
+    public let bufferCount: Int
     public let workspace: ConvWorkspace
+    /// Sums batch norm statistics across ranks; nil normalises each rank's batch by itself
+    /// (PyTorch DDP's default, which makes training depend on the world size).
+    public var statistics: BatchStatisticsReducer?
+
+    /// Label smoothing ε of the loss: the target is (1 − ε)·one-hot + ε/classes.
+    public var labelSmoothing: Float = 0
 
     private let layers: [CompiledLayer]
-    /// activations[l] is the input of layer l; activations[layers.count] holds the logits.
-    private let activations: [UnsafeMutablePointer<Float>]
+    private let inputBuffer: UnsafeMutablePointer<Float>
+    private let outputBuffer: UnsafeMutablePointer<Float>
     private let gradientBuffers: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)
     private let logitGradient: UnsafeMutablePointer<Float>
-    private var allocations: [UnsafeMutableRawPointer] = []
+    private let allocations: [UnsafeMutableRawPointer]
 
     /// When set, forward and backward add each layer's time to it (for `ddptrain bench`).
     public var profile: LayerProfile?
 
-    public var input: UnsafeMutablePointer<Float> { activations[0] }
-    public var logits: UnsafePointer<Float> { UnsafePointer(activations[layers.count]) }
+    public var input: UnsafeMutablePointer<Float> { inputBuffer }
+    public var logits: UnsafePointer<Float> { UnsafePointer(outputBuffer) }
     public var inputSize: Int { spec.inputHeight * spec.inputWidth * spec.inputChannels }
     public var classes: Int { spec.classes }
     public var threads: Int { workspace.pool.threads }
 
+    /// Built-in models always compile; a model from a file is validated first (`ModelSpec.validate`).
     public init(spec: ModelSpec, maxBatch: Int, threads: Int) {
+        let plan: LayerPlan
+        do { plan = try LayerPlan(spec) } catch { preconditionFailure("invalid model \(spec.name): \(error)") }
         self.spec = spec
         self.maxBatch = maxBatch
-        let plan = LayerPlan(spec)
         tensors = plan.tensors
         parameterCount = plan.parameterCount
+        bufferTensors = plan.buffers
+        bufferCount = plan.bufferCount
         workspace = ConvWorkspace(threads: threads)
-
-        var owned: [UnsafeMutableRawPointer] = []
-        func floats(_ n: Int) -> UnsafeMutablePointer<Float> {
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
-            p.initialize(repeating: 0, count: max(n, 1))
-            owned.append(UnsafeMutableRawPointer(p))
-            return p
-        }
-        parameters = floats(plan.parameterCount)
-        gradients = floats(plan.parameterCount)
-
-        var acts = [floats(maxBatch * plan.sizes[0])]
-        var compiled: [CompiledLayer] = []
-        var maxActivation = plan.sizes[0]
-        for (l, step) in plan.steps.enumerated() {
-            let outSize = plan.sizes[l + 1]
-            let op: CompiledLayer.Op
-            switch step {
-            case let .conv(shape, w, b):
-                op = .conv(shape, weight: w, bias: b)
-                workspace.reserve(for: shape.batched(maxBatch))
-            case .relu: op = .relu
-            case let .maxPool(shape):
-                let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: maxBatch * outSize)
-                owned.append(UnsafeMutableRawPointer(argmax))
-                op = .maxPool(shape, argmax: argmax)
-            case let .dropout(rate): op = .dropout(rate: rate, mask: floats(maxBatch * outSize))
-            case .flatten: op = .flatten
-            case let .dense(shape, w, b):
-                op = .dense(shape, weight: w, bias: b)
-                workspace.reserve(for: shape.batched(maxBatch))
-            }
-            compiled.append(CompiledLayer(op: op, inputSize: plan.sizes[l], outputSize: outSize))
-            // ReLU and flatten work in place: no backward pass needs their input.
-            if step.worksInPlace { acts.append(acts[l]) } else { acts.append(floats(maxBatch * outSize)) }
-            maxActivation = max(maxActivation, outSize)
-        }
-        layers = compiled
-        activations = acts
-        gradientBuffers = (floats(maxBatch * maxActivation), floats(maxBatch * maxActivation))
-        logitGradient = floats(maxBatch * spec.classes)
-        allocations = owned
+        var compiler = LayerCompiler(maxBatch: maxBatch, workspace: workspace)
+        parameters = compiler.floats(plan.parameterCount)
+        gradients = compiler.floats(plan.parameterCount)
+        buffers = compiler.floats(plan.bufferCount)
+        inputBuffer = compiler.floats(maxBatch * plan.inputSize)
+        compiler.widest = plan.inputSize
+        let compiled = compiler.compile(plan.nodes, input: inputBuffer)
+        layers = compiled.layers
+        outputBuffer = compiled.output
+        gradientBuffers = (compiler.floats(maxBatch * compiler.widest), compiler.floats(maxBatch * compiler.widest))
+        logitGradient = compiler.floats(maxBatch * spec.classes)
+        allocations = compiler.owned
     }
 
     deinit { allocations.forEach { $0.deallocate() } }
 
-    /// PyTorch's default: weights and biases uniform in ±1/√fanIn (kaiming_uniform with a=√5),
-    /// drawn from a stream keyed by (seed, tensor index) so every rank can reproduce it.
+    /// PyTorch's defaults: conv and dense weights and biases uniform in ±1/√fanIn (kaiming_uniform
+    /// with a=√5), drawn from a stream keyed by (seed, tensor index) so every rank can reproduce
+    /// it; batch norm starts as the identity (scale 1, shift 0, running mean 0, variance 1).
     public func initializeParameters(seed: UInt64) {
         for (i, t) in tensors.enumerated() {
+            let p = parameters + t.offset
+            if t.fanIn == 0 {
+                p.update(repeating: t.name.hasSuffix(".weight") ? 1 : 0, count: t.count)
+                continue
+            }
             var rng = KeyedRandom(seed: seed, stream: .initialization, UInt64(i))
             let bound = 1 / Float(t.fanIn).squareRoot()
-            for j in 0..<t.count {
-                parameters[t.offset + j] = (2 * rng.nextFloat() - 1) * bound
-            }
+            for j in 0..<t.count { p[j] = (2 * rng.nextFloat() - 1) * bound }
+        }
+        for t in bufferTensors {
+            (buffers + t.offset).update(repeating: t.name.hasSuffix("running_var") ? 1 : 0, count: t.count)
         }
     }
 
-    /// Runs the layers on the first `n` images of `input`. Dropout is active only when a key is given.
-    public func forward(batch n: Int, dropout: DropoutKey?) {
+    /// Runs the layers on the first `n` images of `input`. With a key the network is in training
+    /// mode (dropout active, batch norm on batch statistics, running statistics updated); without
+    /// one, in evaluation mode.
+    public func forward(batch n: Int, training key: DropoutKey?) {
         precondition(n >= 1 && n <= maxBatch, "batch \(n) outside 1...\(maxBatch)")
+        forward(layers, batch: n, key: key)
+    }
+
+    private func forward(_ list: [CompiledLayer], batch n: Int, key: DropoutKey?) {
         let ws = workspace, pool = ws.pool
-        for (l, layer) in layers.enumerated() {
-            let x = UnsafePointer(activations[l]), y = activations[l + 1]
+        for layer in list {
+            let x = UnsafePointer(layer.input), y = layer.output
             let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
-            defer { profile?.record(layer: l, backward: false, since: started) }
             switch layer.op {
             case let .conv(shape, w, b):
-                conv2DForward(shape.batched(n), input: x, weights: parameters + w, bias: parameters + b,
+                conv2DForward(shape.batched(n), input: x, weights: parameters + w, bias: b.map { UnsafePointer(parameters + $0) },
                               output: y, workspace: ws)
+            case let .batchNorm(norm):
+                batchNormForward(norm, batch: n, input: x, output: y, training: key != nil)
             case .relu:
                 reluForward(x, y, count: n * layer.outputSize, pool: pool)
+            case .sigmoid:
+                sigmoidForward(x, y, count: n * layer.outputSize, pool: pool)
+            case .tanh:
+                tanhForward(x, y, count: n * layer.outputSize, pool: pool)
             case let .maxPool(shape, argmax):
                 maxPoolForward(shape.batched(n), input: x, output: y, argmax: argmax, pool: pool)
+            case let .avgPool(shape):
+                avgPoolForward(shape.batched(n), input: x, output: y, pool: pool)
+            case let .globalAvgPool(pixels, channels):
+                globalAvgPoolForward(batch: n, pixels: pixels, channels: channels, input: x, output: y, pool: pool)
             case let .dropout(rate, mask):
-                if let key = dropout {
-                    fillDropoutMask(mask, rate: rate, layer: l, perSample: layer.outputSize, batch: n, key: key)
+                if let key {
+                    fillDropoutMask(mask, rate: rate, layer: layer.index, perSample: layer.outputSize, batch: n, key: key)
                     multiplyElementwise(x, mask, y, count: n * layer.outputSize, pool: pool)
                 } else {
                     y.update(from: x, count: n * layer.outputSize)
@@ -151,13 +173,23 @@ public final class Network {
             case let .dense(shape, w, b):
                 denseForward(shape.batched(n), input: x, weights: parameters + w, bias: parameters + b,
                              output: y, workspace: ws)
+            case let .residual(body, shortcut, _):
+                forward(body, batch: n, key: key)
+                forward(shortcut, batch: n, key: key)
+                let addStarted = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+                let shortcutOutput = shortcut.last?.output ?? layer.input
+                addElementwise(body.last!.output, shortcutOutput, y, count: n * layer.outputSize, pool: pool)
+                profile?.record(layer: layer.index, backward: false, since: addStarted)
+                continue
             }
+            profile?.record(layer: layer.index, backward: false, since: started)
         }
     }
 
-    /// Softmax cross-entropy of the logits against `labels`; stores dLoss/dLogits for `backward`.
+    /// Softmax cross-entropy of the logits against `labels` (label-smoothed by `labelSmoothing`);
+    /// stores dLoss/dLogits for `backward`.
     public func loss(labels: UnsafePointer<Int32>, batch n: Int, gradientScale: Float) -> (lossSum: Double, correct: Int) {
-        softmaxCrossEntropy(logits: logits, labels: labels, batch: n, classes: spec.classes,
+        softmaxCrossEntropy(logits: logits, labels: labels, batch: n, classes: spec.classes, labelSmoothing: labelSmoothing,
                             gradientScale: gradientScale, logitGradient: logitGradient)
     }
 
@@ -165,30 +197,47 @@ public final class Network {
     /// `sink`, if given, is told each parameter layer's slice of `gradients` as soon as it is
     /// final, last layer first, so its all-reduce can overlap the rest of the backward pass.
     public func backward(batch n: Int, sink: GradientSink? = nil) {
+        _ = backward(layers, batch: n, outputGradient: logitGradient, sink: sink, needInputGradient: false)
+    }
+
+    /// Backward through `list`, last layer first; returns the buffer holding the gradient of the
+    /// list's input. Gradients alternate between two network-wide buffers; a residual block keeps
+    /// its own copies of the gradients its two branches share.
+    private func backward(_ list: [CompiledLayer], batch n: Int, outputGradient: UnsafeMutablePointer<Float>,
+                          sink: GradientSink?, needInputGradient: Bool) -> UnsafeMutablePointer<Float> {
         let ws = workspace, pool = ws.pool
-        var dOut = logitGradient
-        for l in layers.indices.reversed() {
-            let layer = layers[l]
-            let x = UnsafePointer(activations[l]), y = UnsafePointer(activations[l + 1])
-            let needInputGradient = l > 0
+        var dOut = outputGradient
+        for (i, layer) in list.enumerated().reversed() {
+            let x = UnsafePointer(layer.input), y = UnsafePointer(layer.output)
+            let needDIn = needInputGradient || i > 0
             let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
-            defer { profile?.record(layer: l, backward: true, since: started) }
-            let other = dOut == gradientBuffers.0 ? gradientBuffers.1 : gradientBuffers.0
-            var dIn = other
+            var dIn = dOut == gradientBuffers.0 ? gradientBuffers.1 : gradientBuffers.0
             switch layer.op {
             case let .conv(shape, w, b):
                 let s = shape.batched(n)
                 conv2DBackwardWeights(s, input: x, outputGradient: dOut, weightGradient: gradients + w,
-                                      biasGradient: gradients + b, workspace: ws)
-                sink?.gradientsReady(w..<(b + s.outChannels))
-                if needInputGradient {
+                                      biasGradient: b.map { gradients + $0 }, workspace: ws)
+                sink?.gradientsReady(w..<(b.map { $0 + s.outChannels } ?? w + s.weightCount))
+                if needDIn {
                     conv2DBackwardData(s, outputGradient: dOut, weights: parameters + w, inputGradient: dIn, workspace: ws)
                 }
+            case let .batchNorm(norm):
+                batchNormBackward(norm, batch: n, input: x, outputGradient: dOut, inputGradient: dIn, sink: sink)
             case .relu:
                 dIn = dOut
                 reluBackward(output: y, outputGradient: dOut, inputGradient: dIn, count: n * layer.outputSize, pool: pool)
+            case .sigmoid:
+                dIn = dOut
+                sigmoidBackward(output: y, outputGradient: dOut, inputGradient: dIn, count: n * layer.outputSize, pool: pool)
+            case .tanh:
+                dIn = dOut
+                tanhBackward(output: y, outputGradient: dOut, inputGradient: dIn, count: n * layer.outputSize, pool: pool)
             case let .maxPool(shape, argmax):
                 maxPoolBackward(shape.batched(n), outputGradient: dOut, argmax: argmax, inputGradient: dIn, pool: pool)
+            case let .avgPool(shape):
+                avgPoolBackward(shape.batched(n), outputGradient: dOut, inputGradient: dIn, pool: pool)
+            case let .globalAvgPool(pixels, channels):
+                globalAvgPoolBackward(batch: n, pixels: pixels, channels: channels, outputGradient: dOut, inputGradient: dIn, pool: pool)
             case let .dropout(_, mask):
                 dIn = dOut
                 multiplyElementwise(dOut, mask, dIn, count: n * layer.outputSize, pool: pool)
@@ -199,39 +248,85 @@ public final class Network {
                 denseBackwardWeights(s, input: x, outputGradient: dOut, weightGradient: gradients + w,
                                      biasGradient: gradients + b, workspace: ws)
                 sink?.gradientsReady(w..<(b + s.outputs))
-                if needInputGradient {
+                if needDIn {
                     denseBackwardData(s, outputGradient: dOut, weights: parameters + w, inputGradient: dIn, workspace: ws)
                 }
+            case let .residual(body, shortcut, saved):
+                // The shortcut's parameters come after the body's, so its gradients finish first.
+                let count = n * layer.outputSize, inCount = n * layer.inputSize
+                saved.outputGradient.update(from: dOut, count: count)
+                profile?.record(layer: layer.index, backward: true, since: started)
+                if shortcut.isEmpty {
+                    dIn = backward(body, batch: n, outputGradient: dOut, sink: sink, needInputGradient: true)
+                    let addStarted = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+                    addElementwise(dIn, saved.outputGradient, dIn, count: inCount, pool: pool)
+                    profile?.record(layer: layer.index, backward: true, since: addStarted)
+                } else {
+                    let dShortcut = backward(shortcut, batch: n, outputGradient: dOut, sink: sink, needInputGradient: true)
+                    saved.inputGradient!.update(from: dShortcut, count: inCount)
+                    dIn = backward(body, batch: n, outputGradient: saved.outputGradient, sink: sink, needInputGradient: true)
+                    let addStarted = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+                    addElementwise(dIn, saved.inputGradient!, dIn, count: inCount, pool: pool)
+                    profile?.record(layer: layer.index, backward: true, since: addStarted)
+                }
+                dOut = dIn
+                continue
             }
+            profile?.record(layer: layer.index, backward: true, since: started)
             dOut = dIn
         }
+        return dOut
     }
 
-    /// One entry per compiled layer, in order (what `profile` indexes).
-    public var layerSummaries: [LayerSummary] {
-        var convs = 0, denses = 0
-        return layers.enumerated().map { l, layer in
-            switch layer.op {
-            case let .conv(s, _, _):
-                convs += 1
-                let f = s.forwardFlops
-                let algorithm = s.winograd.map { " " + $0.rawValue } ?? " direct"
-                return LayerSummary(name: "conv\(convs) \(s.kernelHeight)x\(s.kernelWidth)/\(s.stride) \(s.inChannels)→\(s.outChannels)" + algorithm,
-                                    outputShape: [s.outHeight, s.outWidth, s.outChannels], forwardFlops: f,
-                                    backwardFlops: l == 0 ? f : 2 * f)
-            case let .dense(s, _, _):
-                denses += 1
-                let f = s.forwardFlops
-                return LayerSummary(name: "dense\(denses) \(s.inputs)→\(s.outputs)", outputShape: [s.outputs],
-                                    forwardFlops: f, backwardFlops: l == 0 ? f : 2 * f)
-            case .relu: return LayerSummary(name: "relu", outputShape: [layer.outputSize], forwardFlops: 0, backwardFlops: 0)
-            case let .maxPool(s, _):
-                return LayerSummary(name: "maxpool \(s.size)x\(s.size)/\(s.stride)", outputShape: [s.outHeight, s.outWidth, s.channels],
-                                    forwardFlops: 0, backwardFlops: 0)
-            case let .dropout(rate, _): return LayerSummary(name: "dropout \(rate)", outputShape: [layer.outputSize], forwardFlops: 0, backwardFlops: 0)
-            case .flatten: return LayerSummary(name: "flatten", outputShape: [layer.outputSize], forwardFlops: 0, backwardFlops: 0)
+    // MARK: batch norm
+
+    private func batchNormForward(_ bn: CompiledBatchNorm, batch n: Int, input x: UnsafePointer<Float>,
+                                  output y: UnsafeMutablePointer<Float>, training: Bool) {
+        let c = bn.channels, shape = NormShape(batch: n, pixels: bn.pixels, channels: c)
+        let runningMean = buffers + bn.running, runningVariance = runningMean + c
+        if training {
+            batchNormStatistics(shape, input: x, sums: bn.sums, pool: workspace.pool)
+            let ranks = statistics?.ranks ?? 1
+            statistics?.sumAcrossRanks(bn.sums, count: 2 * c)
+            let count = Double(n * bn.pixels * ranks)
+            for ch in 0..<c {
+                let mean = bn.sums[ch] / count
+                let variance = max(bn.sums[c + ch] / count - mean * mean, 0)
+                bn.mean[ch] = Float(mean)
+                bn.invStd[ch] = Float(1 / (variance + CompiledBatchNorm.epsilon).squareRoot())
+                // PyTorch's update: momentum 0.1, and the unbiased variance for the running estimate.
+                let m = CompiledBatchNorm.momentum
+                runningMean[ch] = Float((1 - m) * Double(runningMean[ch]) + m * mean)
+                runningVariance[ch] = Float((1 - m) * Double(runningVariance[ch]) + m * variance * count / max(count - 1, 1))
+            }
+        } else {
+            for ch in 0..<c {
+                bn.mean[ch] = runningMean[ch]
+                bn.invStd[ch] = Float(1 / (Double(runningVariance[ch]) + CompiledBatchNorm.epsilon).squareRoot())
             }
         }
+        batchNormForward(shape, input: x, mean: bn.mean, invStd: bn.invStd, scale: parameters + bn.scale,
+                         shift: parameters + bn.shift, output: y, pool: workspace.pool)
+    }
+
+    /// Training mode only: the scale and shift gradients are this rank's sums (the gradient
+    /// all-reduce adds them up); the input gradient needs the sums over the whole global batch.
+    private func batchNormBackward(_ bn: CompiledBatchNorm, batch n: Int, input x: UnsafePointer<Float>,
+                                   outputGradient dy: UnsafePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>,
+                                   sink: GradientSink?) {
+        let c = bn.channels, shape = NormShape(batch: n, pixels: bn.pixels, channels: c)
+        batchNormBackwardStatistics(shape, input: x, outputGradient: dy, mean: bn.mean, invStd: bn.invStd,
+                                    sums: bn.sums, pool: workspace.pool)
+        for ch in 0..<c {
+            gradients[bn.shift + ch] = Float(bn.sums[ch])
+            gradients[bn.scale + ch] = Float(bn.sums[c + ch])
+        }
+        sink?.gradientsReady(bn.scale..<(bn.shift + c))
+        let ranks = statistics?.ranks ?? 1
+        statistics?.sumAcrossRanks(bn.sums, count: 2 * c)
+        batchNormBackwardData(shape, input: x, outputGradient: dy, mean: bn.mean, invStd: bn.invStd,
+                              scale: parameters + bn.scale, sums: bn.sums, count: n * bn.pixels * ranks,
+                              inputGradient: dx, pool: workspace.pool)
     }
 
     /// Inverted dropout: kept units are scaled by 1/(1−rate) so evaluation needs no rescaling.
@@ -245,24 +340,198 @@ public final class Network {
             for j in 0..<perSample { m[j] = rng.nextFloat() < rate ? 0 : scale }
         }
     }
+
+    // MARK: reports
+
+    /// One entry per layer, depth first (what `profile` indexes); a residual block's entry is
+    /// its addition (and, backward, the copies of the gradient its branches share).
+    public var layerSummaries: [LayerSummary] {
+        var counters: [String: Int] = [:]
+        var out: [LayerSummary] = []
+        func name(_ kind: String) -> String { counters[kind, default: 0] += 1; return "\(kind)\(counters[kind]!)" }
+        func visit(_ list: [CompiledLayer]) {
+            for layer in list {
+                let perSample = [layer.outputSize]
+                switch layer.op {
+                case let .conv(s, _, b):
+                    let f = s.forwardFlops
+                    let algorithm = s.winograd.map { " " + $0.rawValue } ?? " direct"
+                    out.append(LayerSummary(name: name("conv") + " \(s.kernelHeight)x\(s.kernelWidth)/\(s.stride) \(s.inChannels)→\(s.outChannels)"
+                                                + (b == nil ? " no bias" : "") + algorithm,
+                                            outputShape: [s.outHeight, s.outWidth, s.outChannels], forwardFlops: f,
+                                            backwardFlops: layer.index == 0 ? f : 2 * f))
+                case let .dense(s, _, _):
+                    let f = s.forwardFlops
+                    out.append(LayerSummary(name: name("dense") + " \(s.inputs)→\(s.outputs)", outputShape: [s.outputs],
+                                            forwardFlops: f, backwardFlops: layer.index == 0 ? f : 2 * f))
+                case let .batchNorm(bn):
+                    out.append(LayerSummary(name: name("bn") + " \(bn.channels)", outputShape: perSample, forwardFlops: 0, backwardFlops: 0))
+                case .relu: out.append(LayerSummary(name: "relu", outputShape: perSample, forwardFlops: 0, backwardFlops: 0))
+                case .sigmoid: out.append(LayerSummary(name: "sigmoid", outputShape: perSample, forwardFlops: 0, backwardFlops: 0))
+                case .tanh: out.append(LayerSummary(name: "tanh", outputShape: perSample, forwardFlops: 0, backwardFlops: 0))
+                case let .maxPool(s, _):
+                    out.append(LayerSummary(name: "maxpool \(s.size)x\(s.size)/\(s.stride)", outputShape: [s.outHeight, s.outWidth, s.channels],
+                                            forwardFlops: 0, backwardFlops: 0))
+                case let .avgPool(s):
+                    out.append(LayerSummary(name: "avgpool \(s.size)x\(s.size)/\(s.stride)", outputShape: [s.outHeight, s.outWidth, s.channels],
+                                            forwardFlops: 0, backwardFlops: 0))
+                case let .globalAvgPool(_, c):
+                    out.append(LayerSummary(name: "globalavgpool", outputShape: [1, 1, c], forwardFlops: 0, backwardFlops: 0))
+                case let .dropout(rate, _):
+                    out.append(LayerSummary(name: "dropout \(rate)", outputShape: perSample, forwardFlops: 0, backwardFlops: 0))
+                case .flatten: out.append(LayerSummary(name: "flatten", outputShape: perSample, forwardFlops: 0, backwardFlops: 0))
+                case let .residual(body, shortcut, _):
+                    out.append(LayerSummary(name: name("add") + (shortcut.isEmpty ? " (identity shortcut)" : " (projection shortcut)"),
+                                            outputShape: perSample, forwardFlops: 0, backwardFlops: 0))
+                    visit(body)
+                    visit(shortcut)
+                }
+            }
+        }
+        visit(layers)
+        return out
+    }
+
+    /// The forward multiply-adds ×2 of one image, summed over every layer.
+    public var forwardFlopsPerImage: Double { layerSummaries.reduce(0) { $0 + $1.forwardFlops } }
 }
 
-/// Receives slices of the gradient buffer as the backward pass finishes them.
-public protocol GradientSink: AnyObject {
-    func gradientsReady(_ range: Range<Int>)
-}
-
-/// A layer with its per-sample shape resolved and its parameters located.
+/// A layer with its per-sample shape resolved, its parameters located and its buffers assigned.
 struct CompiledLayer {
     enum Op {
         /// Shapes are stored for batch 1 and re-batched per call.
-        case conv(ConvShape, weight: Int, bias: Int)
-        case relu
+        case conv(ConvShape, weight: Int, bias: Int?)
+        case batchNorm(CompiledBatchNorm)
+        case relu, sigmoid, tanh
         case maxPool(PoolShape, argmax: UnsafeMutablePointer<Int32>)
+        case avgPool(PoolShape)
+        case globalAvgPool(pixels: Int, channels: Int)
         case dropout(rate: Float, mask: UnsafeMutablePointer<Float>)
         case flatten
         case dense(DenseShape, weight: Int, bias: Int)
+        /// `saved`: the block's own copies of the gradients both branches need.
+        case residual(body: [CompiledLayer], shortcut: [CompiledLayer], saved: ResidualGradients)
     }
     let op: Op
+    /// Position in the depth-first layer order (for the profile and dropout's key).
+    let index: Int
+    let input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>
     let inputSize: Int, outputSize: Int
+}
+
+/// Batch norm's per-layer scratch: this step's statistics, kept for the backward pass.
+struct CompiledBatchNorm {
+    static let epsilon = 1e-5
+    static let momentum = 0.1
+    let pixels: Int, channels: Int
+    /// Offsets of scale and shift in the parameters, of the running mean (then variance) in the buffers.
+    let scale: Int, shift: Int, running: Int
+    let mean: UnsafeMutablePointer<Float>, invStd: UnsafeMutablePointer<Float>
+    /// 2 × channels partial sums (statistics forward, gradient sums backward).
+    let sums: UnsafeMutablePointer<Double>
+}
+
+struct ResidualGradients {
+    let outputGradient: UnsafeMutablePointer<Float>
+    /// Only with a projection shortcut: its input gradient, while the body's is computed.
+    let inputGradient: UnsafeMutablePointer<Float>?
+}
+
+/// Turns a `LayerPlan` into `CompiledLayer`s, allocating each layer's output and scratch.
+private struct LayerCompiler {
+    let maxBatch: Int
+    let workspace: ConvWorkspace
+    var owned: [UnsafeMutableRawPointer] = []
+    /// The largest per-sample activation, for the shared gradient buffers.
+    var widest = 0
+    private var nextIndex = 0
+
+    init(maxBatch: Int, workspace: ConvWorkspace) {
+        self.maxBatch = maxBatch
+        self.workspace = workspace
+    }
+
+    mutating func floats(_ n: Int) -> UnsafeMutablePointer<Float> {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
+        p.initialize(repeating: 0, count: max(n, 1))
+        owned.append(UnsafeMutableRawPointer(p))
+        return p
+    }
+
+    mutating func doubles(_ n: Int) -> UnsafeMutablePointer<Double> {
+        let p = UnsafeMutablePointer<Double>.allocate(capacity: max(n, 1))
+        p.initialize(repeating: 0, count: max(n, 1))
+        owned.append(UnsafeMutableRawPointer(p))
+        return p
+    }
+
+    /// Compiles `nodes` reading `input`; returns the layers and the buffer holding the list's output.
+    mutating func compile(_ nodes: [LayerPlan.Node], input: UnsafeMutablePointer<Float>) -> (layers: [CompiledLayer], output: UnsafeMutablePointer<Float>) {
+        var current = input
+        // Whether `current` was written by a layer of this list that no backward pass reads it
+        // back from: only then may an activation overwrite it.
+        var currentIsScratch = false
+        var out: [CompiledLayer] = []
+        for node in nodes {
+            let index = nextIndex
+            nextIndex += 1
+            widest = max(widest, node.outputSize)
+            let op: CompiledLayer.Op
+            var output: UnsafeMutablePointer<Float>?
+            switch node.step {
+            case let .conv(shape, w, b):
+                workspace.reserve(for: shape.batched(maxBatch))
+                op = .conv(shape, weight: w, bias: b)
+            case let .batchNorm(pixels, channels, scale, shift, running):
+                op = .batchNorm(CompiledBatchNorm(pixels: pixels, channels: channels, scale: scale, shift: shift, running: running,
+                                                  mean: floats(channels), invStd: floats(channels), sums: doubles(2 * channels)))
+            case .relu, .sigmoid, .tanh:
+                op = node.step.activation!
+                // In place unless the input is the list's input (the network's, or a residual
+                // block's that the other branch still reads) or another activation's output
+                // (whose backward reads it).
+                if currentIsScratch { output = current }
+            case let .maxPool(shape):
+                let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: maxBatch * node.outputSize)
+                owned.append(UnsafeMutableRawPointer(argmax))
+                op = .maxPool(shape, argmax: argmax)
+            case let .avgPool(shape):
+                op = .avgPool(shape)
+            case let .globalAvgPool(pixels, channels):
+                op = .globalAvgPool(pixels: pixels, channels: channels)
+            case let .dropout(rate):
+                op = .dropout(rate: rate, mask: floats(maxBatch * node.outputSize))
+            case .flatten:
+                op = .flatten
+                output = current
+            case let .dense(shape, w, b):
+                workspace.reserve(for: shape.batched(maxBatch))
+                op = .dense(shape, weight: w, bias: b)
+            case let .residual(bodyNodes, shortcutNodes):
+                let body = compile(bodyNodes, input: current).layers
+                let shortcut = compile(shortcutNodes, input: current).layers
+                let saved = ResidualGradients(outputGradient: floats(maxBatch * node.outputSize),
+                                              inputGradient: shortcut.isEmpty ? nil : floats(maxBatch * node.inputSize))
+                op = .residual(body: body, shortcut: shortcut, saved: saved)
+            }
+            let y = output ?? floats(maxBatch * node.outputSize)
+            out.append(CompiledLayer(op: op, index: index, input: current, output: y,
+                                     inputSize: node.inputSize, outputSize: node.outputSize))
+            if case .flatten = node.step {} else { currentIsScratch = node.step.activation == nil }
+            current = y
+        }
+        return (out, current)
+    }
+}
+
+extension LayerPlan.Step {
+    /// The compiled op of an element-wise activation, nil for any other layer.
+    var activation: CompiledLayer.Op? {
+        switch self {
+        case .relu: return .relu
+        case .sigmoid: return .sigmoid
+        case .tanh: return .tanh
+        default: return nil
+        }
+    }
 }

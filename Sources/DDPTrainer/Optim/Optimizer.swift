@@ -8,12 +8,27 @@ public struct OptimizerConfig: Sendable, Equatable, Codable {
     public var momentum: Float = 0.9
     public var nesterov = false
     public var weightDecay: Float = 0
+    /// PyTorch decays every parameter; the common recipe (and ddptrain's default) decays only
+    /// conv and dense weights, not biases or batch norm's scale and shift.
+    public var decayAllParameters = false
     public var beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8
 
     public init(kind: Kind, learningRate: Float, momentum: Float = 0.9, nesterov: Bool = false,
-                weightDecay: Float = 0) {
+                weightDecay: Float = 0, decayAllParameters: Bool = false) {
         self.kind = kind; self.learningRate = learningRate; self.momentum = momentum
-        self.nesterov = nesterov; self.weightDecay = weightDecay
+        self.nesterov = nesterov; self.weightDecay = weightDecay; self.decayAllParameters = decayAllParameters
+    }
+
+    /// Checkpoints written before `decayAllParameters` existed decayed everything.
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(kind: try c.decode(Kind.self, forKey: .kind), learningRate: try c.decode(Float.self, forKey: .learningRate),
+                  momentum: try c.decode(Float.self, forKey: .momentum), nesterov: try c.decode(Bool.self, forKey: .nesterov),
+                  weightDecay: try c.decode(Float.self, forKey: .weightDecay),
+                  decayAllParameters: try c.decodeIfPresent(Bool.self, forKey: .decayAllParameters) ?? true)
+        beta1 = try c.decode(Float.self, forKey: .beta1)
+        beta2 = try c.decode(Float.self, forKey: .beta2)
+        epsilon = try c.decode(Float.self, forKey: .epsilon)
     }
 }
 
