@@ -13,8 +13,17 @@ import platform
 import statistics
 import time
 
-MODELS = ("tf-tutorial", "keras-cnn")
-EXPECTED_PARAMS = {"tf-tutorial": 122_570, "keras-cnn": 1_250_858}
+MODELS = ("tf-tutorial", "keras-cnn", "lenet5", "alexnet", "vgg11", "resnet20", "resnet56")
+# Trainable parameters (batch-norm running mean/variance not included), as ddptrain counts.
+EXPECTED_PARAMS = {
+    "tf-tutorial": 122_570,
+    "keras-cnn": 1_250_858,
+    "lenet5": 62_006,
+    "alexnet": 2_014_410,
+    "vgg11": 9_228_362,
+    "resnet20": 272_474,
+    "resnet56": 855_770,
+}
 NUM_CLASSES = 10
 IMAGE_HW = 32
 IMAGE_C = 3
