@@ -24,6 +24,8 @@ EXPECTED_PARAMS = {
     "resnet20": 272_474,
     "resnet56": 855_770,
 }
+# Environment variables that cap the peers' instruction set (run_peers.sh AVX2=1).
+ISA_ENV = ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
 NUM_CLASSES = 10
 IMAGE_HW = 32
 IMAGE_C = 3
@@ -105,6 +107,9 @@ def report(peer, version, model, batch, threads, samples, params, as_json, extra
         }
         if extra:
             rec.update(extra)
+        isa = {k: os.environ[k] for k in ISA_ENV if k in os.environ}
+        if isa:
+            rec["isa_env"] = isa
         rec["host"] = platform.node()
         rec["python"] = platform.python_version()
         print("JSON " + json.dumps(rec), flush=True)
