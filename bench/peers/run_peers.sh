@@ -1,15 +1,25 @@
 #!/usr/bin/env bash
 # Run every peer benchmark (PyTorch eager, TensorFlow tf.function with oneDNN on and off,
-# PyTorch DDP gloo 2x1) on both reference models, batch 64, 2 cores; print a summary table
-# and the JSON lines. About 7-9 minutes on a 2-core machine.
+# PyTorch DDP gloo 2x1) on the chosen models, batch 64, 2 cores; print a summary table and
+# the JSON lines. About 3.5-4 minutes per model on a 2-core machine.
 #
-#   bench/peers/run_peers.sh                 # full run
+#   bench/peers/run_peers.sh                 # full run, tf-tutorial and keras-cnn
 #   QUICK=1 bench/peers/run_peers.sh         # smoke test: tiny windows, 2 repeats
 #   TORCH_PASSIVE=0 bench/peers/run_peers.sh # skip the extra OMP_WAIT_POLICY=PASSIVE row
-#   MODELS="tf-tutorial" bench/peers/run_peers.sh
+#   MODELS="resnet20 vgg11" bench/peers/run_peers.sh
+#   AVX2=1 bench/peers/run_peers.sh          # cap the peers at AVX2 (see below)
 #
-# Steps per window are chosen for ~5-9 s windows on Zen3/Zen4 (2 cores); override any of
-# them with the variables below, e.g. TORCH_S_STEPS=300.
+# MODELS: any of tf-tutorial keras-cnn lenet5 alexnet vgg11 resnet20 resnet56 (the ddptrain
+# zoo, torch_models.py / keras_models.py); default "tf-tutorial keras-cnn".
+# AVX2=1 sets ONEDNN_MAX_CPU_ISA=AVX2 (oneDNN in TF and PyTorch), ATEN_CPU_CAPABILITY=avx2
+# (PyTorch's own kernels) and MKL_ENABLE_INSTRUCTIONS=AVX2 (PyTorch's BLAS), so an AVX-512
+# machine runs the peers as a Zen3 node would (ddptrain's side: DDPTRAIN_KERNELS=avx2, see
+# ../compare.sh). TF's non-oneDNN (Eigen) kernels are compiled in and cannot be capped. On
+# a CPU without AVX-512 (e.g. this Zen3 machine) it changes nothing.
+#
+# Steps per window are chosen for ~5-9 s windows on Zen3/Zen4 (2 cores) by model cost;
+# override them for every model with TORCH_STEPS, TF1_STEPS, TF0_STEPS, DDP_STEPS, WARMUP,
+# or for the two reference models with the older TORCH_S_STEPS, TORCH_M_STEPS, ... below.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -28,13 +38,26 @@ fi
 
 # Peers run with the machine's defaults, not the OpenBLAS overrides some shells export.
 PEER_ENV=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE -u OMP_NUM_THREADS -u OMP_WAIT_POLICY
-          -u TF_ENABLE_ONEDNN_OPTS PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2)
+          -u TF_ENABLE_ONEDNN_OPTS -u ONEDNN_MAX_CPU_ISA -u ATEN_CPU_CAPABILITY
+          -u MKL_ENABLE_INSTRUCTIONS PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2)
+AVX2="${AVX2:-0}"
+if [ "$AVX2" = 1 ]; then
+    PEER_ENV+=(ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2)
+fi
 
 MODELS="${MODELS:-tf-tutorial keras-cnn}"
+KNOWN_MODELS="tf-tutorial keras-cnn lenet5 alexnet vgg11 resnet20 resnet56"
+for M in $MODELS; do
+    case " $KNOWN_MODELS " in
+        *" $M "*) ;;
+        *) echo "unknown model '$M' in MODELS (known: $KNOWN_MODELS)" >&2; exit 2 ;;
+    esac
+done
 BATCH=64
 THREADS=2
 REPEATS="${REPEATS:-5}"
-# steps per timed window               S (tf-tutorial)          M (keras-cnn)
+# steps per timed window of the two reference models (the other models: steps_for below)
+#                                       S (tf-tutorial)          M (keras-cnn)
 TORCH_S_STEPS="${TORCH_S_STEPS:-250}"; TORCH_M_STEPS="${TORCH_M_STEPS:-80}"
 TF1_S_STEPS="${TF1_S_STEPS:-450}";     TF1_M_STEPS="${TF1_M_STEPS:-100}"   # oneDNN on
 TF0_S_STEPS="${TF0_S_STEPS:-200}";     TF0_M_STEPS="${TF0_M_STEPS:-50}"    # oneDNN off
@@ -44,11 +67,33 @@ TORCH_PASSIVE="${TORCH_PASSIVE:-1}"
 # A window stops early after CAP seconds (slow phases of the shared host would otherwise
 # stretch the run far past its budget); its images/s uses the steps actually done.
 CAP="${CAP:-15}"
-if [ "${QUICK:-0}" = 1 ]; then
+QUICK="${QUICK:-0}"
+if [ "$QUICK" = 1 ]; then
     REPEATS=2; WARM_S=3; WARM_M=2
     TORCH_S_STEPS=10; TORCH_M_STEPS=5; TF1_S_STEPS=10; TF1_M_STEPS=5
     TF0_S_STEPS=10; TF0_M_STEPS=5; DDP_S_STEPS=10; DDP_M_STEPS=5
 fi
+
+# steps_for MODEL: sets T (PyTorch eager), F1 (TF oneDNN on), F0 (TF oneDNN off), D (DDP),
+# W (warm-up steps). Forward multiply-adds per image: lenet5 0.65 M, tf-tutorial 4.5 M,
+# keras-cnn 21 M, resnet20 41 M, alexnet 66 M, resnet56 126 M, vgg11 152 M.
+steps_for() {
+    case "$1" in
+        tf-tutorial|lenet5)
+            T=$TORCH_S_STEPS; F1=$TF1_S_STEPS; F0=$TF0_S_STEPS; D=$DDP_S_STEPS; W=$WARM_S ;;
+        keras-cnn)
+            T=$TORCH_M_STEPS; F1=$TF1_M_STEPS; F0=$TF0_M_STEPS; D=$DDP_M_STEPS; W=$WARM_M ;;
+        resnet20|alexnet)
+            T=30; F1=40; F0=20; D=25; W=5 ;;
+        vgg11|resnet56)
+            T=10; F1=14; F0=7; D=8; W=3 ;;
+    esac
+    if [ "$QUICK" = 1 ]; then
+        case "$1" in tf-tutorial|lenet5|keras-cnn) ;; *) T=2; F1=2; F0=2; D=2; W=1 ;; esac
+    fi
+    T="${TORCH_STEPS:-$T}"; F1="${TF1_STEPS:-$F1}"; F0="${TF0_STEPS:-$F0}"; D="${DDP_STEPS:-$D}"
+    W="${WARMUP:-$W}"
+}
 
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
@@ -72,6 +117,12 @@ echo "AVX-512:   $AVX512"
 echo "python:    $("$PY" -c 'import platform; print(platform.python_version())')"
 echo "versions:  $("$VENV/bin/pip" freeze 2>/dev/null | grep -iE '^(torch|tensorflow|keras|numpy)==' | tr '\n' ' ')"
 echo "TF oneDNN default on this CPU (TF_ENABLE_ONEDNN_OPTS unset): $TF_DEFAULT"
+if [ "$AVX2" = 1 ]; then
+    echo "ISA cap:   AVX2=1 -> ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2$(grep -qw avx512f /proc/cpuinfo || echo ' (no AVX-512 here: no effect)')"
+else
+    echo "ISA cap:   none (each peer uses the best ISA it finds; AVX2=1 caps at AVX2)"
+fi
+echo "models:    $MODELS"
 echo "protocol:  batch $BATCH, $THREADS threads, random CIFAR-shaped data, SGD lr 0.01 momentum 0.9;"
 echo "           $REPEATS timed windows per run (each capped at ${CAP}s), median images/s reported"
 echo
@@ -95,11 +146,7 @@ run() {
 }
 
 for M in $MODELS; do
-    if [ "$M" = tf-tutorial ]; then
-        T=$TORCH_S_STEPS; F1=$TF1_S_STEPS; F0=$TF0_S_STEPS; D=$DDP_S_STEPS; W=$WARM_S
-    else
-        T=$TORCH_M_STEPS; F1=$TF1_M_STEPS; F0=$TF0_M_STEPS; D=$DDP_M_STEPS; W=$WARM_M
-    fi
+    steps_for "$M"
     run "PyTorch eager" -- "${PEER_ENV[@]}" "$PY" torch_bench.py --model "$M" \
         --batch $BATCH --threads $THREADS --steps "$T" --warmup "$W" --repeats "$REPEATS" --max-window-seconds "$CAP"
     run "TensorFlow tf.function, oneDNN=1" -- "${PEER_ENV[@]}" TF_ENABLE_ONEDNN_OPTS=1 \
@@ -120,7 +167,7 @@ done
 
 # --- summary -----------------------------------------------------------------------
 echo
-echo "== summary: median images/s (batch $BATCH, 2 cores; min-max of the windows) =="
+echo "== summary: median images/s (batch $BATCH, 2 cores; min-max of the windows)$([ "$AVX2" = 1 ] && echo ', peers capped at AVX2') =="
 "$PY" - "$JSONL" "$TF_DEFAULT" <<'EOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]

@@ -4,6 +4,7 @@
 Full step: forward, SparseCategoricalCrossentropy(from_logits=True), backward,
 SGD(lr 0.01, momentum 0.9). Channels-last (NHWC), the TF default on CPU. No XLA.
 Random CIFAR-shaped data (N, 32, 32, 3), random labels, one fixed batch reused.
+Models: keras_models.py (the ddptrain zoo, same names as torch_models.py).
 oneDNN is decided by the caller: TF_ENABLE_ONEDNN_OPTS=0|1 (unset = TF's own default,
 which on x86 Linux is "on" only for CPUs with AVX-512 VNNI/BF16-class features).
 """
@@ -13,39 +14,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 
+import keras_models  # noqa: E402
 import peercommon as pc  # noqa: E402
-
-
-def build_model(name, keras):
-    L = keras.layers
-    inp = keras.Input(shape=(pc.IMAGE_HW, pc.IMAGE_HW, pc.IMAGE_C))
-    if name == "tf-tutorial":
-        # Model S: 122,570 parameters.
-        layers = [
-            L.Conv2D(32, 3, padding="valid", activation="relu"), L.MaxPooling2D(2),
-            L.Conv2D(64, 3, padding="valid", activation="relu"), L.MaxPooling2D(2),
-            L.Conv2D(64, 3, padding="valid", activation="relu"),
-            L.Flatten(),                                   # 4*4*64 = 1024
-            L.Dense(64, activation="relu"),
-            L.Dense(10),
-        ]
-    else:
-        # Model M: 1,250,858 parameters.
-        layers = [
-            L.Conv2D(32, 3, padding="same", activation="relu"),
-            L.Conv2D(32, 3, padding="valid", activation="relu"),
-            L.MaxPooling2D(2), L.Dropout(0.25),
-            L.Conv2D(64, 3, padding="same", activation="relu"),
-            L.Conv2D(64, 3, padding="valid", activation="relu"),
-            L.MaxPooling2D(2), L.Dropout(0.25),
-            L.Flatten(),                                   # 6*6*64 = 2304
-            L.Dense(512, activation="relu"), L.Dropout(0.5),
-            L.Dense(10),
-        ]
-    x = inp
-    for layer in layers:
-        x = layer(x)
-    return keras.Model(inp, x, name=name)
 
 
 def main():
@@ -70,8 +40,10 @@ def main():
           f"{'ON' if onednn_on else 'OFF'}  model={args.model} batch={args.batch}", flush=True)
 
     keras.utils.set_random_seed(args.seed)
-    model = build_model(args.model, keras)
-    n_params = int(model.count_params())
+    model = keras_models.build_model(args.model, keras)
+    # Trainable parameters, as PyTorch and ddptrain count them (count_params() would add
+    # the batch-norm moving statistics).
+    n_params = keras_models.trainable_params(model)
     pc.check_params(args.model, n_params)
 
     rng = np.random.default_rng(args.seed)

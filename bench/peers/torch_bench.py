@@ -21,9 +21,10 @@ def main():
     model = torch_models.build(args.model)
     model.train()
     n_params = torch_models.count_params(model)
+    isa = torch.backends.cpu.get_cpu_capability()
     print(f"torch {torch.__version__}  threads={torch.get_num_threads()} "
-          f"interop={torch.get_num_interop_threads()}  model={args.model} batch={args.batch}",
-          flush=True)
+          f"interop={torch.get_num_interop_threads()}  ATen ISA={isa}  model={args.model} "
+          f"batch={args.batch}", flush=True)
     pc.check_params(args.model, n_params)
 
     x = torch.rand(args.batch, pc.IMAGE_C, pc.IMAGE_HW, pc.IMAGE_HW)
@@ -52,7 +53,7 @@ def main():
               f"= {ips:.1f} images/s (loss {loss_val:.3f})", flush=True)
 
     pc.report("pytorch", torch.__version__, args.model, args.batch, args.threads,
-              samples, n_params, args.json, extra={"mode": "eager"})
+              samples, n_params, args.json, extra={"mode": "eager", "aten_isa": isa})
 
 
 if __name__ == "__main__":
