@@ -37,21 +37,20 @@ import Testing
         }
     }
 
-    /// resnet20 with its recipe (SGD Nesterov, warmup, label smoothing, augmentation) for 2
-    /// steps at global batch 8. Global batch norm sums its statistics across ranks, so every
-    /// world size normalises by the same 8 images (the running statistics, saved in
-    /// model.safetensors, included). Summation order still differs by rank count, and batch
-    /// norm's shift gradients are sums that nearly cancel, so relative to their tiny values
-    /// (1e-4) they drift fastest: 2e-7 after 1 step, 4e-4 after 2 (weights: 3e-6), 0.13 after 5.
-    /// Per-rank statistics (PyTorch DDP's default) normalise 2 ranks by 4 images each: 3.0
-    /// after 2 steps (weights: 1e-2).
+    /// One step of resnet20 with its recipe (SGD Nesterov, warmup, label smoothing,
+    /// augmentation) at global batch 8. Global batch norm sums its statistics across ranks, so
+    /// every world size normalises by the same 8 images: the parameters and running statistics
+    /// agree to rounding (2e-7). Per-rank statistics (PyTorch DDP's default) normalise 2 ranks by
+    /// 4 images each: the running means differ by 0.8, the shifts by 2 (relative to each tensor's
+    /// largest value). More steps would not sharpen the test: the shifts' gradients are sums that
+    /// nearly cancel, so rounding differences in these near-zero tensors grow to 2e-3 by step 2.
     @Test("batch norm: global statistics make 1, 2 and 4 ranks agree; per-rank statistics do not")
     func batchNormWorldSize() throws {
         let data = try CLI.makeData()
         func resnet(ranks: Int, mode: String) throws -> [String: [Float]] {
             let runDir = CLI.temporaryDirectory()
             let r = try CLI.run([CLI.launcher, "-n", "\(ranks)", CLI.binary, "--data", data, "--run-dir", runDir,
-                                 "--model", "resnet20", "--batch-size", "8", "--max-steps", "2", "--seed", "2",
+                                 "--model", "resnet20", "--batch-size", "8", "--max-steps", "1", "--seed", "2",
                                  "--threads", "1", "--batch-norm", mode])
             #expect(r.status == 0, "\(ranks) ranks, \(mode):\n\(r.output)")
             #expect(r.output.contains("replicas identical at the end"), "\(r.output)")
@@ -61,7 +60,7 @@ import Testing
         #expect(reference.keys.contains("bn1.running_var") && reference.keys.contains("conv21.weight"))
         for ranks in [2, 4] {
             let worst = CLI.maxRelativeDifference(reference, try resnet(ranks: ranks, mode: "global"))
-            #expect(worst <= 2e-3, "\(ranks) ranks differ from 1 rank by \(worst)")
+            #expect(worst <= 1e-5, "\(ranks) ranks differ from 1 rank by \(worst)")
         }
         let local = CLI.maxRelativeDifference(reference, try resnet(ranks: 2, mode: "local"))
         #expect(local > 0.1, "per-rank statistics on 2 ranks should train differently, but differ by only \(local)")
