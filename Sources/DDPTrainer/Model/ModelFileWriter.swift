@@ -1,6 +1,6 @@
 extension ModelSpec {
-    /// This model as a model file, which `parse` reads back to an equal `ModelSpec`: a conv or
-    /// dense layer per line with the parameterless layers that follow it (`"batchnorm", "relu"`),
+    /// This model as a model file, which `parse` reads back to an equal `ModelSpec`: a layer per
+    /// line, with the batch norm and activations that follow it (`{"conv": …}, "batchnorm", "relu"`),
     /// residual branches indented, runs of identical groups of layers written once with `repeat`,
     /// fields at their defaults left out of layers, numbers as Swift prints them (0.1, 0.0005).
     public var modelFileJSON: String { ModelFileWriter.text(self) }
@@ -110,25 +110,36 @@ enum ModelFileWriter {
         }
     }
 
-    /// One item per line, except that a parameterless layer joins the line before it when that
-    /// line is a one-line layer and there is room; every item but the last ends with a comma.
+    /// Batch norm and activations: they join the line of the layer before them.
+    static func isModifier(_ layer: LayerSpec) -> Bool {
+        switch layer {
+        case .batchNorm, .relu, .sigmoid, .tanh: return true
+        default: return false
+        }
+    }
+
+    /// One item per line, except that batch norm and activations join the line of the one-line
+    /// layer before them, and flatten joins a globalavgpool line, when there is room; every item
+    /// but the last ends with a comma.
     static func render(_ items: [Item], indent: String) -> [String] {
+        enum Line { case none, layer, structural }
         var lines: [String] = []
-        var joinable = false
+        var last = Line.none
         for (n, item) in items.enumerated() {
             let comma = n + 1 < items.count ? "," : ""
             if case let .layer(layer) = item, let text = inline(layer) {
-                if isParameterless(layer), joinable, lines[lines.count - 1].count + 1 + text.count + comma.count <= width {
+                let joins = isModifier(layer) ? last != .none : isParameterless(layer) && last == .structural
+                if joins, lines[lines.count - 1].count + 1 + text.count + comma.count <= width {
                     lines[lines.count - 1] += " " + text + comma
                 } else {
                     lines.append(indent + text + comma)
+                    last = isParameterless(layer) && !isModifier(layer) ? .structural : .layer
                 }
-                joinable = true
             } else {
                 var block = self.block(item, indent: indent)
                 block[block.count - 1] += comma
                 lines += block
-                joinable = false
+                last = .none
             }
         }
         return lines
@@ -156,10 +167,10 @@ enum ModelFileWriter {
     // MARK: repeat
 
     /// Writes runs of identical consecutive groups (of up to 8 layers) once, under `repeat`.
-    /// The run covering the most layers goes first (among equals: the group that starts with a
-    /// layer that has parameters, so ResNet blocks read [residual, relu] and not [relu, residual];
-    /// then the shorter group, then the earlier run), if it saves at least four lines; then the
-    /// layers before and after it are compressed the same way.
+    /// A group starts with a layer that has parameters (so ResNet blocks read [residual, relu],
+    /// not [relu, residual]) unless it has none. The run covering the most layers goes first
+    /// (among equals the shorter group, then the earlier run) if it saves at least four lines;
+    /// then the layers before and after it are compressed the same way.
     static func compress(_ layers: [LayerSpec]) -> [Item] {
         struct Run { let start: Int, period: Int, copies: Int; var covered: Int { period * copies } }
         let n = layers.count
@@ -167,17 +178,14 @@ enum ModelFileWriter {
         for start in 0..<n {
             for period in stride(from: 1, through: min(8, (n - start) / 2), by: 1) {
                 let group = layers[start..<start + period]
+                guard !isParameterless(group.first!) || group.allSatisfy(isParameterless) else { continue }
                 var copies = 1
                 while start + (copies + 1) * period <= n,
                       layers[(start + copies * period)..<(start + (copies + 1) * period)].elementsEqual(group) { copies += 1 }
                 if copies >= 2 { runs.append(Run(start: start, period: period, copies: copies)) }
             }
         }
-        func startsWithParameters(_ r: Run) -> Bool { !isParameterless(layers[r.start]) }
-        runs.sort {
-            ($0.covered, startsWithParameters($0) ? 1 : 0, -$0.period, -$0.start)
-                > ($1.covered, startsWithParameters($1) ? 1 : 0, -$1.period, -$1.start)
-        }
+        runs.sort { ($0.covered, -$0.period, -$0.start) > ($1.covered, -$1.period, -$1.start) }
         for run in runs {
             let group = compress(Array(layers[run.start..<run.start + run.period]))
             let groupLines = render(group, indent: "").count
