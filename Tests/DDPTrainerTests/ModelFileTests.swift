@@ -108,6 +108,41 @@ import Testing
         #expect(text.contains(#""lr": 0.0003"#) && text.contains(#""beta2": 0.99"#) && text.contains(#""epsilon": 1e-06"#), "\(text)")
     }
 
+    @Test("swiftExpression: the ModelSpec(...) that builds the model, defaults left out")
+    func swiftExpression() {
+        #expect(ModelSpec.tfTutorial.swiftExpression == """
+            ModelSpec(
+                name: "tf-tutorial",
+                layers: [
+                    .conv(outChannels: 32, kernel: 3), .relu,
+                    .maxPool(size: 2, stride: 2),
+                    .conv(outChannels: 64, kernel: 3), .relu,
+                    .maxPool(size: 2, stride: 2),
+                    .conv(outChannels: 64, kernel: 3), .relu,
+                    .flatten,
+                    .dense(outputs: 64), .relu,
+                    .dense(outputs: 10),
+                ])
+
+            """)
+        let resnet = ModelSpec.resnet20.swiftExpression
+        #expect(resnet.contains("""
+                    .residual(body: [
+                        .conv(outChannels: 32, kernel: 3, stride: 2, padding: 1, bias: false), .batchNorm, .relu,
+                        .conv(outChannels: 32, kernel: 3, padding: 1, bias: false), .batchNorm
+                    ], shortcut: [
+                        .conv(outChannels: 32, kernel: 1, stride: 2, bias: false), .batchNorm
+                    ]),
+            """), "\(resnet)")
+        #expect(resnet.hasSuffix("""
+                recipe: Recipe(epochs: 60,
+                               optimizer: OptimizerConfig(kind: .sgd, learningRate: 0.1, nesterov: true, weightDecay: 0.0005),
+                               schedule: LearningRateSchedule(warmupEpochs: 5, decay: .cosine),
+                               labelSmoothing: 0.1, augment: true))
+
+            """), "\(resnet)")
+    }
+
     @Test("runs of identical layers are compressed only when that saves lines")
     func repeatCompression() throws {
         let block: [LayerSpec] = [.conv(outChannels: 4, kernel: 3, padding: 1), .relu]
