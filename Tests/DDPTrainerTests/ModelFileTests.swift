@@ -157,6 +157,44 @@ import Testing
         #expect(!two.modelFileJSON.contains("repeat"), "\(two.modelFileJSON)")
     }
 
+    @Test("random layer lists full of repeats round-trip (repeat compression never changes the model)")
+    func randomRoundTrip() throws {
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+        func random(_ n: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(n))
+        }
+        // Layers that keep a 6x6x3 input's shape, so any sequence of them is a valid model.
+        func layer(depth: Int) -> LayerSpec {
+            switch random(depth < 2 ? 8 : 7) {
+            case 0: return .relu
+            case 1: return .batchNorm
+            case 2: return .tanh
+            case 3: return .conv(outChannels: 3, kernel: 3, padding: 1, bias: random(2) == 0)
+            case 4: return .dropout(rate: [0.1, 0.25, 0.5][random(3)])
+            case 5: return .sigmoid
+            case 6: return .avgPool(size: 1, stride: 1)
+            default: return .residual(body: list(depth: depth + 1, minimum: 1), shortcut: random(3) == 0 ? [.batchNorm] : [])
+            }
+        }
+        func list(depth: Int, minimum: Int = 0) -> [LayerSpec] {
+            var out: [LayerSpec] = []
+            while out.count < minimum || random(5) != 0 {
+                let group = (0..<1 + random(4)).map { _ in layer(depth: depth) }
+                out += Array(repeating: group, count: 1 + random(5)).flatMap { $0 }
+            }
+            return out
+        }
+        var repeats = 0
+        for n in 0..<200 {
+            let spec = ModelSpec(name: "random\(n)", inputHeight: 6, inputWidth: 6, layers: list(depth: 0) + [.flatten, .dense(outputs: 10)])
+            let text = spec.modelFileJSON
+            #expect(try ModelSpec.parse(json: text, file: "r.json") == spec, "\(text)")
+            if text.contains("repeat") { repeats += 1 }
+        }
+        #expect(repeats > 50)
+    }
+
     // MARK: hand-written files
 
     @Test("a hand-written residual net reads as the layers it names, with defaults filled in")

@@ -61,15 +61,23 @@ struct JSONReader {
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { i = 3; lineStart = 3 }   // a byte order mark
     }
 
-    private var position: TextPosition { position(of: i) }
+    /// The column at an earlier offset on the current line, so that a long line is counted once.
+    private var counted = (offset: 0, column: 1)
 
-    private func position(of offset: Int) -> TextPosition {
-        // UTF-8 continuation bytes (10xxxxxx) do not start a character.
-        let column = bytes[lineStart..<min(offset, bytes.count)].reduce(1) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
-        return TextPosition(line: line, column: column)
+    private var position: TextPosition {
+        mutating get {
+            if counted.offset < lineStart || counted.offset > i { counted = (lineStart, 1) }
+            counted = (i, Self.column(bytes, from: counted.offset, to: i, startingAt: counted.column))
+            return TextPosition(line: line, column: counted.column)
+        }
     }
 
-    private func fail(_ problem: String) -> JSONSyntaxError { JSONSyntaxError(at: position, problem: problem) }
+    private static func column(_ bytes: [UInt8], from: Int, to: Int, startingAt column: Int) -> Int {
+        // UTF-8 continuation bytes (10xxxxxx) do not start a character.
+        bytes[from..<min(to, bytes.count)].reduce(column) { $0 + ($1 & 0xC0 == 0x80 ? 0 : 1) }
+    }
+
+    private mutating func fail(_ problem: String) -> JSONSyntaxError { JSONSyntaxError(at: position, problem: problem) }
 
     private var peek: UInt8? { i < bytes.count ? bytes[i] : nil }
 

@@ -136,7 +136,7 @@ struct ModelFileReader {
                 throw fail(stranger.keyAt, here, unknownLayer(stranger.key))
             }
             throw fail(element.at, here, """
-                a layer object needs one of \(Self.layerKeys.keys.sorted().joined(separator: ", ")) as a key\
+                a layer object needs one of \(Self.knownLayers.filter { Self.layerKeys[$0] != nil }.joined(separator: ", ")) as a key\
                 \(members.isEmpty ? "" : " (it has only \(members.map { "'\($0.key)'" }.joined(separator: ", ")))")
                 """)
         }
@@ -187,6 +187,9 @@ struct ModelFileReader {
             let count = try int(main, "\(here).repeat", min: 1)
             let (group, groupOrigins) = try layers(try required("layers"), path: "\(here).layers")
             guard !group.isEmpty else { throw fail(f["layers"]!.at, "\(here).layers", "a repeat needs at least one layer") }
+            guard group.count * count <= 100_000 else {
+                throw fail(main.at, "\(here).repeat", "\(count) copies of \(group.count) layers is more than 100,000 layers")
+            }
             for copy in 1...count {
                 specs += group
                 origins += count == 1 ? groupOrigins : groupOrigins.map { $0.annotated(" (copy \(copy) of \(count))") }

@@ -175,14 +175,16 @@ enum ModelFileWriter {
         struct Run { let start: Int, period: Int, copies: Int; var covered: Int { period * copies } }
         let n = layers.count
         var runs: [Run] = []
-        for start in 0..<n {
-            for period in stride(from: 1, through: min(8, (n - start) / 2), by: 1) {
+        for period in stride(from: 1, through: min(8, n / 2), by: 1) {
+            // matching[i]: how many layers from i on equal the layer `period` places later.
+            var matching = [Int](repeating: 0, count: n + 1)
+            for i in stride(from: n - period - 1, through: 0, by: -1) where layers[i] == layers[i + period] {
+                matching[i] = matching[i + 1] + 1
+            }
+            for start in 0...(n - 2 * period) where matching[start] >= period {
                 let group = layers[start..<start + period]
                 guard !isParameterless(group.first!) || group.allSatisfy(isParameterless) else { continue }
-                var copies = 1
-                while start + (copies + 1) * period <= n,
-                      layers[(start + copies * period)..<(start + (copies + 1) * period)].elementsEqual(group) { copies += 1 }
-                if copies >= 2 { runs.append(Run(start: start, period: period, copies: copies)) }
+                runs.append(Run(start: start, period: period, copies: 1 + matching[start] / period))
             }
         }
         runs.sort { ($0.covered, -$0.period, -$0.start) > ($1.covered, -$1.period, -$1.start) }
