@@ -97,7 +97,7 @@ struct ModelFileReader {
 
     // MARK: layers
 
-    private mutating func layers(_ value: JSONValue, path: String) throws(ModelFileError) -> ([LayerSpec], [LayerOrigin]) {
+    private func layers(_ value: JSONValue, path: String) throws(ModelFileError) -> ([LayerSpec], [LayerOrigin]) {
         guard case let .array(elements) = value.kind else {
             throw fail(value.at, path, "expected a list of layers, got \(value.shortText)")
         }
@@ -127,8 +127,8 @@ struct ModelFileReader {
         "unknown layer '\(name)' (\(didYouMean(name, Self.knownLayers))known: \(Self.knownLayers.joined(separator: ", ")))"
     }
 
-    private mutating func layerObject(_ element: JSONValue, _ members: [JSONValue.Member], _ here: String,
-                                      _ specs: inout [LayerSpec], _ origins: inout [LayerOrigin]) throws(ModelFileError) {
+    private func layerObject(_ element: JSONValue, _ members: [JSONValue.Member], _ here: String,
+                              _ specs: inout [LayerSpec], _ origins: inout [LayerOrigin]) throws(ModelFileError) {
         let kinds = members.filter { Self.knownLayers.contains($0.key) }
         guard let kindMember = kinds.first else {
             let options = Set(Self.layerKeys.values.joined())
