@@ -6,10 +6,10 @@ struct Models: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the built-in models, or print one (or check a model file) in the model file format.",
         discussion: """
-            ddptrain models                               the zoo: parameters, forward MFLOPs per image, default recipe
-            ddptrain models --show resnet20 > net.json    a model file to edit; train it with --model net.json
-            ddptrain models --show net.json               check a model file: prints it back, or the problem (status 1)
-            ddptrain models --show net.json --swift       the same model as a Swift ModelSpec expression
+            The list gives each model's parameters, forward MFLOP per image and default recipe.
+              ddptrain models --show resnet20 > net.json   (edit it, then --model net.json)
+              ddptrain models --show net.json              (checks it: the problem, or the file)
+              ddptrain models --show net.json --swift      (as a Swift ModelSpec expression)
             """)
 
     @Option(help: ArgumentHelp("Print this built-in model or model file (.json) as a model file.", valueName: "name-or-file"))
