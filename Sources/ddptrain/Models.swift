@@ -6,9 +6,9 @@ struct Models: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the built-in models, or print one (or check a model file) in the model file format.",
         discussion: """
-            The list gives each model's parameters, forward MFLOP per image and default recipe.
+            Lists parameters, forward MFLOP per image and the default recipe.
               ddptrain models --show resnet20 > net.json   (edit it, then --model net.json)
-              ddptrain models --show net.json              (checks it: the problem, or the file)
+              ddptrain models --show net.json              (checks it; prints it back)
               ddptrain models --show net.json --swift      (as a Swift ModelSpec expression)
             """)
 
