@@ -90,9 +90,9 @@ public final class ConvWorkspace: @unchecked Sendable {
     }
 }
 
-/// y = conv(x, w) + bias.
+/// y = conv(x, w) + bias; no bias for a convolution that batch norm follows.
 public func conv2DForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
-                          bias: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
+                          bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
                           workspace ws: ConvWorkspace) {
     let cout = s.outChannels
     if let algorithm = s.winograd {
@@ -103,11 +103,11 @@ public func conv2DForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights
     convolveDirect(ws.kernels, s, input: x, packedWeights: ws.packedWeights, bias: bias, output: y, zeros: ws.zeros, pool: ws.pool)
 }
 
-/// dW = patchesᵀ·dY and dBias = Σ dY over pixels (both overwritten).
+/// dW = patchesᵀ·dY and dBias = Σ dY over pixels (both overwritten; nil: no bias).
 public func conv2DBackwardWeights(_ s: ConvShape, input x: UnsafePointer<Float>,
                                   outputGradient dy: UnsafePointer<Float>,
                                   weightGradient dw: UnsafeMutablePointer<Float>,
-                                  biasGradient db: UnsafeMutablePointer<Float>,
+                                  biasGradient db: UnsafeMutablePointer<Float>?,
                                   workspace ws: ConvWorkspace) {
     precondition(ws.partialCapacity >= partialGradientCount(s), "conv workspace too small for \(s)")
     if let algorithm = s.winograd {

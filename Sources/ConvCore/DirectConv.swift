@@ -100,7 +100,7 @@ func weightGradientGroups(_ s: ConvShape) -> Int {
 /// `partials` (weights, then bias); the slices are then added in group order, so the result
 /// does not depend on the number of threads.
 func convolutionWeightGradientDirect(_ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
-                                     weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>,
+                                     weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>?,
                                      partials: UnsafeMutablePointer<Float>, pool: WorkerPool) {
     let groups = weightGradientGroups(s)
     let count = s.weightCount, slice = partialSliceCount(s), cout = s.outChannels
@@ -114,11 +114,15 @@ func convolutionWeightGradientDirect(_ kernels: ConvKernelSet, _ s: ConvShape, i
         case .avx512:
             ConvKernelsAVX512.weightGradientGroup(s.geometry512, input: x, outputGradient: dy, images: images, into: out)
         }
-        sumRows(dy + images.lowerBound * pixelsPerImage * cout, rows: images.count * pixelsPerImage, columns: cout, into: out + count)
+        if db != nil {
+            sumRows(dy + images.lowerBound * pixelsPerImage * cout, rows: images.count * pixelsPerImage, columns: cout, into: out + count)
+        } else {
+            (out + count).update(repeating: 0, count: cout)
+        }
     }
     addSlicesIntoFirst(partials, slice: slice, groups: groups, pool: pool)
     dw.update(from: partials, count: count)
-    db.update(from: partials + count, count: cout)
+    db?.update(from: partials + count, count: cout)
 }
 
 /// Floats of one image group's partial sums: the weight gradient, then the bias gradient.

@@ -51,7 +51,7 @@ private let winogradSetting = ProcessInfo.processInfo.environment["DDPTRAIN_WINO
 extension ConvWorkspace {
     /// Y = conv(X, W) + bias.
     func winogradForward(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
-                         weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>) {
+                         weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
         let cin = s.inChannels, cout = s.outChannels
         transformWeights(algorithm, k: cin, n: cout) { ky, kx, ci, co in w[((ky * 3 + kx) * cin + ci) * cout + co] }
         convolve(algorithm, s, input: x, bias: bias, output: y)
@@ -71,7 +71,7 @@ extension ConvWorkspace {
     /// `partials`, the slices are added in group order, and dU is transformed back to dW.
     func winogradBackwardWeights(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
                                  outputGradient dy: UnsafePointer<Float>, weightGradient dw: UnsafeMutablePointer<Float>,
-                                 biasGradient db: UnsafeMutablePointer<Float>) {
+                                 biasGradient db: UnsafeMutablePointer<Float>?) {
         let groups = algorithm.gradientGroups(s), slice = algorithm.gradientSliceCount(s), tiles = algorithm.tiles(s)
         let partials = self.partials, scratch = winogradScratch, perWorker = winogradPerWorker, kernels = self.kernels, m = algorithm.m
         pool.run(tasks: groups) { group, worker in
@@ -88,7 +88,7 @@ extension ConvWorkspace {
             }
         }
         addSlicesIntoFirst(partials, slice: slice, groups: groups, pool: pool)
-        db.update(from: partials + algorithm.positions * s.inChannels * s.outChannels, count: s.outChannels)
+        db?.update(from: partials + algorithm.positions * s.inChannels * s.outChannels, count: s.outChannels)
         pool.run(tasks: s.inChannels) { ci, _ in
             switch kernels {
             case .avx2:

@@ -49,6 +49,7 @@ struct Bench: ParsableCommand {
         config.repeats = repeats
         config.bucketBytes = parallel.bucketBytes
         config.gradientCompression = parallel.gradientCompression
+        config.batchNorm = parallel.batchNorm
         let result = try comm.agreeOnSetup(Result { () -> BenchmarkConfig in
             guard ModelSpec.named(model) != nil else { throw UsageError("unknown model '\(model)'") }
             guard batchSize % comm.size == 0 else {

@@ -12,6 +12,9 @@ struct ParallelOptions: ParsableArguments {
     @Option(help: "Gradients on the wire: none (float32) or bf16 (half the bytes, rounded to 8 significant bits; for slow links).")
     var gradientCompression = GradientCompression.none
 
+    @Option(help: "Batch norm statistics in training: global (over the whole global batch, summed across ranks: 1, 2 or 4 ranks train alike) or local (each rank's slice, as PyTorch DDP by default).")
+    var batchNorm = BatchNormMode.global
+
     func validate() throws {
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
         if bucketKb < 0 { throw ValidationError("--bucket-kb must not be negative") }
@@ -27,3 +30,4 @@ struct ParallelOptions: ParsableArguments {
 }
 
 extension GradientCompression: ExpressibleByArgument {}
+extension BatchNormMode: ExpressibleByArgument {}

@@ -16,35 +16,49 @@ struct Train: ParsableCommand {
     @Option(help: "CIFAR-10 binary directory (default: $CIFAR10_DIR, else data/cifar-10-batches-bin).")
     var data: String?
 
-    @Option(help: "Model: \(ModelSpec.all.map(\.name).joined(separator: ", ")).")
+    @Option(help: "A built-in model (`ddptrain models` lists them) or a model file (path.json).")
     var model = ModelSpec.tfTutorial.name
 
-    @Option(help: "Number of passes over the training set.")
-    var epochs = 30
+    // The options below default to the model's recipe (`ddptrain models` shows each one).
 
-    @Option(help: "Global batch size: the sum over all ranks; must be divisible by the number of ranks.")
-    var batchSize = 64
+    @Option(help: "Number of passes over the training set (default: the model's recipe).")
+    var epochs: Int?
 
-    @Option(help: "Optimizer: sgd or adam.")
-    var optimizer: OptimizerConfig.Kind = .adam
+    @Option(help: "Global batch size: the sum over all ranks; must be divisible by the number of ranks (default: the recipe's).")
+    var batchSize: Int?
 
-    @Option(help: "Learning rate (default: 0.001 for adam, 0.01 for sgd).")
+    @Option(help: "Optimizer: sgd or adam (default: the recipe's). Another optimizer than the recipe's starts from its own defaults: lr 0.001 (adam) or 0.01 (sgd), momentum 0.9, no Nesterov.")
+    var optimizer: OptimizerConfig.Kind?
+
+    @Option(help: "Base learning rate (default: the recipe's). Linear scaling rule: multiply it by k when the global batch grows k-fold.")
     var lr: Float?
 
+    @Option(help: "Learning-rate schedule after warmup: constant, cosine (to zero at the last step), or step:E1,E2[:F] (×F, default 0.1, at those epochs).")
+    var schedule: String?
+
+    @Option(help: "Epochs of linear learning-rate warmup (default: the recipe's).")
+    var warmupEpochs: Int?
+
     @Option(help: "SGD momentum.")
-    var momentum: Float = 0.9
+    var momentum: Float?
 
-    @Flag(help: "Use Nesterov momentum (SGD).")
-    var nesterov = false
+    @Flag(inversion: .prefixedNo, help: "Nesterov momentum (SGD).")
+    var nesterov: Bool?
 
-    @Option(help: "L2 weight decay added to the gradient (PyTorch semantics).")
-    var weightDecay: Float = 0
+    @Option(help: "L2 weight decay added to the gradient of conv and dense weights (PyTorch semantics).")
+    var weightDecay: Float?
+
+    @Flag(inversion: .prefixedNo, help: "Decay biases and batch norm parameters too (PyTorch's default; the recipes decay weights only).")
+    var decayAll: Bool?
+
+    @Option(help: "Label smoothing ε: targets (1 − ε)·one-hot + ε/classes.")
+    var labelSmoothing: Float?
 
     @Option(help: "Seed for initialisation, data order, augmentation and dropout.")
     var seed: UInt64 = 0
 
-    @Flag(help: "Random pad-4 crop and horizontal flip of training images.")
-    var augment = false
+    @Flag(inversion: .prefixedNo, help: "Random pad-4 crop and horizontal flip of training images.")
+    var augment: Bool?
 
     @Option(help: "Directory for metrics and weights (default: runs/<model>).")
     var runDir: String?
@@ -71,7 +85,12 @@ struct Train: ParsableCommand {
     var resume = "auto"
 
     func validate() throws {
-        if batchSize < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if let b = batchSize, b < 1 { throw ValidationError("--batch-size must be at least 1") }
+        if let e = epochs, e < 1 { throw ValidationError("--epochs must be at least 1") }
+        if let w = warmupEpochs, w < 0 { throw ValidationError("--warmup-epochs must not be negative") }
+        if let w = weightDecay, !(w >= 0) { throw ValidationError("--weight-decay must not be negative") }
+        if let e = labelSmoothing, !(e >= 0 && e < 1) { throw ValidationError("--label-smoothing must be in [0, 1)") }
+        if let schedule { _ = try parseSchedule(schedule) }
         if let m = maxSteps, m < 0 { throw ValidationError("--max-steps must not be negative") }
         if let lr, !(lr > 0) { throw ValidationError("--lr must be positive") }
         if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must not be negative") }
@@ -91,15 +110,29 @@ struct Train: ParsableCommand {
     }
 
     func makeConfig() throws -> TrainingConfig {
+        guard let spec = ModelSpec.named(model) else { throw UsageError("unknown model '\(model)'") }
         let directory = try resolveDataDirectory(explicit: data)
-        var config = TrainingConfig(dataDirectory: directory, runDirectory: runDir ?? "runs/\(model)")
+        var config = TrainingConfig(dataDirectory: directory, runDirectory: runDir ?? "runs/\(spec.name)")
         config.model = model
-        config.epochs = epochs
-        config.globalBatch = batchSize
-        config.optimizer = OptimizerConfig(kind: optimizer, learningRate: lr ?? (optimizer == .adam ? 1e-3 : 1e-2),
-                                           momentum: momentum, nesterov: nesterov, weightDecay: weightDecay)
+        config.apply(spec.recipe)
+        if let epochs { config.epochs = epochs }
+        if let batchSize { config.globalBatch = batchSize }
+        if let optimizer, optimizer != config.optimizer.kind {
+            config.optimizer = OptimizerConfig(kind: optimizer, learningRate: optimizer == .adam ? 1e-3 : 1e-2,
+                                               weightDecay: config.optimizer.weightDecay,
+                                               decayAllParameters: config.optimizer.decayAllParameters)
+        }
+        if let lr { config.optimizer.learningRate = lr }
+        if let momentum { config.optimizer.momentum = momentum }
+        if let nesterov { config.optimizer.nesterov = nesterov }
+        if let weightDecay { config.optimizer.weightDecay = weightDecay }
+        if let decayAll { config.optimizer.decayAllParameters = decayAll }
+        if let schedule { config.schedule.decay = try parseSchedule(schedule) }
+        if let warmupEpochs { config.schedule.warmupEpochs = warmupEpochs }
+        if let labelSmoothing { config.labelSmoothing = labelSmoothing }
+        if let augment { config.augment = augment }
+        config.batchNorm = parallel.batchNorm
         config.seed = seed
-        config.augment = augment
         config.maxSteps = maxSteps
         config.threads = parallel.threads
         config.checkpointEvery = checkpointEvery
@@ -118,3 +151,20 @@ struct Train: ParsableCommand {
 }
 
 extension OptimizerConfig.Kind: ExpressibleByArgument {}
+/// `constant`, `cosine`, or `step:E1,E2[:F]`.
+func parseSchedule(_ text: String) throws -> LearningRateSchedule.Decay {
+    switch text {
+    case "constant": return .constant
+    case "cosine": return .cosine
+    default:
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2 || parts.count == 3, parts[0] == "step",
+              case let epochs = parts[1].split(separator: ",").compactMap({ Int($0) }),
+              !epochs.isEmpty, epochs.count == parts[1].split(separator: ",").count, epochs.allSatisfy({ $0 >= 1 }) else {
+            throw ValidationError("--schedule '\(text)': expected constant, cosine or step:E1,E2[:F] (e.g. step:30,45:0.1)")
+        }
+        let factor = parts.count == 3 ? Float(parts[2]) : 0.1
+        guard let factor, factor > 0 else { throw ValidationError("--schedule '\(text)': the factor must be a positive number") }
+        return .step(epochs: epochs, factor: factor)
+    }
+}

@@ -10,11 +10,12 @@ import Testing
         layers: ModelSpec.tfTutorial.layers)
 
     /// A valid checkpoint of model S written through the real store, and its network.
-    func makeCheckpoint() throws -> (path: String, network: Network, directory: String) {
+    func makeCheckpoint(spec: ModelSpec = Self.spec) throws -> (path: String, network: Network, directory: String) {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-\(UUID().uuidString)").path
-        let network = Network(spec: Self.spec, maxBatch: 1, threads: 1)
+        let network = Network(spec: spec, maxBatch: 1, threads: 1)
         network.initializeParameters(seed: 3)
-        let optimizer = Optimizer(OptimizerConfig(kind: .sgd, learningRate: 0.01), parameterCount: network.parameterCount)
+        for i in 0..<network.bufferCount { network.buffers[i] = Float(i) * 0.25 }
+        let optimizer = Optimizer(OptimizerConfig(kind: .sgd, learningRate: 0.01), tensors: network.tensors)
         for i in 0..<network.parameterCount { optimizer.state[i] = Float(i % 7) * 0.001 }
         var config = TrainingConfig(dataDirectory: "/data", runDirectory: dir)
         config.optimizer = optimizer.config
@@ -24,7 +25,8 @@ import Testing
         progress.globalStep = 163
         let store = try CheckpointStore(runDirectory: dir, keep: 2)
         let data = try Checkpoint.encode(spec: network.spec, tensors: network.tensors, parameters: network.parameters,
-                                         optimizerState: optimizer.state, progress: progress, config: config,
+                                         optimizerState: optimizer.state, bufferTensors: network.bufferTensors,
+                                         buffers: network.buffers, progress: progress, config: config,
                                          worldSize: 4, dataFingerprint: "test-data")
         try store.save(globalStep: 163) { data }
         try store.waitForPendingSave()
@@ -51,6 +53,16 @@ import Testing
         #expect(c.metadata["world_size"] == "4" && c.metadata["data_fingerprint"] == "test-data")
         #expect(try String(contentsOfFile: dir + "/latest", encoding: .utf8) == "checkpoints/step-00000163.safetensors\n")
         #expect(try CheckpointReport(path: path).checksumHolds == true)
+    }
+
+    @Test("batch norm's running statistics are saved and restored with the parameters")
+    func runningStatistics() throws {
+        let (path, network, dir) = try makeCheckpoint(spec: .resnet20)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let c = try Checkpoint.load(path, for: network, optimizer: .sgd)
+        #expect(c.buffers.count == network.bufferCount && network.bufferCount > 0)
+        #expect(c.buffers == Array(UnsafeBufferPointer(start: network.buffers, count: network.bufferCount)))
+        #expect(c.parameters == Array(UnsafeBufferPointer(start: network.parameters, count: network.parameterCount)))
     }
 
     @Test("truncated, bit-flipped, foreign and oversized files each get a message naming the problem")

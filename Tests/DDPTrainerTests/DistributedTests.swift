@@ -37,6 +37,36 @@ import Testing
         }
     }
 
+    /// resnet20 with its recipe (SGD Nesterov, warmup, label smoothing, augmentation) for 2
+    /// steps at global batch 8. Global batch norm sums its statistics across ranks, so every
+    /// world size normalises by the same 8 images (the running statistics, saved in
+    /// model.safetensors, included). Summation order still differs by rank count, and batch
+    /// norm's shift gradients are sums that nearly cancel, so relative to their tiny values
+    /// (1e-4) they drift fastest: 2e-7 after 1 step, 4e-4 after 2 (weights: 3e-6), 0.13 after 5.
+    /// Per-rank statistics (PyTorch DDP's default) normalise 2 ranks by 4 images each: 3.0
+    /// after 2 steps (weights: 1e-2).
+    @Test("batch norm: global statistics make 1, 2 and 4 ranks agree; per-rank statistics do not")
+    func batchNormWorldSize() throws {
+        let data = try CLI.makeData()
+        func resnet(ranks: Int, mode: String) throws -> [String: [Float]] {
+            let runDir = CLI.temporaryDirectory()
+            let r = try CLI.run([CLI.launcher, "-n", "\(ranks)", CLI.binary, "--data", data, "--run-dir", runDir,
+                                 "--model", "resnet20", "--batch-size", "8", "--max-steps", "2", "--seed", "2",
+                                 "--threads", "1", "--batch-norm", mode])
+            #expect(r.status == 0, "\(ranks) ranks, \(mode):\n\(r.output)")
+            #expect(r.output.contains("replicas identical at the end"), "\(r.output)")
+            return try CLI.weights(runDir + "/model.safetensors")
+        }
+        let reference = try resnet(ranks: 1, mode: "global")
+        #expect(reference.keys.contains("bn1.running_var") && reference.keys.contains("conv21.weight"))
+        for ranks in [2, 4] {
+            let worst = CLI.maxRelativeDifference(reference, try resnet(ranks: ranks, mode: "global"))
+            #expect(worst <= 2e-3, "\(ranks) ranks differ from 1 rank by \(worst)")
+        }
+        let local = CLI.maxRelativeDifference(reference, try resnet(ranks: 2, mode: "local"))
+        #expect(local > 0.1, "per-rank statistics on 2 ranks should train differently, but differ by only \(local)")
+    }
+
     @Test("bfloat16 gradient compression: replicas stay identical and training follows the float32 run closely")
     func bfloat16Compression() throws {
         let data = try CLI.makeData()

@@ -3,10 +3,27 @@ import DDPTrainer
 import Testing
 
 @Suite struct NetworkTests {
-    @Test("reference models have the parameter counts their peers report")
-    func parameterCounts() {
-        #expect(Network(spec: .tfTutorial, maxBatch: 1, threads: 1).parameterCount == 122_570)
-        #expect(Network(spec: .kerasCNN, maxBatch: 1, threads: 1).parameterCount == 1_250_858)
+    /// Counted by hand from each definition (k·k·in·out [+ out] per conv, 2·channels per batch
+    /// norm, in·out + out per dense); the reference models' counts are their peers'.
+    @Test("every built-in model has the parameter count of its definition",
+          arguments: [("tf-tutorial", 122_570), ("keras-cnn", 1_250_858), ("lenet5", 62_006), ("alexnet", 2_014_410),
+                      ("vgg11", 9_228_362), ("resnet20", 272_474), ("resnet56", 855_770)])
+    func parameterCounts(name: String, count: Int) throws {
+        let spec = try #require(ModelSpec.named(name))
+        #expect(Network(spec: spec, maxBatch: 1, threads: 1).parameterCount == count)
+    }
+
+    @Test("ResNets: one batch norm per conv, running statistics for each, identity and projection shortcuts")
+    func resnetStructure() {
+        let net = Network(spec: .resnet20, maxBatch: 1, threads: 1)
+        let convs = net.tensors.filter { $0.name.hasPrefix("conv") }.count
+        #expect(convs == 21)  // 19 3x3 convolutions and 2 projection shortcuts
+        #expect(net.tensors.filter { $0.name.hasPrefix("bn") }.count == 2 * convs)
+        #expect(net.bufferTensors.count == 2 * convs)
+        #expect(net.tensors.filter { !$0.decays }.allSatisfy { $0.name.hasPrefix("bn") || $0.name.hasSuffix(".bias") })
+        let summaries = net.layerSummaries.map(\.name)
+        #expect(summaries.filter { $0.contains("identity shortcut") }.count == 7)
+        #expect(summaries.filter { $0.contains("projection shortcut") }.count == 2)
     }
 
     /// A small model using every layer kind: padded and strided convs, 1x1, pooling, dropout, dense.
@@ -27,16 +44,34 @@ import Testing
 
     func lossAndGradient(_ net: Network, labels: [Int32], ids: [Int32]) -> Double {
         ids.withUnsafeBufferPointer { idp in
-            net.forward(batch: labels.count, dropout: DropoutKey(seed: 3, epoch: 1, sampleIDs: idp.baseAddress!))
+            net.forward(batch: labels.count, training: DropoutKey(seed: 3, epoch: 1, sampleIDs: idp.baseAddress!))
         }
         let r = net.loss(labels: labels, batch: labels.count, gradientScale: 1)
         net.backward(batch: labels.count)
         return r.lossSum
     }
 
-    @Test("whole-network gradient matches finite differences of the loss, every tensor")
-    func networkGradient() {
-        let net = Network(spec: Self.tiny, maxBatch: 3, threads: 2)
+    /// Every layer the zoo adds: a bias-free conv and batch norm, a residual block with an
+    /// identity shortcut and one with a strided 1x1 projection, average and global average
+    /// pooling, sigmoid and tanh, and label smoothing in the loss.
+    static let tinyZoo = ModelSpec(
+        name: "tiny-zoo", inputHeight: 8, inputWidth: 8, inputChannels: 3, classes: 4,
+        layers: [
+            .conv(outChannels: 4, kernel: 3, stride: 1, padding: 1, bias: false), .batchNorm, .relu,
+            .residual(body: [.conv(outChannels: 4, kernel: 3, padding: 1, bias: false), .batchNorm, .tanh,
+                             .conv(outChannels: 4, kernel: 3, padding: 1), .batchNorm],
+                      shortcut: []),
+            .sigmoid,
+            .residual(body: [.conv(outChannels: 6, kernel: 3, stride: 2, padding: 1, bias: false), .batchNorm, .relu],
+                      shortcut: [.conv(outChannels: 6, kernel: 1, stride: 2, padding: 0, bias: false), .batchNorm]),
+            .avgPool(size: 2, stride: 1), .tanh, .globalAvgPool, .flatten, .dense(outputs: 4),
+        ])
+
+    @Test("whole-network gradient matches finite differences of the loss, every tensor",
+          arguments: ["tiny", "tiny-zoo"])
+    func networkGradient(model: String) {
+        let net = Network(spec: model == "tiny" ? Self.tiny : Self.tinyZoo, maxBatch: 3, threads: 2)
+        if model == "tiny-zoo" { net.labelSmoothing = 0.1 }
         net.initializeParameters(seed: 11)
         let labels = loadInput(net, batch: 3, seed: 12)
         let input = Array(UnsafeBufferPointer(start: net.input, count: 3 * net.inputSize))
@@ -103,12 +138,14 @@ import Testing
 
 @Suite struct OptimizerTests {
     func run(_ config: OptimizerConfig, steps: Int) -> [Float] {
-        let opt = Optimizer(config, parameterCount: 3)
+        // Two tensors: a decaying weight [1, -2] and a bias [0.5] that decays only with decayAllParameters.
+        let opt = Optimizer(config, tensors: [ParameterTensor(name: "w", offset: 0, shape: [2], fanIn: 1, decays: true),
+                                              ParameterTensor(name: "b", offset: 2, shape: [1], fanIn: 1, decays: false)])
         var p: [Float] = [1, -2, 0.5]
         let pool = WorkerPool(threads: 1)
         for s in 0..<steps {
             let g: [Float] = [0.1 * Float(s + 1), -0.3, 0.05]
-            p.withUnsafeMutableBufferPointer { opt.step(parameters: $0.baseAddress!, gradients: g, pool: pool) }
+            p.withUnsafeMutableBufferPointer { opt.step(parameters: $0.baseAddress!, gradients: g, learningRate: config.learningRate, pool: pool) }
         }
         return p
     }
@@ -119,7 +156,8 @@ import Testing
         for s in 0..<steps {
             let g: [Double] = [0.1 * Double(s + 1), -0.3, 0.05]
             for i in 0..<3 {
-                var d = g[i] + Double(c.weightDecay) * p[i]
+                let decay = i < 2 || c.decayAllParameters ? Double(c.weightDecay) : 0
+                var d = g[i] + decay * p[i]
                 switch c.kind {
                 case .sgd:
                     m[i] = s == 0 ? d : Double(c.momentum) * m[i] + d
@@ -143,6 +181,7 @@ import Testing
             OptimizerConfig(kind: .sgd, learningRate: 0.1, momentum: 0.9, nesterov: true, weightDecay: 0.01),
             OptimizerConfig(kind: .adam, learningRate: 0.01),
             OptimizerConfig(kind: .adam, learningRate: 0.01, weightDecay: 0.1),
+            OptimizerConfig(kind: .sgd, learningRate: 0.1, momentum: 0.9, nesterov: true, weightDecay: 0.01, decayAllParameters: true),
           ])
     func updateRules(config: OptimizerConfig) {
         let got = run(config, steps: 5), want = reference(config, steps: 5)

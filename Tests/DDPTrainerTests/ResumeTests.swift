@@ -45,6 +45,28 @@ import Testing
         }
     }
 
+    /// resnet20 on 2 ranks: batch norm's running statistics and global statistics, the warmup and
+    /// cosine schedule, label smoothing and augmentation all continue exactly.
+    @Test("resnet20 stopped mid-epoch on 2 ranks and resumed: bit-for-bit the uninterrupted run")
+    func resnetResume() throws {
+        let data = try CLI.makeData()  // 200 images, batch 8: 25 steps per epoch
+        func resnet(_ dir: String, _ extra: [String] = []) throws -> CLI.Outcome {
+            let r = try CLI.run([CLI.launcher, "-n", "2", CLI.binary, "--data", data, "--run-dir", dir, "--model", "resnet20",
+                                 "--batch-size", "8", "--epochs", "2", "--warmup-epochs", "1", "--seed", "4", "--threads", "1"] + extra)
+            #expect(r.status == 0, "\(r.output)")
+            return r
+        }
+        let straight = CLI.temporaryDirectory()
+        _ = try resnet(straight)
+        let dir = CLI.temporaryDirectory()
+        _ = try resnet(dir, ["--max-steps", "37"])
+        let second = try resnet(dir)
+        #expect(second.output.contains("global step 37"), "\(second.output)")
+        let weights = try CLI.weights(dir + "/model.safetensors")
+        #expect(weights.keys.contains("bn21.running_mean"))
+        #expect(weights == (try CLI.weights(straight + "/model.safetensors")))
+    }
+
     @Test("kill -9 of one rank under mpirun -n 4: the job ends within 30 s; rerunning resumes to the same result")
     func killOneRank() throws {
         let data = try CLI.makeData(trainPerFile: 60)  // 300 images: 37 steps per epoch, 111 steps

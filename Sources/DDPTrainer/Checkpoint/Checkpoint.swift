@@ -33,12 +33,15 @@ public struct Checkpoint {
     public let config: TrainingConfig
     public let parameters: [Float]
     public let optimizerState: [Float]
+    /// Batch norm's running statistics, in the network's buffer layout.
+    public let buffers: [Float]
 
     /// Serialises parameters, optimizer state and everything that identifies the run.
     /// Tensor names say what they are: `conv1.weight`, `optimizer.conv1.weight.momentum`, …
     /// `parameters` and `optimizerState` use the network's layout (they may be a snapshot copy).
     public static func encode(spec: ModelSpec, tensors table: [ParameterTensor], parameters: UnsafePointer<Float>,
-                              optimizerState: UnsafePointer<Float>, progress: TrainingProgress,
+                              optimizerState: UnsafePointer<Float>, bufferTensors: [ParameterTensor], buffers: UnsafePointer<Float>,
+                              progress: TrainingProgress,
                               config: TrainingConfig, worldSize: Int, dataFingerprint: String) throws -> Data {
         let parameterCount = table.reduce(0) { $0 + $1.count }
         var tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)] = table.map { ($0.name, $0.shape, parameters + $0.offset) }
@@ -46,6 +49,7 @@ public struct Checkpoint {
             let base = optimizerState + i * parameterCount
             for t in table { tensors.append(("optimizer.\(t.name).\(slot)", t.shape, base + t.offset)) }
         }
+        tensors += bufferTensors.map { ($0.name, $0.shape, buffers + $0.offset) }
         var metadata = [
             "format": format,
             "model": spec.name,
@@ -102,7 +106,7 @@ public struct Checkpoint {
         func bad(_ why: String) -> CheckpointError { CheckpointError(path: path, problem: why) }
         func mismatch(_ why: String) -> CheckpointError { CheckpointError(path: path, problem: why, kind: .mismatched) }
         let slots = kind == .adam ? 2 : 1
-        let expectedBytes = network.parameterCount * 4 * (1 + slots)
+        let expectedBytes = (network.parameterCount * (1 + slots) + network.bufferCount) * 4
         let file: Data
         let header: SafeTensors.Header
         do {
@@ -119,6 +123,9 @@ public struct Checkpoint {
         }
         guard m["model"] == network.spec.name else {
             throw mismatch("it holds model '\(m["model"] ?? "?")', not '\(network.spec.name)' (use another --run-dir, or --resume none)")
+        }
+        guard m["layers"] == network.spec.description else {
+            throw mismatch("its model '\(network.spec.name)' has other layers (\(m["layers"] ?? "?")) than this one (\(network.spec.description)); use another --run-dir, or --resume none")
         }
         guard let configJSON = m["config"], let config = try? JSONDecoder().decode(TrainingConfig.self, from: Data(configJSON.utf8)) else {
             throw bad("its config metadata is missing or unreadable")
@@ -138,9 +145,9 @@ public struct Checkpoint {
         (progress.lossSum, progress.correct, progress.seen) = (Double(bitPattern: sums[0]), Double(bitPattern: sums[1]), Double(bitPattern: sums[2]))
 
         let byName = Dictionary(uniqueKeysWithValues: header.tensors.map { ($0.name, $0) })
-        func gather(_ prefix: String, _ suffix: String) throws -> [Float] {
-            var out = [Float](repeating: 0, count: network.parameterCount)
-            for t in network.tensors {
+        func gather(_ prefix: String, _ suffix: String, _ table: [ParameterTensor]) throws -> [Float] {
+            var out = [Float](repeating: 0, count: table.reduce(0) { $0 + $1.count })
+            for t in table {
                 let name = prefix + t.name + suffix
                 guard let info = byName[name] else { throw mismatch("tensor '\(name)' is missing") }
                 guard info.shape == t.shape else { throw mismatch("tensor '\(name)' has shape \(info.shape), expected \(t.shape)") }
@@ -149,16 +156,18 @@ public struct Checkpoint {
             }
             return out
         }
-        let parameters = try gather("", "")
+        let parameters = try gather("", "", network.tensors)
         let slotNames = optimizerSlotNames(config.optimizer.kind)
         var state: [Float] = []
-        for slot in slotNames { state += try gather("optimizer.", ".\(slot)") }
-        let known = Set(network.tensors.map(\.name) + slotNames.flatMap { s in network.tensors.map { "optimizer.\($0.name).\(s)" } })
+        for slot in slotNames { state += try gather("optimizer.", ".\(slot)", network.tensors) }
+        let buffers = try gather("", "", network.bufferTensors)
+        let known = Set(network.tensors.map(\.name) + network.bufferTensors.map(\.name)
+                        + slotNames.flatMap { s in network.tensors.map { "optimizer.\($0.name).\(s)" } })
         if let extra = header.tensors.first(where: { !known.contains($0.name) }) {
             throw bad("unexpected tensor '\(extra.name)'")
         }
         return Checkpoint(path: path, metadata: m, progress: progress, config: config,
-                          parameters: parameters, optimizerState: state)
+                          parameters: parameters, optimizerState: state, buffers: buffers)
     }
 }
 

@@ -4,8 +4,11 @@ import Foundation
 struct CheckpointJob: @unchecked Sendable {
     let spec: ModelSpec
     let tensors: [ParameterTensor]
+    let bufferTensors: [ParameterTensor]
+    /// Parameters, then optimizer state, then running statistics.
     let snapshot: UnsafeMutablePointer<Float>
     let parameterCount: Int
+    let optimizerStateCount: Int
     let progress: TrainingProgress
     let config: TrainingConfig
     let worldSize: Int
@@ -13,6 +16,6 @@ struct CheckpointJob: @unchecked Sendable {
 
     func encode() throws -> Data {
         try Checkpoint.encode(spec: spec, tensors: tensors, parameters: snapshot, optimizerState: snapshot + parameterCount,
-                              progress: progress, config: config, worldSize: worldSize, dataFingerprint: dataFingerprint)
+                              bufferTensors: bufferTensors, buffers: snapshot + parameterCount + optimizerStateCount, progress: progress, config: config, worldSize: worldSize, dataFingerprint: dataFingerprint)
     }
 }

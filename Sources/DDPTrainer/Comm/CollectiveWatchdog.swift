@@ -11,6 +11,7 @@ final class CollectiveWatchdog: @unchecked Sendable {
     enum Collective: String {
         case gradientAllReduce = "all-reduce of the gradients"
         case statisticsAllReduce = "all-reduce of statistics (setup status, losses, accuracy counts)"
+        case batchNormAllReduce = "all-reduce of batch norm statistics"
         case broadcast = "broadcast from rank 0 (parameters, optimizer state, resume point)"
         case replicaCheck = "comparison of the replicas' parameter checksums"
         case barrier = "barrier"

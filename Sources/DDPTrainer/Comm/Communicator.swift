@@ -4,7 +4,7 @@ import Foundation
 
 /// The only file that talks to MPI. Every rank holds one; without mpirun it is a world of one
 /// (Open MPI's singleton mode), so the same code path serves both.
-public final class Communicator {
+public final class Communicator: BatchStatisticsReducer {
     public let rank: Int
     public let size: Int
     /// Ranks sharing this node, from Open MPI's environment (1 when not launched by mpirun).
@@ -129,6 +129,16 @@ public final class Communicator {
     func waitAll(_ requests: inout [MPI_Request?], count: Int, bytes: Int) {
         watched(.gradientAllReduce, bytes: bytes) {
             _ = MPI_Waitall(Int32(count), &requests, ddp_statuses_ignore())
+        }
+    }
+
+    public var ranks: Int { size }
+
+    /// Batch norm's per-channel sums, summed in place across ranks (double precision).
+    public func sumAcrossRanks(_ values: UnsafeMutablePointer<Double>, count: Int) {
+        if size == 1 { return }
+        watched(.batchNormAllReduce, bytes: 8 * count) {
+            _ = MPI_Allreduce(ddp_in_place(), values, Int32(count), ddp_double(), ddp_sum(), world)
         }
     }
 

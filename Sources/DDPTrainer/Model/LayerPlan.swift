@@ -29,7 +29,7 @@ struct LayerPlan {
     /// Batch norm's running statistics: state that is saved and restored but never trained.
     private(set) var buffers: [ParameterTensor] = []
     private(set) var bufferCount = 0
-    let inputSize: Int, outputSize: Int
+    private(set) var inputSize = 0, outputSize = 0
     private var counters: [String: Int] = [:]
 
     /// Throws a `ModelError` naming the layer (as `layers[3].body[1]`) whose input it cannot take.

@@ -12,6 +12,10 @@ public struct ParameterTensor: Sendable, Equatable {
     public let fanIn: Int
     /// Whether weight decay applies (conv and dense weights) unless the optimizer decays everything.
     public let decays: Bool
+
+    public init(name: String, offset: Int, shape: [Int], fanIn: Int, decays: Bool) {
+        self.name = name; self.offset = offset; self.shape = shape; self.fanIn = fanIn; self.decays = decays
+    }
 }
 
 /// Where dropout's randomness comes from: the same (seed, epoch, sample) always drops the
@@ -148,7 +152,7 @@ public final class Network {
                 conv2DForward(shape.batched(n), input: x, weights: parameters + w, bias: b.map { UnsafePointer(parameters + $0) },
                               output: y, workspace: ws)
             case let .batchNorm(norm):
-                batchNormForward(norm, batch: n, input: x, output: y, training: key != nil)
+                normalize(norm, batch: n, input: x, output: y, training: key != nil)
             case .relu:
                 reluForward(x, y, count: n * layer.outputSize, pool: pool)
             case .sigmoid:
@@ -222,7 +226,7 @@ public final class Network {
                     conv2DBackwardData(s, outputGradient: dOut, weights: parameters + w, inputGradient: dIn, workspace: ws)
                 }
             case let .batchNorm(norm):
-                batchNormBackward(norm, batch: n, input: x, outputGradient: dOut, inputGradient: dIn, sink: sink)
+                normalizeBackward(norm, batch: n, input: x, outputGradient: dOut, inputGradient: dIn, sink: sink)
             case .relu:
                 dIn = dOut
                 reluBackward(output: y, outputGradient: dOut, inputGradient: dIn, count: n * layer.outputSize, pool: pool)
@@ -280,7 +284,7 @@ public final class Network {
 
     // MARK: batch norm
 
-    private func batchNormForward(_ bn: CompiledBatchNorm, batch n: Int, input x: UnsafePointer<Float>,
+    private func normalize(_ bn: CompiledBatchNorm, batch n: Int, input x: UnsafePointer<Float>,
                                   output y: UnsafeMutablePointer<Float>, training: Bool) {
         let c = bn.channels, shape = NormShape(batch: n, pixels: bn.pixels, channels: c)
         let runningMean = buffers + bn.running, runningVariance = runningMean + c
@@ -311,7 +315,7 @@ public final class Network {
 
     /// Training mode only: the scale and shift gradients are this rank's sums (the gradient
     /// all-reduce adds them up); the input gradient needs the sums over the whole global batch.
-    private func batchNormBackward(_ bn: CompiledBatchNorm, batch n: Int, input x: UnsafePointer<Float>,
+    private func normalizeBackward(_ bn: CompiledBatchNorm, batch n: Int, input x: UnsafePointer<Float>,
                                    outputGradient dy: UnsafePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>,
                                    sink: GradientSink?) {
         let c = bn.channels, shape = NormShape(batch: n, pixels: bn.pixels, channels: c)

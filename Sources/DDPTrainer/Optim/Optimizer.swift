@@ -42,45 +42,78 @@ public final class Optimizer {
     public var stateCount: Int { config.kind == .adam ? 2 * count : count }
     /// Number of updates applied so far (Adam's bias correction needs it).
     public var steps = 0
+    /// The parameter buffer cut into runs of equal weight decay, in order.
+    private let decaySegments: [(range: Range<Int>, decay: Float)]
 
-    public init(_ config: OptimizerConfig, parameterCount: Int) {
+    /// `tensors` say which parameters decay (`ParameterTensor.decays`, unless the config decays all).
+    public init(_ config: OptimizerConfig, tensors: [ParameterTensor]) {
         self.config = config
-        count = parameterCount
-        let n = config.kind == .adam ? 2 * parameterCount : parameterCount
+        count = tensors.reduce(0) { $0 + $1.count }
+        let n = config.kind == .adam ? 2 * count : count
         state = .allocate(capacity: max(n, 1))
         state.initialize(repeating: 0, count: max(n, 1))
+        var segments: [(range: Range<Int>, decay: Float)] = []
+        for t in tensors {
+            let decay = config.decayAllParameters || t.decays ? config.weightDecay : 0
+            if let last = segments.last, last.decay == decay, last.range.upperBound == t.offset {
+                segments[segments.count - 1].range = last.range.lowerBound..<(t.offset + t.count)
+            } else {
+                segments.append((t.offset..<(t.offset + t.count), decay))
+            }
+        }
+        decaySegments = segments
     }
 
     deinit { state.deallocate() }
 
-    public func step(parameters p: UnsafeMutablePointer<Float>, gradients g: UnsafePointer<Float>, pool: WorkerPool) {
+    /// One update at `learningRate` (the schedule's rate for this step).
+    public func step(parameters p: UnsafeMutablePointer<Float>, gradients g: UnsafePointer<Float>,
+                     learningRate lr: Float, pool: WorkerPool) {
         steps += 1
         let c = config
         switch c.kind {
         case .sgd:
             let buf = state
-            forEachChunk(count, pool: pool) { start, end in
-                for i in start..<end {
-                    var d = g[i] + c.weightDecay * p[i]
+            forEachSegment(pool: pool) { range, decay in
+                for i in range {
+                    var d = g[i] + decay * p[i]
                     if c.momentum != 0 {
                         buf[i] = c.momentum * buf[i] + d
                         d = c.nesterov ? d + c.momentum * buf[i] : buf[i]
                     }
-                    p[i] -= c.learningRate * d
+                    p[i] -= lr * d
                 }
             }
         case .adam:
             let m = state, v = state + count
             let correction1 = 1 - powf(c.beta1, Float(steps))
             let correction2Root = (1 - powf(c.beta2, Float(steps))).squareRoot()
-            let stepSize = c.learningRate / correction1
-            forEachChunk(count, pool: pool) { start, end in
-                for i in start..<end {
-                    let d = g[i] + c.weightDecay * p[i]
+            let stepSize = lr / correction1
+            forEachSegment(pool: pool) { range, decay in
+                for i in range {
+                    let d = g[i] + decay * p[i]
                     m[i] = c.beta1 * m[i] + (1 - c.beta1) * d
                     v[i] = c.beta2 * v[i] + (1 - c.beta2) * d * d
                     p[i] -= stepSize * m[i] / (v[i].squareRoot() / correction2Root + c.epsilon)
                 }
+            }
+        }
+    }
+
+    /// Fixed chunks of the whole buffer (one fork-join), each cut where the weight decay changes.
+    private func forEachSegment(pool: WorkerPool, _ body: (Range<Int>, Float) -> Void) {
+        let segments = decaySegments
+        forEachChunk(count, pool: pool) { start, end in
+            var lo = 0, hi = segments.count
+            while lo < hi {  // the first segment ending after `start`
+                let mid = (lo + hi) / 2
+                if segments[mid].range.upperBound <= start { lo = mid + 1 } else { hi = mid }
+            }
+            var k = lo
+            while k < segments.count && segments[k].range.lowerBound < end {
+                let r = segments[k].range.clamped(to: start..<end)
+                body(r, segments[k].decay)
+                k += 1
             }
         }
     }

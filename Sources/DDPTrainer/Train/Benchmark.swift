@@ -12,6 +12,7 @@ public struct BenchmarkConfig: Sendable {
     /// As `TrainingConfig.bucketBytes` and `.gradientCompression`.
     public var bucketBytes = 1 << 20
     public var gradientCompression = GradientCompression.none
+    public var batchNorm = BatchNormMode.global
     public var optimizer = OptimizerConfig(kind: .sgd, learningRate: 0.01, momentum: 0.9)
     public init() {}
 }
@@ -55,7 +56,8 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
     let batch = config.globalBatch / comm.size
     let network = Network(spec: spec, maxBatch: batch, threads: threads.threads)
     network.initializeParameters(seed: 1)
-    let optimizer = Optimizer(config.optimizer, parameterCount: network.parameterCount)
+    let optimizer = Optimizer(config.optimizer, tensors: network.tensors)
+    if config.batchNorm == .global && comm.size > 1 { network.statistics = comm }
     var rng = KeyedRandom(seed: UInt64(comm.rank), stream: .synthetic)
     for i in 0..<(batch * network.inputSize) { network.input[i] = rng.nextGaussian() }
     let labels = (0..<batch).map { _ in Int32(rng.nextInt(below: network.classes)) }
@@ -65,14 +67,15 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
                                        compression: config.gradientCompression)
 
     func step(_ index: Int, communicate: Bool = true) {
-        ids.withUnsafeBufferPointer { network.forward(batch: batch, dropout: DropoutKey(seed: 1, epoch: index, sampleIDs: $0.baseAddress!)) }
+        ids.withUnsafeBufferPointer { network.forward(batch: batch, training: DropoutKey(seed: 1, epoch: index, sampleIDs: $0.baseAddress!)) }
         _ = network.loss(labels: labels, batch: batch, gradientScale: 1 / Float(config.globalBatch))
         if communicate {
             allReduceNanoseconds += backwardSummingGradients(network, batch: batch, reducer: reducer, comm: comm)
         } else {
             network.backward(batch: batch)
         }
-        optimizer.step(parameters: network.parameters, gradients: network.gradients, pool: network.workspace.pool)
+        optimizer.step(parameters: network.parameters, gradients: network.gradients, learningRate: config.optimizer.learningRate,
+                       pool: network.workspace.pool)
     }
 
     for i in 0..<config.warmup { step(i) }
@@ -95,6 +98,9 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
     var allReduce: AllReduceBandwidth?
     if comm.size > 1 {
         if comm.isRoot {
+            let reducer = network.statistics
+            network.statistics = nil  // the other ranks sleep: batch norm must not wait for them
+            defer { network.statistics = reducer }
             singleRank = median((0..<config.repeats).map { _ in
                 let start = DispatchTime.now().uptimeNanoseconds
                 for i in 0..<config.steps { step(i, communicate: false) }

@@ -61,10 +61,16 @@ public func runKernelBenchmark(batch: Int, threads: Int, repeats: Int) -> [Kerne
 }
 
 func convolutionShapes(of spec: ModelSpec, batch: Int) -> [ConvShape] {
-    LayerPlan(spec).steps.compactMap { step in
-        if case let .conv(shape, _, _) = step { return shape.batched(batch) }
-        return nil
+    func shapes(_ nodes: [LayerPlan.Node]) -> [ConvShape] {
+        nodes.flatMap { node -> [ConvShape] in
+            switch node.step {
+            case let .conv(shape, _, _): return [shape.batched(batch)]
+            case let .residual(body, shortcut): return shapes(body) + shapes(shortcut)
+            default: return []
+            }
+        }
     }
+    return (try? LayerPlan(spec)).map { shapes($0.nodes) } ?? []
 }
 
 private func randomBuffer(_ count: Int) -> UnsafeMutablePointer<Float> {

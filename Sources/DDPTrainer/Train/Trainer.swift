@@ -41,12 +41,14 @@ public final class Trainer {
         assembler = BatchAssembler(images: train, normalization: setup.normalization)
         testAssembler = BatchAssembler(images: test, normalization: setup.normalization)
         network = Network(spec: setup.spec, maxBatch: shard.localBatch, threads: threads.threads)
-        optimizer = Optimizer(config.optimizer, parameterCount: network.parameterCount)
+        optimizer = Optimizer(config.optimizer, tensors: network.tensors)
+        network.labelSmoothing = config.labelSmoothing
+        if config.batchNorm == .global && comm.size > 1 { network.statistics = comm }
         reducer = GradientReducer.make(comm: comm, network: network, bucketBytes: config.bucketBytes,
                                        compression: config.gradientCompression)
         sampleIDs = .allocate(capacity: shard.localBatch)
         labels = .allocate(capacity: shard.localBatch)
-        snapshot = comm.isRoot ? .allocate(capacity: network.parameterCount + optimizer.stateCount) : nil
+        snapshot = comm.isRoot ? .allocate(capacity: network.parameterCount + optimizer.stateCount + network.bufferCount) : nil
         log.say("""
             ddptrain: \(setup.spec.name) (\(network.parameterCount.formatted()) parameters), \
             \(comm.size) rank\(comm.size == 1 ? "" : "s") × \(threads), \
@@ -57,6 +59,7 @@ public final class Trainer {
         if let checkpoint = setup.resume {
             checkpoint.parameters.withUnsafeBufferPointer { network.parameters.update(from: $0.baseAddress!, count: $0.count) }
             checkpoint.optimizerState.withUnsafeBufferPointer { optimizer.state.update(from: $0.baseAddress!, count: $0.count) }
+            checkpoint.buffers.withUnsafeBufferPointer { network.buffers.update(from: $0.baseAddress!, count: $0.count) }
             progress = checkpoint.progress
         } else {
             network.initializeParameters(seed: config.seed)
@@ -69,6 +72,7 @@ public final class Trainer {
         optimizer.steps = progress.optimizerSteps
         comm.broadcast(network.parameters, count: network.parameterCount)
         comm.broadcast(optimizer.state, count: optimizer.stateCount)
+        comm.broadcast(network.buffers, count: network.bufferCount)
         if let checkpoint = setup.resume {
             log.say("resumed from \(checkpoint.path): epoch \(progress.epoch + 1), step \(progress.stepInEpoch) of \(stepsPerEpoch), global step \(progress.globalStep) (saved by \(checkpoint.metadata["world_size"] ?? "?") ranks)")
         }
@@ -141,16 +145,19 @@ public final class Trainer {
         for (i, p) in range.enumerated() { sampleIDs[i] = permutation[p] }
         assembler.assemble(indices: UnsafeBufferPointer(start: sampleIDs, count: n), augment: config.augment,
                            seed: config.seed, epoch: epoch, into: network.input, labels: labels)
-        network.forward(batch: n, dropout: DropoutKey(seed: config.seed, epoch: epoch, sampleIDs: sampleIDs))
+        network.forward(batch: n, training: DropoutKey(seed: config.seed, epoch: epoch, sampleIDs: sampleIDs))
         // Scaled by the global batch, so the sum over ranks is the gradient of the global mean loss.
         let result = network.loss(labels: labels, batch: n, gradientScale: 1 / Float(config.globalBatch))
         backwardSummingGradients(network, batch: n, reducer: reducer, comm: comm)
-        optimizer.step(parameters: network.parameters, gradients: network.gradients, pool: network.workspace.pool)
+        optimizer.step(parameters: network.parameters, gradients: network.gradients,
+                       learningRate: config.learningRate(atStep: progress.globalStep, stepsPerEpoch: stepsPerEpoch),
+                       pool: network.workspace.pool)
         return result
     }
 
     /// Test loss and accuracy; each rank scores a contiguous slice of the test set.
     func evaluate() -> (loss: Double, accuracy: Double) {
+        shareRunningStatistics()
         let lo = comm.rank * test.count / comm.size, hi = (comm.rank + 1) * test.count / comm.size
         var lossSum = 0.0, correct = 0
         var start = lo
@@ -159,7 +166,7 @@ public final class Trainer {
             for i in 0..<n { sampleIDs[i] = Int32(start + i) }
             testAssembler.assemble(indices: UnsafeBufferPointer(start: sampleIDs, count: n), augment: false,
                                    seed: config.seed, epoch: 0, into: network.input, labels: labels)
-            network.forward(batch: n, dropout: nil)
+            network.forward(batch: n, training: nil)
             let r = network.loss(labels: labels, batch: n, gradientScale: 0)
             lossSum += r.lossSum
             correct += r.correct
@@ -176,19 +183,29 @@ public final class Trainer {
         if progress.globalStep == savedAtStep { return }
         savedAtStep = progress.globalStep
         let sums = comm.allReduceSum([progress.lossSum, progress.correct, progress.seen])
+        shareRunningStatistics()
         guard let store, let snapshot else { return }
         try store.waitForPendingSave()
         var state = progress
         (state.lossSum, state.correct, state.seen) = (sums[0], sums[1], sums[2])
         snapshot.update(from: network.parameters, count: network.parameterCount)
         (snapshot + network.parameterCount).update(from: optimizer.state, count: optimizer.stateCount)
-        let job = CheckpointJob(spec: network.spec, tensors: network.tensors, snapshot: snapshot,
-                                parameterCount: network.parameterCount, progress: state, config: config,
+        (snapshot + network.parameterCount + optimizer.stateCount).update(from: network.buffers, count: network.bufferCount)
+        let job = CheckpointJob(spec: network.spec, tensors: network.tensors, bufferTensors: network.bufferTensors, snapshot: snapshot,
+                                parameterCount: network.parameterCount, optimizerStateCount: optimizer.stateCount,
+                                progress: state, config: config,
                                 worldSize: comm.size, dataFingerprint: dataFingerprint)
         try store.save(globalStep: progress.globalStep) { try job.encode() }
     }
 
+    /// With per-rank batch norm every rank's running statistics drift apart; like PyTorch DDP,
+    /// rank 0's are the model's, given to every rank before it evaluates or saves.
+    func shareRunningStatistics() {
+        if config.batchNorm == .local { comm.broadcast(network.buffers, count: network.bufferCount) }
+    }
+
     func finish() throws {
+        shareRunningStatistics()
         try store?.waitForPendingSave()
         try verifyReplicas(when: "at the end")
         if comm.isRoot { try saveWeights() }
@@ -207,7 +224,8 @@ public final class Trainer {
 
     func saveWeights() throws {
         let path = (config.runDirectory as NSString).appendingPathComponent("model.safetensors")
-        try SafeTensors.write(to: path, tensors: network.tensors.map { ($0.name, $0.shape, UnsafePointer(network.parameters + $0.offset)) },
+        try SafeTensors.write(to: path, tensors: network.tensors.map { ($0.name, $0.shape, UnsafePointer(network.parameters + $0.offset)) }
+                                + network.bufferTensors.map { ($0.name, $0.shape, UnsafePointer(network.buffers + $0.offset)) },
                               metadata: ["model": network.spec.name, "layers": network.spec.description,
                                          "layout": "conv weights [kh][kw][in][out], dense weights [in][out], activations NHWC",
                                          "seed": String(config.seed), "global_batch": String(config.globalBatch),

@@ -6,6 +6,10 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     /// The global batch: the sum over ranks. Training is defined by it, never by the world size.
     public var globalBatch: Int = 64
     public var optimizer = OptimizerConfig(kind: .adam, learningRate: 1e-3)
+    /// The learning rate over the run: `optimizer.learningRate` × the schedule's factor.
+    public var schedule = LearningRateSchedule.constant
+    public var labelSmoothing: Float = 0
+    public var batchNorm = BatchNormMode.global
     public var seed: UInt64 = 0
     public var augment = false
     public var runDirectory: String
@@ -43,6 +47,10 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         check("--momentum", optimizer.momentum, saved.optimizer.momentum)
         check("--nesterov", optimizer.nesterov, saved.optimizer.nesterov)
         check("--weight-decay", optimizer.weightDecay, saved.optimizer.weightDecay)
+        check("--decay-all", optimizer.decayAllParameters, saved.optimizer.decayAllParameters)
+        check("the learning-rate schedule", schedule, saved.schedule)
+        check("--label-smoothing", labelSmoothing, saved.labelSmoothing)
+        check("--batch-norm", batchNorm, saved.batchNorm)
         return out
     }
 
@@ -71,7 +79,37 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         collectiveTimeout = try c.decodeIfPresent(Double.self, forKey: .collectiveTimeout) ?? collectiveTimeout
         bucketBytes = try c.decodeIfPresent(Int.self, forKey: .bucketBytes) ?? bucketBytes
         gradientCompression = try c.decodeIfPresent(GradientCompression.self, forKey: .gradientCompression) ?? gradientCompression
+        schedule = try c.decodeIfPresent(LearningRateSchedule.self, forKey: .schedule) ?? schedule
+        labelSmoothing = try c.decodeIfPresent(Float.self, forKey: .labelSmoothing) ?? labelSmoothing
+        batchNorm = try c.decodeIfPresent(BatchNormMode.self, forKey: .batchNorm) ?? batchNorm
     }
+
+    /// The recipe's values for every setting that defines the trajectory; the CLI then applies
+    /// the flags the user gave.
+    public mutating func apply(_ recipe: Recipe) {
+        epochs = recipe.epochs
+        globalBatch = recipe.globalBatch
+        optimizer = recipe.optimizer
+        schedule = recipe.schedule
+        labelSmoothing = recipe.labelSmoothing
+        augment = recipe.augment
+    }
+
+    /// The learning rate of the update made at `globalStep`.
+    public func learningRate(atStep globalStep: Int, stepsPerEpoch: Int) -> Float {
+        optimizer.learningRate * schedule.factor(step: globalStep, stepsPerEpoch: stepsPerEpoch, epochs: epochs)
+    }
+}
+
+/// Which samples batch norm's statistics cover in training.
+public enum BatchNormMode: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
+    /// The whole global batch, summed across ranks (PyTorch's SyncBatchNorm): 1, 2 or 4 ranks
+    /// train the same trajectory, like every other layer.
+    case global
+    /// Each rank's own slice (PyTorch DDP's default): no communication, but the statistics,
+    /// and so the training, change with the world size.
+    case local
+    public var description: String { rawValue }
 }
 
 /// Where a run's starting point comes from.
