@@ -13,7 +13,7 @@ struct Bench: ParsableCommand {
               cluster/ddprun -n 2 .build/release/ddptrain bench --model tf-tutorial --threads 1 --json
             """)
 
-    @Option(help: "Model to measure.")
+    @Option(help: "Model to measure: a built-in name (`ddptrain models`) or a model file.")
     var model = ModelSpec.kerasCNN.name
     @Option(help: "Global batch size (divided among ranks).")
     var batchSize = 64
@@ -50,13 +50,15 @@ struct Bench: ParsableCommand {
         config.bucketBytes = parallel.bucketBytes
         config.gradientCompression = parallel.gradientCompression
         config.batchNorm = parallel.batchNorm
-        let result = try comm.agreeOnSetup(Result { () -> BenchmarkConfig in
-            guard ModelSpec.named(model) != nil else { throw UsageError("unknown model '\(model)'") }
-            guard batchSize % comm.size == 0 else {
-                throw UsageError("global batch \(batchSize) is not divisible by \(comm.size) ranks")
-            }
-            return config
-        })
+        let result = try exitingOnSetupFailure {
+            try comm.agreeOnSetup(Result { () -> BenchmarkConfig in
+                _ = try ModelSpec.resolve(model)
+                guard batchSize % comm.size == 0 else {
+                    throw UsageError("global batch \(batchSize) is not divisible by \(comm.size) ranks")
+                }
+                return config
+            })
+        }
         let r = try runBenchmark(result, comm: comm, threads: plan)
         guard comm.isRoot else { return }
         if json { return try printJSON(r) }

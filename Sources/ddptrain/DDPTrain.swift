@@ -1,4 +1,5 @@
 import ArgumentParser
+import DDPTrainer
 
 @main
 struct DDPTrain: ParsableCommand {
@@ -10,4 +11,10 @@ struct DDPTrain: ParsableCommand {
             """,
         subcommands: [Train.self, Bench.self, Inspect.self, Synth.self, Models.self],
         defaultSubcommand: Train.self)
+}
+
+/// `Communicator.agreeOnSetup` has already printed why setup failed: exit 1 without
+/// ArgumentParser's own "Error: …" line.
+func exitingOnSetupFailure<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch is SetupFailed { throw ExitCode(1) }
 }

@@ -104,13 +104,15 @@ struct Train: ParsableCommand {
         defer { comm.finish() }
         comm.setCollectiveTimeout(collectiveTimeout)
         let threadPlan = parallel.threadPlan(comm)
-        let setup = try comm.agreeOnSetup(Result { try TrainingSetup(config: makeConfig(), rank: comm.rank, worldSize: comm.size) })
+        let setup = try exitingOnSetupFailure {
+            try comm.agreeOnSetup(Result { try TrainingSetup(config: makeConfig(), rank: comm.rank, worldSize: comm.size) })
+        }
         let trainer = try Trainer(setup, comm: comm, threads: threadPlan)
         try trainer.run()
     }
 
     func makeConfig() throws -> TrainingConfig {
-        guard let spec = ModelSpec.named(model) else { throw UsageError("unknown model '\(model)'") }
+        let spec = try ModelSpec.resolve(model)
         let directory = try resolveDataDirectory(explicit: data)
         var config = TrainingConfig(dataDirectory: directory, runDirectory: runDir ?? "runs/\(spec.name)")
         config.model = model

@@ -47,9 +47,7 @@ public struct BenchmarkResult: Codable, Sendable {
 }
 
 public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads: ThreadPlan) throws -> BenchmarkResult {
-    guard let spec = ModelSpec.named(config.model) else {
-        throw UsageError("unknown model '\(config.model)'; available: \(ModelSpec.all.map(\.name).joined(separator: ", "))")
-    }
+    let spec = try ModelSpec.resolve(config.model)
     guard config.globalBatch % comm.size == 0 else {
         throw UsageError("global batch \(config.globalBatch) is not divisible by \(comm.size) ranks")
     }

@@ -18,9 +18,7 @@ public struct TrainingSetup {
     let resume: Checkpoint?
 
     public init(config: TrainingConfig, rank: Int, worldSize: Int) throws {
-        guard let spec = ModelSpec.named(config.model) else {
-            throw UsageError("unknown model '\(config.model)'; available: \(ModelSpec.all.map(\.name).joined(separator: ", "))")
-        }
+        let spec = try ModelSpec.resolve(config.model)
         guard config.epochs >= 1 else { throw UsageError("--epochs must be at least 1 (got \(config.epochs))") }
         do {
             shard = try ShardPlan(globalBatch: config.globalBatch, worldSize: worldSize, rank: rank)
