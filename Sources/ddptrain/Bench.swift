@@ -13,8 +13,8 @@ struct Bench: ParsableCommand {
               cluster/ddprun -n 2 .build/release/ddptrain bench --model tf-tutorial --threads 1 --json
             """)
 
-    @Option(help: "Model to measure: a built-in name (`ddptrain models`) or a model file.")
-    var model = ModelSpec.kerasCNN.name
+    @Option(help: "Model to measure: a built-in name (`ddptrain models`) or a model file (default: keras-cnn; with --kernels, models S and M).")
+    var model: String?
     @Option(help: "Global batch size (divided among ranks).")
     var batchSize = 64
     @Option(help: "Steps per timed window.")
@@ -26,7 +26,7 @@ struct Bench: ParsableCommand {
     @OptionGroup var parallel: ParallelOptions
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
-    @Flag(help: "Benchmark the conv core instead: GEMM 1024³ and each convolution of models S and M at --batch-size.")
+    @Flag(help: "Benchmark the conv core instead: GEMM 1024³ and each distinct convolution of --model (default: models S and M) at --batch-size.")
     var kernels = false
 
     func validate() throws {
@@ -42,6 +42,7 @@ struct Bench: ParsableCommand {
             return
         }
         var config = BenchmarkConfig()
+        let model = self.model ?? ModelSpec.kerasCNN.name
         config.model = model
         config.globalBatch = batchSize
         config.steps = steps
@@ -98,13 +99,14 @@ extension Bench {
     }
 
     func printKernelBenchmark(threads plan: ThreadPlan) throws {
-        let rows = runKernelBenchmark(batch: batchSize, threads: plan.threads, repeats: repeats)
+        let models = try model.map { [try ModelSpec.resolve($0)] } ?? [.tfTutorial, .kerasCNN]
+        let rows = runKernelBenchmark(models: models, batch: batchSize, threads: plan.threads, repeats: repeats)
         if json { return try printJSON(rows) }
         print("ddptrain bench --kernels: batch \(batchSize), \(plan); GFLOP/s, median of \(repeats)")
         for row in rows {
             let rates = row.gflops.sorted { $0.key < $1.key }.map { "\($0.key) " + String(format: "%.1f", $0.value) }
             print("  " + row.name.padding(toLength: 18, withPad: " ", startingAt: 0)
-                  + row.shape.padding(toLength: 40, withPad: " ", startingAt: 0) + rates.joined(separator: "   "))
+                  + row.shape.padding(toLength: 56, withPad: " ", startingAt: 0) + rates.joined(separator: "   "))
         }
     }
 }

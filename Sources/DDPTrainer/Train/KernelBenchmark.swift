@@ -1,15 +1,16 @@
 import ConvCore
 import Dispatch
 
-/// The conv-core micro-benchmark: GEMM at 1024³ and every convolution of models S and M at a
-/// given batch, forward, input gradient and weight gradient, in GFLOP/s (median of repeats).
+/// The conv-core micro-benchmark: GEMM at 1024³ and every distinct convolution of the given
+/// models at a given batch, forward, input gradient and weight gradient, in GFLOP/s (median of
+/// repeats; Winograd layers in the direct convolution's FLOPs).
 public struct KernelBenchmarkRow: Codable, Sendable {
     public let name: String
     public let shape: String
     public let gflops: [String: Double]
 }
 
-public func runKernelBenchmark(batch: Int, threads: Int, repeats: Int) -> [KernelBenchmarkRow] {
+public func runKernelBenchmark(models: [ModelSpec], batch: Int, threads: Int, repeats: Int) -> [KernelBenchmarkRow] {
     var rows: [KernelBenchmarkRow] = []
     func medianRate(_ flops: Double, _ body: () -> Void) -> Double {
         body()  // warm-up
@@ -36,14 +37,17 @@ public func runKernelBenchmark(batch: Int, threads: Int, repeats: Int) -> [Kerne
     rows.append(KernelBenchmarkRow(name: "gemm", shape: "1024x1024x1024", gflops: gemmRates))
 
     let ws = ConvWorkspace(threads: threads)
-    for spec in [ModelSpec.tfTutorial, ModelSpec.kerasCNN] {
-        for (index, shape) in convolutionShapes(of: spec, batch: batch).enumerated() {
+    for spec in models {
+        var seen: [ConvShape] = []
+        for (index, shape) in convolutionShapes(of: spec, batch: batch).enumerated() where !seen.contains(shape) {
+            seen.append(shape)
             ws.reserve(for: shape)
             let x = randomBuffer(shape.inputCount), w = randomBuffer(shape.weightCount), bias = randomBuffer(shape.outChannels)
             let y = randomBuffer(shape.outputCount), dx = randomBuffer(shape.inputCount), dw = randomBuffer(shape.weightCount)
             let db = randomBuffer(shape.outChannels)
             defer { [x, w, bias, y, dx, dw, db].forEach { $0.deallocate() } }
             let f = shape.forwardFlops
+            let algorithm = shape.winograd?.rawValue ?? (shape.inputGradientIsConvolution ? "direct" : "direct, strided")
             let rates = [
                 "forward": medianRate(f) { conv2DForward(shape, input: x, weights: w, bias: bias, output: y, workspace: ws) },
                 "input gradient": medianRate(f) { conv2DBackwardData(shape, outputGradient: y, weights: w, inputGradient: dx, workspace: ws) },
@@ -53,7 +57,7 @@ public func runKernelBenchmark(batch: Int, threads: Int, repeats: Int) -> [Kerne
             ]
             rows.append(KernelBenchmarkRow(
                 name: "\(spec.name) conv\(index + 1)",
-                shape: "\(shape.height)x\(shape.width)x\(shape.inChannels) → \(shape.outHeight)x\(shape.outWidth)x\(shape.outChannels), k\(shape.kernelHeight) p\(shape.padding)",
+                shape: "\(shape.height)x\(shape.width)x\(shape.inChannels) → \(shape.outHeight)x\(shape.outWidth)x\(shape.outChannels), k\(shape.kernelHeight) s\(shape.stride) p\(shape.padding), \(algorithm)",
                 gflops: rates))
         }
     }
