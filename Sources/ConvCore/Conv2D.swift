@@ -90,9 +90,12 @@ public final class ConvWorkspace: @unchecked Sendable {
     }
 }
 
-/// y = conv(x, w) + bias.
+/// y = conv(x, w) + bias, or conv(x, w) when `bias` is nil: a convolution followed by batch
+/// norm has no bias (the norm's shift replaces it), and then no bias work is done at all.
+///
+///     conv2DForward(shape, input: x, weights: w, bias: nil, output: y, workspace: ws)   // ResNet conv → BN
 public func conv2DForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
-                          bias: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
+                          bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
                           workspace ws: ConvWorkspace) {
     let cout = s.outChannels
     if let algorithm = s.winograd {
@@ -103,11 +106,12 @@ public func conv2DForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights
     convolveDirect(ws.kernels, s, input: x, packedWeights: ws.packedWeights, bias: bias, output: y, zeros: ws.zeros, pool: ws.pool)
 }
 
-/// dW = patchesᵀ·dY and dBias = Σ dY over pixels (both overwritten).
+/// dW = patchesᵀ·dY and dBias = Σ dY over pixels (both overwritten). Pass `biasGradient: nil`
+/// for a convolution without bias (one followed by batch norm): Σ dY is then not computed.
 public func conv2DBackwardWeights(_ s: ConvShape, input x: UnsafePointer<Float>,
                                   outputGradient dy: UnsafePointer<Float>,
                                   weightGradient dw: UnsafeMutablePointer<Float>,
-                                  biasGradient db: UnsafeMutablePointer<Float>,
+                                  biasGradient db: UnsafeMutablePointer<Float>?,
                                   workspace ws: ConvWorkspace) {
     precondition(ws.partialCapacity >= partialGradientCount(s), "conv workspace too small for \(s)")
     if let algorithm = s.winograd {

@@ -94,13 +94,13 @@ func weightGradientGroups(_ s: ConvShape) -> Int {
 }
 
 /// dW[tap][ci][co] = Σ_pixels X[pixel shifted by tap, ci] · dY[pixel, co], without im2col, and
-/// dBias[co] = Σ_pixels dY[pixel, co] while the group's dY is in cache.
+/// dBias[co] = Σ_pixels dY[pixel, co] while the group's dY is in cache (skipped when `db` is nil).
 ///
 /// Each task takes one group of images and writes that group's sums into its own slice of
 /// `partials` (weights, then bias); the slices are then added in group order, so the result
 /// does not depend on the number of threads.
 func convolutionWeightGradientDirect(_ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
-                                     weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>,
+                                     weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>?,
                                      partials: UnsafeMutablePointer<Float>, pool: WorkerPool) {
     let groups = weightGradientGroups(s)
     let count = s.weightCount, slice = partialSliceCount(s), cout = s.outChannels
@@ -114,11 +114,14 @@ func convolutionWeightGradientDirect(_ kernels: ConvKernelSet, _ s: ConvShape, i
         case .avx512:
             ConvKernelsAVX512.weightGradientGroup(s.geometry512, input: x, outputGradient: dy, images: images, into: out)
         }
-        sumRows(dy + images.lowerBound * pixelsPerImage * cout, rows: images.count * pixelsPerImage, columns: cout, into: out + count)
+        if db != nil {
+            sumRows(dy + images.lowerBound * pixelsPerImage * cout, rows: images.count * pixelsPerImage, columns: cout, into: out + count)
+        }
     }
-    addSlicesIntoFirst(partials, slice: slice, groups: groups, pool: pool)
+    // Without a bias gradient only the weight part of each slice is summed.
+    addSlicesIntoFirst(partials, slice: slice, count: db == nil ? count : slice, groups: groups, pool: pool)
     dw.update(from: partials, count: count)
-    db.update(from: partials + count, count: cout)
+    db?.update(from: partials + count, count: cout)
 }
 
 /// Floats of one image group's partial sums: the weight gradient, then the bias gradient.

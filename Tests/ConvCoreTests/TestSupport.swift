@@ -43,3 +43,31 @@ func finiteDifferenceError(_ x: [Float], analytic: [Float], eps: Float = 1e-2, s
 func withPointers<R>(_ a: inout [Float], _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
     a.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
 }
+
+/// Central differences of a double-precision `loss` at coordinates `indices` of `x` (all by
+/// default). With eps = 1e-4 the truncation error is O(eps²·f''') ≈ 1e-8 and the rounding error
+/// about 1e-16/eps = 1e-12, both far below the ~1e-6 error of a float kernel, so the comparison
+/// can be tight (see `gradientError`).
+func numericGradient(_ x: [Float], eps: Double = 1e-4, indices: [Int]? = nil, loss: ([Double]) -> Double) -> [Double] {
+    let base = x.map(Double.init)
+    return (indices ?? Array(x.indices)).map { i in
+        var plus = base, minus = base
+        plus[i] += eps
+        minus[i] -= eps
+        return (loss(plus) - loss(minus)) / (2 * eps)
+    }
+}
+
+/// Largest |analytic − numeric| relative to the root-mean-square of `numeric` (gradients such as
+/// batch norm's sum to zero per channel, so single elements can be near zero).
+func gradientError(_ analytic: [Float], _ numeric: [Double]) -> Double {
+    precondition(analytic.count == numeric.count)
+    let rms = (numeric.reduce(0) { $0 + $1 * $1 } / Double(max(numeric.count, 1))).squareRoot()
+    let worst = zip(analytic, numeric).reduce(0.0) { max($0, abs(Double($1.0) - $1.1)) }
+    return worst / max(rms, 1e-12)
+}
+
+/// Σ y·r with both in double precision.
+func weightedSum(_ y: [Double], _ r: [Float]) -> Double {
+    zip(y, r).reduce(0.0) { $0 + $1.0 * Double($1.1) }
+}

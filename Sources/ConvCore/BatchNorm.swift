@@ -1,0 +1,173 @@
+/// Batch normalisation over NHWC tensors, split into phases so that a data-parallel trainer can
+/// add the per-channel sums of every rank (an all-reduce of 2·channels doubles) between them and
+/// normalise with statistics of the whole global batch, whatever the world size:
+///
+///     batchNormStatistics(s, input: x, sums: sums, pool: pool)           // Σx, Σx² of this rank
+///     // all-reduce `sums`; N = count over all ranks; mean = Σx/N, var = Σx²/N − mean²,
+///     // invStd = 1/√(var + 1e-5) (and the running statistics) are the caller's
+///     batchNormForward(s, input: x, mean: mean, invStd: invStd, scale: γ, shift: β, output: y, pool: pool)
+///     // backward
+///     batchNormBackwardStatistics(s, input: x, outputGradient: dy, mean: mean, invStd: invStd, sums: g, pool: pool)
+///     // all-reduce `g`: g[c] = dβ = Σdy, g[C + c] = dγ = Σdy·x̂
+///     batchNormBackwardData(s, input: x, outputGradient: dy, mean: mean, invStd: invStd, scale: γ,
+///                           sums: g, count: N, inputGradient: dx, pool: pool)
+///
+/// Sums are in double precision (var = E[x²] − mean² cancels when |mean| ≫ std). Each image's
+/// sums are formed in pixel order into its own slice of the pool's partial-sum scratch and the
+/// slices are added in image order, so the result depends neither on the thread count nor on
+/// how images are grouped into tasks. Channels are contiguous per pixel, so every kernel works
+/// 16 channels at a time (a narrower last block is padded in registers).
+
+/// The extent of a normalised tensor: `batch` images of `pixels` (height·width) positions with
+/// `channels` values each, channels innermost.
+public struct NormShape: Sendable, Equatable {
+    public let batch: Int, pixels: Int, channels: Int
+    public init(batch: Int, pixels: Int, channels: Int) {
+        self.batch = batch; self.pixels = pixels; self.channels = channels
+    }
+    /// Elements of the tensor: batch·pixels·channels.
+    public var count: Int { batch * pixels * channels }
+    /// Doubles of per-image partial sums the statistics kernels use (`WorkerPool.reservePartialSums`).
+    public var partialSumCount: Int { batch * 2 * channels }
+}
+
+/// sums[c] = Σ x and sums[channels + c] = Σ x² over all batch·pixels positions of channel c, in
+/// double precision (overwritten). Per-image sums are added in image order.
+public func batchNormStatistics(_ s: NormShape, input x: UnsafePointer<Float>, sums: UnsafeMutablePointer<Double>,
+                                pool: WorkerPool) {
+    let c = s.channels, perImage = s.pixels * c
+    let partials = pool.partialSums(s.partialSumCount)
+    pool.run(tasks: s.batch) { n, _ in
+        let image = x + n * perImage, out = partials + n * 2 * c
+        forEachChannelBlock(c) { c0, width in
+            var acc = DoubleSums()
+            var p = image + c0
+            for _ in 0..<s.pixels {
+                let v = loadVector(p, count: width)
+                acc.add(v, v)
+                p += c
+            }
+            acc.store(first: out + c0, second: out + c + c0, count: width)
+        }
+    }
+    addImageSums(partials, images: s.batch, width: 2 * c, into: sums)
+}
+
+/// y = (x − mean[c])·invStd[c]·scale[c] + shift[c]. `y` may be `x` (in place).
+public func batchNormForward(_ s: NormShape, input x: UnsafePointer<Float>, mean: UnsafePointer<Float>,
+                             invStd: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
+                             output y: UnsafeMutablePointer<Float>, pool: WorkerPool) {
+    let c = s.channels
+    forEachPositionRange(s, pool: pool) { first, last in
+        forEachChannelBlock(c) { c0, width in
+            let m = loadVector(mean + c0, count: width), b = loadVector(shift + c0, count: width)
+            let k = loadVector(invStd + c0, count: width) * loadVector(scale + c0, count: width)
+            for i in first..<last {
+                let at = i * c + c0
+                storeVector(y + at, b.addingProduct(loadVector(x + at, count: width) - m, k), count: width)
+            }
+        }
+    }
+}
+
+/// sums[c] = Σ dy and sums[channels + c] = Σ dy·x̂ with x̂ = (x − mean)·invStd, in double
+/// precision (overwritten), per-image sums added in image order. These are the shift and scale
+/// gradients (dβ, dγ) and, all-reduced, the input of `batchNormBackwardData`.
+public func batchNormBackwardStatistics(_ s: NormShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
+                                        mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
+                                        sums: UnsafeMutablePointer<Double>, pool: WorkerPool) {
+    let c = s.channels, perImage = s.pixels * c
+    let partials = pool.partialSums(s.partialSumCount)
+    pool.run(tasks: s.batch) { n, _ in
+        let out = partials + n * 2 * c
+        forEachChannelBlock(c) { c0, width in
+            let m = loadVector(mean + c0, count: width), r = loadVector(invStd + c0, count: width)
+            var acc = DoubleSums()
+            var at = n * perImage + c0
+            for _ in 0..<s.pixels {
+                acc.add(loadVector(dy + at, count: width), (loadVector(x + at, count: width) - m) * r)
+                at += c
+            }
+            acc.store(first: out + c0, second: out + c + c0, count: width)
+        }
+    }
+    addImageSums(partials, images: s.batch, width: 2 * c, into: sums)
+}
+
+/// The training-mode input gradient, dx = scale·invStd·(dy − Σdy/count − x̂·Σ(dy·x̂)/count), with
+/// `sums` from `batchNormBackwardStatistics` (all-reduced over ranks when the statistics were)
+/// and `count` the positions per channel those sums cover: batch·pixels summed over every rank
+/// whose statistics were included. `dx` may be `dy` (in place).
+public func batchNormBackwardData(_ s: NormShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
+                                  mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>, scale: UnsafePointer<Float>,
+                                  sums: UnsafePointer<Double>, count: Int, inputGradient dx: UnsafeMutablePointer<Float>,
+                                  pool: WorkerPool) {
+    let c = s.channels
+    precondition(count > 0, "batch norm needs a positive count")
+    forEachPositionRange(s, pool: pool) { first, last in
+        forEachChannelBlock(c) { c0, width in
+            var meanDy = SIMD16<Float>(), meanDyXhat = SIMD16<Float>()
+            for l in 0..<width {
+                meanDy[l] = Float(sums[c0 + l] / Double(count))
+                meanDyXhat[l] = Float(sums[c + c0 + l] / Double(count))
+            }
+            let m = loadVector(mean + c0, count: width), r = loadVector(invStd + c0, count: width)
+            let k = r * loadVector(scale + c0, count: width)
+            for i in first..<last {
+                let at = i * c + c0
+                let xhat = (loadVector(x + at, count: width) - m) * r
+                let centred = (loadVector(dy + at, count: width) - meanDy).addingProduct(-xhat, meanDyXhat)
+                storeVector(dx + at, k * centred, count: width)
+            }
+        }
+    }
+}
+
+// MARK: Helpers
+
+/// Σa and Σa·b for 16 channels in double precision (8 ymm registers of accumulators).
+private struct DoubleSums {
+    var a0 = SIMD8<Double>(), a1 = SIMD8<Double>(), ab0 = SIMD8<Double>(), ab1 = SIMD8<Double>()
+
+    @inline(__always) mutating func add(_ a: SIMD16<Float>, _ b: SIMD16<Float>) {
+        let lowA = SIMD8<Double>(a.lowHalf), highA = SIMD8<Double>(a.highHalf)
+        a0 += lowA
+        a1 += highA
+        // The product of two floats is exact in double.
+        ab0 = ab0.addingProduct(lowA, SIMD8<Double>(b.lowHalf))
+        ab1 = ab1.addingProduct(highA, SIMD8<Double>(b.highHalf))
+    }
+
+    @inline(__always) func store(first: UnsafeMutablePointer<Double>, second: UnsafeMutablePointer<Double>, count: Int) {
+        for l in 0..<count {
+            first[l] = l < 8 ? a0[l] : a1[l - 8]
+            second[l] = l < 8 ? ab0[l] : ab1[l - 8]
+        }
+    }
+}
+
+/// Calls `body(firstChannel, width)` for channel blocks of 16 (the last one narrower).
+@inline(__always) func forEachChannelBlock(_ channels: Int, _ body: (_ first: Int, _ width: Int) -> Void) {
+    var c0 = 0
+    while c0 < channels {
+        body(c0, min(16, channels - c0))
+        c0 += 16
+    }
+}
+
+/// Splits the batch·pixels positions into fixed ranges of about `elementwiseChunk` elements.
+@inline(__always) private func forEachPositionRange(_ s: NormShape, pool: WorkerPool, _ body: (_ first: Int, _ last: Int) -> Void) {
+    let positions = s.batch * s.pixels, perTask = max(1, elementwiseChunk / max(s.channels, 1))
+    pool.run(tasks: (positions + perTask - 1) / perTask) { t, _ in
+        body(t * perTask, min(positions, (t + 1) * perTask))
+    }
+}
+
+/// out[j] = Σ_n partials[n·width + j], added in image order.
+private func addImageSums(_ partials: UnsafePointer<Double>, images: Int, width: Int, into out: UnsafeMutablePointer<Double>) {
+    out.update(repeating: 0, count: width)
+    for n in 0..<images {
+        let row = partials + n * width
+        for j in 0..<width { out[j] += row[j] }
+    }
+}
