@@ -82,20 +82,24 @@ import Testing
         }) < 1e-5)
     }
 
+    /// The helpers of a pool may not get to run a task of a small job (they are asleep, or the
+    /// machine is busy), so the 3-thread run is repeated: a result that depended on which worker
+    /// ran which task would show in one of the repeats.
     @Test("average and global average pooling are bitwise identical with 1 and 3 threads")
     func poolsThreadCountIndependence() {
         let one = WorkerPool(threads: 1), three = WorkerPool(threads: 3)
-        let s = PoolShape(batch: 7, height: 9, width: 9, channels: 24, size: 3, stride: 2)
+        let s = PoolShape(batch: 16, height: 16, width: 16, channels: 24, size: 3, stride: 2)
         let x = randomArray(s.inputCount, seed: 5), dy = randomArray(s.outputCount, seed: 6)
-        #expect(avgPool(s, x, pool: one).map(\.bitPattern) == avgPool(s, x, pool: three).map(\.bitPattern))
-        #expect(avgPoolGradient(s, dy, pool: one).map(\.bitPattern) == avgPoolGradient(s, dy, pool: three).map(\.bitPattern))
-        // Large enough for several tasks of several images each.
-        let (batch, pixels, channels) = (40, 64, 64)
+        // Several tasks of several images each for the global pool.
+        let (batch, pixels, channels) = (64, 64, 64)
         let gx = randomArray(batch * pixels * channels, seed: 7), gdy = randomArray(batch * channels, seed: 8)
-        #expect(globalAvgPool(batch: batch, pixels: pixels, channels: channels, gx, pool: one).map(\.bitPattern)
-                == globalAvgPool(batch: batch, pixels: pixels, channels: channels, gx, pool: three).map(\.bitPattern))
-        #expect(globalAvgPoolGradient(batch: batch, pixels: pixels, channels: channels, gdy, pool: one).map(\.bitPattern)
-                == globalAvgPoolGradient(batch: batch, pixels: pixels, channels: channels, gdy, pool: three).map(\.bitPattern))
+        func results(_ pool: WorkerPool) -> [[UInt32]] {
+            [avgPool(s, x, pool: pool), avgPoolGradient(s, dy, pool: pool),
+             globalAvgPool(batch: batch, pixels: pixels, channels: channels, gx, pool: pool),
+             globalAvgPoolGradient(batch: batch, pixels: pixels, channels: channels, gdy, pool: pool)].map { $0.map(\.bitPattern) }
+        }
+        let want = results(one)
+        for _ in 0..<10 { #expect(results(three) == want) }
     }
 
     // MARK: Activations

@@ -17,7 +17,11 @@ func maxRelativeError(_ a: [Float], _ b: [Float]) -> Float {
     precondition(a.count == b.count)
     let rms = (b.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(max(b.count, 1))).squareRoot()
     var worst: Float = 0
-    for (x, y) in zip(a, b) { worst = max(worst, abs(x - y)) }
+    for (x, y) in zip(a, b) {
+        // A NaN (an element never written) must fail: max(worst, NaN) would keep `worst`.
+        if (x - y).isNaN { return .infinity }
+        worst = max(worst, abs(x - y))
+    }
     return worst / Float(max(rms, 1e-6))
 }
 
@@ -34,6 +38,7 @@ func finiteDifferenceError(_ x: [Float], analytic: [Float], eps: Float = 1e-2, s
         minus[i] -= eps
         let numeric = (loss(plus) - loss(minus)) / Double(2 * eps)
         let err = abs(numeric - Double(analytic[i])) / max(abs(numeric), abs(Double(analytic[i])), 1e-2)
+        if err.isNaN { return .infinity }
         worst = max(worst, err)
     }
     return worst
@@ -64,6 +69,7 @@ func gradientError(_ analytic: [Float], _ numeric: [Double]) -> Double {
     precondition(analytic.count == numeric.count)
     let rms = (numeric.reduce(0) { $0 + $1 * $1 } / Double(max(numeric.count, 1))).squareRoot()
     let worst = zip(analytic, numeric).reduce(0.0) { max($0, abs(Double($1.0) - $1.1)) }
+    if zip(analytic, numeric).contains(where: { (Double($0.0) - $0.1).isNaN }) { return .infinity }
     return worst / max(rms, 1e-12)
 }
 
