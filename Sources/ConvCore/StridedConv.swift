@@ -72,6 +72,7 @@ func inputGradientByPhases(_ s: ConvShape, outputGradient dy: UnsafePointer<Floa
             offset += k * slivers * sliverWidth
         }
     }
+    precondition(ws.columnCapacity >= ws.pool.threads * s.phaseImageCount, "conv workspace too small for \(s)")
     let scratch = ws.columns, perWorker = s.phaseImageCount, zeros = UnsafePointer(ws.zeros)
     let oh = s.outHeight, ow = s.outWidth
     ws.pool.run(tasks: s.batch) { n, worker in
