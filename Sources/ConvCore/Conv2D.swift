@@ -107,6 +107,10 @@ public func conv2DForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights
         return
     }
     packConvWeights(ws.kernels, k: s.patchSize, n: cout, into: ws.packedWeights) { p, j in w[p * cout + j] }
+    if s.kernelHeight == 1 && s.kernelWidth == 1 && s.padding == 0 {
+        convolvePointwise(ws.kernels, s, input: x, packedWeights: ws.packedWeights, bias: bias, output: y, pool: ws.pool)
+        return
+    }
     convolveDirect(ws.kernels, s, input: x, packedWeights: ws.packedWeights, bias: bias, output: y, zeros: ws.zeros, pool: ws.pool)
 }
 

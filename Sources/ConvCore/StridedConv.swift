@@ -91,6 +91,22 @@ func inputGradientByPhases(_ s: ConvShape, outputGradient dy: UnsafePointer<Floa
                     continue
                 }
                 let weights = UnsafePointer(packed + offset)
+                offset += k * slivers * sliverWidth
+                if py.taps == 1 && px.taps == 1 && py.padding == 0 && px.padding == 0 && py.size <= oh && px.size <= ow {
+                    // A 1x1 sub-kernel reading dY in place (a 1x1 layer's only phase, a 3x3
+                    // stride-2 layer's first): one small product per row, written straight to
+                    // dX (`stride`·Cin floats between its pixels), no phase image.
+                    for jy in 0..<py.size {
+                        let a = gradient + jy * ow * cout, c = pixel(jy, 0), ldc = st * cin
+                        switch kernels {
+                        case .avx2:
+                            ConvKernels.gemmBlock(kc: cout, a: a, lda: cout, rows: px.size, packedB: weights, columns: cin, c: c, ldc: ldc)
+                        case .avx512:
+                            ConvKernelsAVX512.gemmBlock(kc: cout, a: a, lda: cout, rows: px.size, packedB: weights, columns: cin, c: c, ldc: ldc)
+                        }
+                    }
+                    continue
+                }
                 for sliver in 0..<slivers {
                     switch kernels {
                     case .avx2:
@@ -114,7 +130,6 @@ func inputGradientByPhases(_ s: ConvShape, outputGradient dy: UnsafePointer<Floa
                         source += cin
                     }
                 }
-                offset += k * slivers * sliverWidth
             }
         }
     }
