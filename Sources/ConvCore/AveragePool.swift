@@ -1,43 +1,51 @@
-/// Average pooling over `PoolShape` windows (no padding), and global average pooling: the
-/// mean of each channel over the whole image, as a ResNet's head uses. One task per image;
-/// channels are contiguous in NHWC, so every window sum is a run of vector adds.
+/// Average pooling on NHWC tensors: windowed (`PoolShape`, as in LeNet-5) and global (HxWxC →
+/// 1x1xC, the head of a ResNet). One task per image (or group of small images), summing each
+/// window in a fixed order, 16 channels at a time; results do not depend on the thread count.
 
-/// y = the mean of each window.
-public func avgPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>, pool: WorkerPool) {
+/// y = mean of each size×size window (every window lies inside the image: no padding).
+public func avgPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
+                           pool: WorkerPool) {
     let oh = s.outHeight, ow = s.outWidth, c = s.channels
-    let imageSize = s.height * s.width * c, weight = 1 / Float(s.size * s.size)
+    let scale = 1 / Float(s.size * s.size)
     pool.run(tasks: s.batch) { n, _ in
-        let image = x + n * imageSize
+        let image = x + n * s.height * s.width * c
         var out = y + n * oh * ow * c
         for oy in 0..<oh {
             for ox in 0..<ow {
-                out.update(repeating: 0, count: c)
-                for ky in 0..<s.size {
-                    for kx in 0..<s.size {
-                        addInPlace(out, image + ((oy * s.stride + ky) * s.width + ox * s.stride + kx) * c, count: c)
+                let corner = image + ((oy * s.stride) * s.width + ox * s.stride) * c
+                forEachChannelBlock(c) { c0, width in
+                    var sum = SIMD16<Float>()
+                    for ky in 0..<s.size {
+                        for kx in 0..<s.size { sum += loadVector(corner + (ky * s.width + kx) * c + c0, count: width) }
                     }
+                    storeVector(out + c0, sum * scale, count: width)
                 }
-                scaleInPlace(out, by: weight, count: c)
                 out += c
             }
         }
     }
 }
 
-/// dx = each window's dy / (size²) spread over the window (overlapping windows add up); overwrites dx.
-public func avgPoolBackward(_ s: PoolShape, outputGradient dy: UnsafePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>,
-                            pool: WorkerPool) {
+/// dx = Σ over the windows containing each input of dy/size² (overwritten). Windows may overlap
+/// (stride < size): each image's windows are added in output order by one task.
+public func avgPoolBackward(_ s: PoolShape, outputGradient dy: UnsafePointer<Float>,
+                            inputGradient dx: UnsafeMutablePointer<Float>, pool: WorkerPool) {
     let oh = s.outHeight, ow = s.outWidth, c = s.channels
-    let imageSize = s.height * s.width * c, weight = 1 / Float(s.size * s.size)
+    let scale = 1 / Float(s.size * s.size), imageSize = s.height * s.width * c
     pool.run(tasks: s.batch) { n, _ in
         let image = dx + n * imageSize
         image.update(repeating: 0, count: imageSize)
         var g = dy + n * oh * ow * c
         for oy in 0..<oh {
             for ox in 0..<ow {
-                for ky in 0..<s.size {
-                    for kx in 0..<s.size {
-                        addScaledInPlace(image + ((oy * s.stride + ky) * s.width + ox * s.stride + kx) * c, g, weight, count: c)
+                let corner = image + ((oy * s.stride) * s.width + ox * s.stride) * c
+                forEachChannelBlock(c) { c0, width in
+                    let share = loadVector(g + c0, count: width) * scale
+                    for ky in 0..<s.size {
+                        for kx in 0..<s.size {
+                            let at = corner + (ky * s.width + kx) * c + c0
+                            storeVector(at, loadVector(at, count: width) + share, count: width)
+                        }
                     }
                 }
                 g += c
@@ -46,42 +54,40 @@ public func avgPoolBackward(_ s: PoolShape, outputGradient dy: UnsafePointer<Flo
     }
 }
 
-/// y[n][c] = mean over the `pixels` of image n, channel c.
-public func globalAvgPoolForward(batch: Int, pixels: Int, channels c: Int, input x: UnsafePointer<Float>,
+/// HxWxC → 1x1xC: y[n][c] = Σ_p x[n][p][c] / pixels, summed in pixel order.
+///
+///     globalAvgPoolForward(batch: 64, pixels: 8 * 8, channels: 64, input: x, output: y, pool: pool)  // ResNet-20 head
+public func globalAvgPoolForward(batch: Int, pixels: Int, channels: Int, input x: UnsafePointer<Float>,
                                  output y: UnsafeMutablePointer<Float>, pool: WorkerPool) {
-    pool.run(tasks: batch) { n, _ in
-        let out = y + n * c
-        out.update(repeating: 0, count: c)
-        for p in 0..<pixels { addInPlace(out, x + (n * pixels + p) * c, count: c) }
-        scaleInPlace(out, by: 1 / Float(pixels), count: c)
-    }
-}
-
-/// dx[n][p][c] = dy[n][c] / pixels.
-public func globalAvgPoolBackward(batch: Int, pixels: Int, channels c: Int, outputGradient dy: UnsafePointer<Float>,
-                                  inputGradient dx: UnsafeMutablePointer<Float>, pool: WorkerPool) {
-    pool.run(tasks: batch) { n, _ in
-        let g = dy + n * c
-        for p in 0..<pixels {
-            let row = dx + (n * pixels + p) * c
-            row.update(repeating: 0, count: c)
-            addScaledInPlace(row, g, 1 / Float(pixels), count: c)
+    let c = channels, divisor = Float(pixels)
+    forEachImageGroup(batch: batch, floatsPerImage: pixels * c, pool: pool) { n in
+        let image = x + n * pixels * c
+        forEachChannelBlock(c) { c0, width in
+            var sum = SIMD16<Float>()
+            for p in 0..<pixels { sum += loadVector(image + p * c + c0, count: width) }
+            storeVector(y + n * c + c0, sum / divisor, count: width)
         }
     }
 }
 
-/// dst *= factor.
-@inline(__always)
-func scaleInPlace(_ dst: UnsafeMutablePointer<Float>, by factor: Float, count: Int) {
-    var i = 0
-    while i + 16 <= count { storeVector(dst + i, loadVector(dst + i) * factor); i += 16 }
-    while i < count { dst[i] *= factor; i += 1 }
+/// dx[n][p][c] = dy[n][c] / pixels for every pixel p (overwritten).
+public func globalAvgPoolBackward(batch: Int, pixels: Int, channels: Int, outputGradient dy: UnsafePointer<Float>,
+                                  inputGradient dx: UnsafeMutablePointer<Float>, pool: WorkerPool) {
+    let c = channels, divisor = Float(pixels)
+    forEachImageGroup(batch: batch, floatsPerImage: pixels * c, pool: pool) { n in
+        let image = dx + n * pixels * c
+        forEachChannelBlock(c) { c0, width in
+            let share = loadVector(dy + n * c + c0, count: width) / divisor
+            for p in 0..<pixels { storeVector(image + p * c + c0, share, count: width) }
+        }
+    }
 }
 
-/// dst += src·factor.
-@inline(__always)
-func addScaledInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ factor: Float, count: Int) {
-    var i = 0
-    while i + 16 <= count { storeVector(dst + i, loadVector(dst + i) + loadVector(src + i) * factor); i += 16 }
-    while i < count { dst[i] += src[i] * factor; i += 1 }
+/// Calls `body(image)` for every image, in tasks of consecutive images worth about
+/// `elementwiseChunk` floats (a global pool's 8x8 images are too small for a task each).
+@inline(__always) private func forEachImageGroup(batch: Int, floatsPerImage: Int, pool: WorkerPool, _ body: (_ image: Int) -> Void) {
+    let perTask = max(1, elementwiseChunk / max(floatsPerImage, 1))
+    pool.run(tasks: (batch + perTask - 1) / perTask) { t, _ in
+        for n in (t * perTask)..<min(batch, (t + 1) * perTask) { body(n) }
+    }
 }

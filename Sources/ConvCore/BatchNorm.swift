@@ -1,152 +1,173 @@
-/// Batch normalisation over NHWC activations, split into phases so that the caller can sum
-/// the per-channel statistics across ranks in between (ConvCore knows nothing of MPI):
+/// Batch normalisation over NHWC tensors, split into phases so that a data-parallel trainer can
+/// add the per-channel sums of every rank (an all-reduce of 2·channels doubles) between them and
+/// normalise with statistics of the whole global batch, whatever the world size:
 ///
-///     batchNormStatistics(s, input: x, sums: sums, pool: pool)          // Σx, Σx² of this rank
-///     /* sum `sums` over ranks; mean = Σx/N, invStd = 1/√(Σx²/N − mean² + ε) */
+///     batchNormStatistics(s, input: x, sums: sums, pool: pool)           // Σx, Σx² of this rank
+///     // all-reduce `sums`; N = count over all ranks; mean = Σx/N, var = Σx²/N − mean²,
+///     // invStd = 1/√(var + 1e-5) (and the running statistics) are the caller's
 ///     batchNormForward(s, input: x, mean: mean, invStd: invStd, scale: γ, shift: β, output: y, pool: pool)
-///     // backward:
-///     batchNormBackwardStatistics(s, input: x, outputGradient: dy, mean: mean, invStd: invStd, sums: sums, pool: pool)
-///     /* dβ = sums[c], dγ = sums[C + c]; sum `sums` over ranks */
-///     batchNormBackwardData(s, ..., sums: sums, count: N, inputGradient: dx, pool: pool)
+///     // backward
+///     batchNormBackwardStatistics(s, input: x, outputGradient: dy, mean: mean, invStd: invStd, sums: g, pool: pool)
+///     // all-reduce `g`: g[c] = dβ = Σdy, g[C + c] = dγ = Σdy·x̂
+///     batchNormBackwardData(s, input: x, outputGradient: dy, mean: mean, invStd: invStd, scale: γ,
+///                           sums: g, count: N, inputGradient: dx, pool: pool)
 ///
-/// Sums are per-channel, over images in order and pixels in order, in tasks of 16 channels: the
-/// result does not depend on the thread count.
+/// Sums are in double precision (var = E[x²] − mean² cancels when |mean| ≫ std). Each image's
+/// sums are formed in pixel order into its own slice of the pool's partial-sum scratch and the
+/// slices are added in image order, so the result depends neither on the thread count nor on
+/// how images are grouped into tasks. Channels are contiguous per pixel, so every kernel works
+/// 16 channels at a time (a narrower last block is padded in registers).
+
+/// The extent of a normalised tensor: `batch` images of `pixels` (height·width) positions with
+/// `channels` values each, channels innermost.
 public struct NormShape: Sendable, Equatable {
     public let batch: Int, pixels: Int, channels: Int
     public init(batch: Int, pixels: Int, channels: Int) {
         self.batch = batch; self.pixels = pixels; self.channels = channels
     }
+    /// Elements of the tensor: batch·pixels·channels.
     public var count: Int { batch * pixels * channels }
+    /// Doubles of per-image partial sums the statistics kernels use (`WorkerPool.reservePartialSums`).
+    public var partialSumCount: Int { batch * 2 * channels }
 }
 
-/// sums[c] = Σ x and sums[channels + c] = Σ x² over every position of channel c.
-public func batchNormStatistics(_ s: NormShape, input x: UnsafePointer<Float>, sums: UnsafeMutablePointer<Double>, pool: WorkerPool) {
-    sumPerChannel(s, sums: sums, pool: pool) { at, _ in
-        let v = loadVector(x + at)
-        return (v, v * v)
-    } scalar: { at, _ in
-        (x[at], x[at] * x[at])
+/// sums[c] = Σ x and sums[channels + c] = Σ x² over all batch·pixels positions of channel c, in
+/// double precision (overwritten). Per-image sums are added in image order.
+public func batchNormStatistics(_ s: NormShape, input x: UnsafePointer<Float>, sums: UnsafeMutablePointer<Double>,
+                                pool: WorkerPool) {
+    let c = s.channels, perImage = s.pixels * c
+    let partials = pool.partialSums(s.partialSumCount)
+    pool.run(tasks: s.batch) { n, _ in
+        let image = x + n * perImage, out = partials + n * 2 * c
+        forEachChannelBlock(c) { c0, width in
+            var acc = DoubleSums()
+            var p = image + c0
+            for _ in 0..<s.pixels {
+                let v = loadVector(p, count: width)
+                acc.add(v, v)
+                p += c
+            }
+            acc.store(first: out + c0, second: out + c + c0, count: width)
+        }
     }
+    addImageSums(partials, images: s.batch, width: 2 * c, into: sums)
 }
 
-/// y = (x − mean)·invStd·scale + shift, per channel. y may be x.
-public func batchNormForward(_ s: NormShape, input x: UnsafePointer<Float>, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
-                             scale: UnsafePointer<Float>, shift: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
-                             pool: WorkerPool) {
+/// y = (x − mean[c])·invStd[c]·scale[c] + shift[c]. `y` may be `x` (in place).
+public func batchNormForward(_ s: NormShape, input x: UnsafePointer<Float>, mean: UnsafePointer<Float>,
+                             invStd: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
+                             output y: UnsafeMutablePointer<Float>, pool: WorkerPool) {
     let c = s.channels
-    forEachRowChunk(s, pool: pool) { rows in
-        var ch = 0
-        while ch + 16 <= c {
-            let a = loadVector(invStd + ch) * loadVector(scale + ch)
-            let b = loadVector(shift + ch) - loadVector(mean + ch) * a
-            for r in rows { storeVector(y + r * c + ch, loadVector(x + r * c + ch) * a + b) }
-            ch += 16
-        }
-        while ch < c {
-            let a = invStd[ch] * scale[ch], b = shift[ch] - mean[ch] * a
-            for r in rows { y[r * c + ch] = x[r * c + ch] * a + b }
-            ch += 1
+    forEachPositionRange(s, pool: pool) { first, last in
+        forEachChannelBlock(c) { c0, width in
+            let m = loadVector(mean + c0, count: width), b = loadVector(shift + c0, count: width)
+            let k = loadVector(invStd + c0, count: width) * loadVector(scale + c0, count: width)
+            for i in first..<last {
+                let at = i * c + c0
+                storeVector(y + at, b.addingProduct(loadVector(x + at, count: width) - m, k), count: width)
+            }
         }
     }
 }
 
-/// sums[c] = Σ dy and sums[channels + c] = Σ dy·x̂, with x̂ = (x − mean)·invStd: the shift's and
-/// the scale's gradients, and what the input gradient needs.
+/// sums[c] = Σ dy and sums[channels + c] = Σ dy·x̂ with x̂ = (x − mean)·invStd, in double
+/// precision (overwritten), per-image sums added in image order. These are the shift and scale
+/// gradients (dβ, dγ) and, all-reduced, the input of `batchNormBackwardData`.
 public func batchNormBackwardStatistics(_ s: NormShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                                         mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
                                         sums: UnsafeMutablePointer<Double>, pool: WorkerPool) {
-    sumPerChannel(s, sums: sums, pool: pool) { at, ch in
-        let g = loadVector(dy + at)
-        return (g, g * (loadVector(x + at) - loadVector(mean + ch)) * loadVector(invStd + ch))
-    } scalar: { at, ch in
-        (dy[at], dy[at] * (x[at] - mean[ch]) * invStd[ch])
+    let c = s.channels, perImage = s.pixels * c
+    let partials = pool.partialSums(s.partialSumCount)
+    pool.run(tasks: s.batch) { n, _ in
+        let out = partials + n * 2 * c
+        forEachChannelBlock(c) { c0, width in
+            let m = loadVector(mean + c0, count: width), r = loadVector(invStd + c0, count: width)
+            var acc = DoubleSums()
+            var at = n * perImage + c0
+            for _ in 0..<s.pixels {
+                acc.add(loadVector(dy + at, count: width), (loadVector(x + at, count: width) - m) * r)
+                at += c
+            }
+            acc.store(first: out + c0, second: out + c + c0, count: width)
+        }
     }
+    addImageSums(partials, images: s.batch, width: 2 * c, into: sums)
 }
 
-/// Training mode's input gradient: dx = scale·invStd·(dy − Σdy/count − x̂·Σ(dy·x̂)/count), with
-/// `sums` from `batchNormBackwardStatistics` (summed over every rank whose batch shared the
-/// statistics) and `count` the positions per channel they cover. dx may be dy.
+/// The training-mode input gradient, dx = scale·invStd·(dy − Σdy/count − x̂·Σ(dy·x̂)/count), with
+/// `sums` from `batchNormBackwardStatistics` (all-reduced over ranks when the statistics were)
+/// and `count` the positions per channel those sums cover: batch·pixels summed over every rank
+/// whose statistics were included. `dx` may be `dy` (in place).
 public func batchNormBackwardData(_ s: NormShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                                   mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>, scale: UnsafePointer<Float>,
                                   sums: UnsafePointer<Double>, count: Int, inputGradient dx: UnsafeMutablePointer<Float>,
                                   pool: WorkerPool) {
-    let c = s.channels, n = Double(count)
-    @inline(__always) func coefficients(_ ch: Int) -> (k: Float, meanDy: Float, meanDyXHat: Float) {
-        (scale[ch] * invStd[ch], Float(sums[ch] / n), Float(sums[c + ch] / n))
-    }
-    forEachRowChunk(s, pool: pool) { rows in
-        var ch = 0
-        while ch + 16 <= c {
-            var k = SIMD16<Float>(), m1 = SIMD16<Float>(), m2 = SIMD16<Float>()
-            for j in 0..<16 { (k[j], m1[j], m2[j]) = coefficients(ch + j) }
-            let mu = loadVector(mean + ch), inv = loadVector(invStd + ch)
-            for r in rows {
-                let at = r * c + ch
-                let xHat = (loadVector(x + at) - mu) * inv
-                storeVector(dx + at, k * (loadVector(dy + at) - m1 - xHat * m2))
+    let c = s.channels
+    precondition(count > 0, "batch norm needs a positive count")
+    forEachPositionRange(s, pool: pool) { first, last in
+        forEachChannelBlock(c) { c0, width in
+            var meanDy = SIMD16<Float>(), meanDyXhat = SIMD16<Float>()
+            for l in 0..<width {
+                meanDy[l] = Float(sums[c0 + l] / Double(count))
+                meanDyXhat[l] = Float(sums[c + c0 + l] / Double(count))
             }
-            ch += 16
-        }
-        while ch < c {
-            let (k, m1, m2) = coefficients(ch)
-            for r in rows {
-                let at = r * c + ch
-                dx[at] = k * (dy[at] - m1 - (x[at] - mean[ch]) * invStd[ch] * m2)
-            }
-            ch += 1
-        }
-    }
-}
-
-/// Two per-channel sums of `terms(at, channel)` over every position: a task per block of 16 channels,
-/// each summing one image's pixels in Float and the images in Double, in order.
-@inline(__always)
-private func sumPerChannel(_ s: NormShape, sums: UnsafeMutablePointer<Double>, pool: WorkerPool,
-                           _ terms: (Int, Int) -> (SIMD16<Float>, SIMD16<Float>), scalar: (Int, Int) -> (Float, Float)) {
-    let c = s.channels, blocks = (c + 15) / 16
-    pool.run(tasks: blocks) { block, _ in
-        let first = block * 16
-        if first + 16 <= c {
-            var total0 = SIMD16<Double>(), total1 = SIMD16<Double>()
-            for image in 0..<s.batch {
-                var sum0 = SIMD16<Float>(), sum1 = SIMD16<Float>()
-                var at = image * s.pixels * c + first
-                for _ in 0..<s.pixels {
-                    let (a, b) = terms(at, first)
-                    sum0 += a
-                    sum1 += b
-                    at += c
-                }
-                for j in 0..<16 { total0[j] += Double(sum0[j]); total1[j] += Double(sum1[j]) }
-            }
-            for j in 0..<16 { sums[first + j] = total0[j]; sums[c + first + j] = total1[j] }
-        } else {
-            for ch in first..<c {
-                var total0 = 0.0, total1 = 0.0
-                for image in 0..<s.batch {
-                    var sum0: Float = 0, sum1: Float = 0
-                    var at = image * s.pixels * c + ch
-                    for _ in 0..<s.pixels {
-                        let (a, b) = scalar(at, ch)
-                        sum0 += a
-                        sum1 += b
-                        at += c
-                    }
-                    total0 += Double(sum0)
-                    total1 += Double(sum1)
-                }
-                sums[ch] = total0
-                sums[c + ch] = total1
+            let m = loadVector(mean + c0, count: width), r = loadVector(invStd + c0, count: width)
+            let k = r * loadVector(scale + c0, count: width)
+            for i in first..<last {
+                let at = i * c + c0
+                let xhat = (loadVector(x + at, count: width) - m) * r
+                let centred = (loadVector(dy + at, count: width) - meanDy).addingProduct(-xhat, meanDyXhat)
+                storeVector(dx + at, k * centred, count: width)
             }
         }
     }
 }
 
-/// Tasks over fixed ranges of rows (one row = one pixel's channels).
-@inline(__always)
-private func forEachRowChunk(_ s: NormShape, pool: WorkerPool, _ body: (Range<Int>) -> Void) {
-    let rows = s.batch * s.pixels, perTask = max(1, elementwiseChunk / max(s.channels, 1))
-    pool.run(tasks: (rows + perTask - 1) / perTask) { t, _ in
-        body((t * perTask)..<min(rows, (t + 1) * perTask))
+// MARK: Helpers
+
+/// Σa and Σa·b for 16 channels in double precision (8 ymm registers of accumulators).
+private struct DoubleSums {
+    var a0 = SIMD8<Double>(), a1 = SIMD8<Double>(), ab0 = SIMD8<Double>(), ab1 = SIMD8<Double>()
+
+    @inline(__always) mutating func add(_ a: SIMD16<Float>, _ b: SIMD16<Float>) {
+        let lowA = SIMD8<Double>(a.lowHalf), highA = SIMD8<Double>(a.highHalf)
+        a0 += lowA
+        a1 += highA
+        // The product of two floats is exact in double.
+        ab0 = ab0.addingProduct(lowA, SIMD8<Double>(b.lowHalf))
+        ab1 = ab1.addingProduct(highA, SIMD8<Double>(b.highHalf))
+    }
+
+    @inline(__always) func store(first: UnsafeMutablePointer<Double>, second: UnsafeMutablePointer<Double>, count: Int) {
+        for l in 0..<count {
+            first[l] = l < 8 ? a0[l] : a1[l - 8]
+            second[l] = l < 8 ? ab0[l] : ab1[l - 8]
+        }
+    }
+}
+
+/// Calls `body(firstChannel, width)` for channel blocks of 16 (the last one narrower).
+@inline(__always) func forEachChannelBlock(_ channels: Int, _ body: (_ first: Int, _ width: Int) -> Void) {
+    var c0 = 0
+    while c0 < channels {
+        body(c0, min(16, channels - c0))
+        c0 += 16
+    }
+}
+
+/// Splits the batch·pixels positions into fixed ranges of about `elementwiseChunk` elements.
+@inline(__always) private func forEachPositionRange(_ s: NormShape, pool: WorkerPool, _ body: (_ first: Int, _ last: Int) -> Void) {
+    let positions = s.batch * s.pixels, perTask = max(1, elementwiseChunk / max(s.channels, 1))
+    pool.run(tasks: (positions + perTask - 1) / perTask) { t, _ in
+        body(t * perTask, min(positions, (t + 1) * perTask))
+    }
+}
+
+/// out[j] = Σ_n partials[n·width + j], added in image order.
+private func addImageSums(_ partials: UnsafePointer<Double>, images: Int, width: Int, into out: UnsafeMutablePointer<Double>) {
+    out.update(repeating: 0, count: width)
+    for n in 0..<images {
+        let row = partials + n * width
+        for j in 0..<width { out[j] += row[j] }
     }
 }

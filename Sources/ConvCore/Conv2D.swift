@@ -1,6 +1,7 @@
 /// 2-D convolution on NHWC tensors: Winograd for 3x3 stride-1 layers with 16-multiple channel
 /// counts (Winograd.swift), else the direct register tiles (DirectConv.swift); the input gradient
-/// of a strided convolution goes through GEMM and im2col's adjoint.
+/// of a strided convolution runs phase by phase on the direct tiles (StridedConv.swift), or
+/// through GEMM and im2col's adjoint for a shape that cannot.
 ///
 /// Layouts: input `[batch][height][width][inChannels]`, output `[batch][outHeight][outWidth][outChannels]`,
 /// weights `[kernelHeight][kernelWidth][inChannels][outChannels]` (a K×outChannels matrix, K = kh·kw·Cin),
@@ -82,15 +83,21 @@ public final class ConvWorkspace: @unchecked Sendable {
         // A zero row as long as any kernel row (of the forward or the flipped convolution).
         zeroRow.reserve(shape.kernelWidth * max(shape.inChannels, shape.outChannels), zeroed: true)
         partialSums.reserve(partialGradientCount(shape))
-        // im2col (and a GEMM) is only needed by the input gradient of strided convolutions.
-        if !shape.inputGradientIsConvolution {
+        // A strided input gradient needs a phase image per worker (StridedConv.swift), or, for
+        // the odd shape that cannot run by phases, im2col and a GEMM.
+        if shape.inputGradientByPhases {
+            im2col.reserve(pool.threads * shape.phaseImageCount)
+        } else if !shape.inputGradientIsConvolution {
             gemmScratch.reserve(k: shape.outChannels, n: shape.patchSize)
             im2col.reserve(max(shape.outHeight * shape.outWidth * shape.patchSize, min(shape.columnCount, ConvWorkspace.columnBudget)))
         }
     }
 }
 
-/// y = conv(x, w) + bias; no bias for a convolution that batch norm follows.
+/// y = conv(x, w) + bias, or conv(x, w) when `bias` is nil: a convolution followed by batch
+/// norm has no bias (the norm's shift replaces it), and then no bias work is done at all.
+///
+///     conv2DForward(shape, input: x, weights: w, bias: nil, output: y, workspace: ws)   // ResNet conv → BN
 public func conv2DForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
                           bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
                           workspace ws: ConvWorkspace) {
@@ -100,10 +107,15 @@ public func conv2DForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights
         return
     }
     packConvWeights(ws.kernels, k: s.patchSize, n: cout, into: ws.packedWeights) { p, j in w[p * cout + j] }
+    if s.kernelHeight == 1 && s.kernelWidth == 1 && s.padding == 0 {
+        convolvePointwise(ws.kernels, s, input: x, packedWeights: ws.packedWeights, bias: bias, output: y, pool: ws.pool)
+        return
+    }
     convolveDirect(ws.kernels, s, input: x, packedWeights: ws.packedWeights, bias: bias, output: y, zeros: ws.zeros, pool: ws.pool)
 }
 
-/// dW = patchesᵀ·dY and dBias = Σ dY over pixels (both overwritten; nil: no bias).
+/// dW = patchesᵀ·dY and dBias = Σ dY over pixels (both overwritten). Pass `biasGradient: nil`
+/// for a convolution without bias (one followed by batch norm): Σ dY is then not computed.
 public func conv2DBackwardWeights(_ s: ConvShape, input x: UnsafePointer<Float>,
                                   outputGradient dy: UnsafePointer<Float>,
                                   weightGradient dw: UnsafeMutablePointer<Float>,
@@ -125,7 +137,8 @@ func partialGradientCount(_ s: ConvShape) -> Int {
 }
 
 /// dX = the input gradient (overwritten). For stride 1 it is itself a convolution: dY, padded
-/// by k−1−padding, correlated with the spatially flipped, channel-transposed kernel.
+/// by k−1−padding, correlated with the spatially flipped, channel-transposed kernel; for a
+/// larger stride, one such convolution per phase of the input pixels (StridedConv.swift).
 public func conv2DBackwardData(_ s: ConvShape, outputGradient dy: UnsafePointer<Float>,
                                weights w: UnsafePointer<Float>,
                                inputGradient dx: UnsafeMutablePointer<Float>,
@@ -146,8 +159,12 @@ public func conv2DBackwardData(_ s: ConvShape, outputGradient dy: UnsafePointer<
         convolveDirect(ws.kernels, flipped, input: dy, packedWeights: ws.packedWeights, bias: nil, output: dx, zeros: ws.zeros, pool: ws.pool)
         return
     }
+    if s.inputGradientByPhases {
+        inputGradientByPhases(s, outputGradient: dy, weights: w, inputGradient: dx, workspace: ws)
+        return
+    }
     let wT = GemmOperand(w, stride: cout, transposed: true)
-    // Strided: dY·Wᵀ gives every patch's gradient, scattered back image group by image group.
+    // Otherwise dY·Wᵀ gives every patch's gradient, scattered back image group by image group.
     let perImage = s.outHeight * s.outWidth
     let group = max(1, min(s.batch, ws.columnCapacity / (perImage * s.patchSize)))
     var first = 0

@@ -82,6 +82,30 @@ func convolveDirect(_ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePoi
     }
 }
 
+/// Y = conv(X, W) + bias for a 1x1 kernel without padding (a ResNet projection shortcut, any
+/// stride): each output row is a small matrix product whose A rows are that row's input pixels,
+/// `stride`·Cin floats apart, so the GEMM tile reads them in place. With K = Cin as short as 16
+/// this skips the direct tile's per-pixel tap bookkeeping, which costs as much as the arithmetic.
+/// Tasks are runs of whole output rows (about 96 pixels), fixed by the shape.
+func convolvePointwise(_ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePointer<Float>, packedWeights w: UnsafePointer<Float>,
+                       bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>, pool: WorkerPool) {
+    let oh = s.outHeight, ow = s.outWidth, cin = s.inChannels, cout = s.outChannels
+    let rows = s.batch * oh, rowsPerTask = max(1, 96 / max(ow, 1))
+    pool.run(tasks: (rows + rowsPerTask - 1) / rowsPerTask) { task, _ in
+        for row in (task * rowsPerTask)..<min(rows, (task + 1) * rowsPerTask) {
+            let n = row / oh, oy = row % oh
+            let a = x + (n * s.height + oy * s.stride) * s.width * cin, c = y + row * ow * cout
+            switch kernels {
+            case .avx2:
+                ConvKernels.gemmBlock(kc: cin, a: a, lda: s.stride * cin, rows: ow, packedB: w, columns: cout, c: c, ldc: cout)
+            case .avx512:
+                ConvKernelsAVX512.gemmBlock(kc: cin, a: a, lda: s.stride * cin, rows: ow, packedB: w, columns: cout, c: c, ldc: cout)
+            }
+            if let bias { for p in 0..<ow { addInPlace(c + p * cout, bias, count: cout) } }
+        }
+    }
+}
+
 /// How many image groups the weight gradient is split into: each group's inputs and output
 /// gradients should stay in a core's L2 cache (about 512 KB of them) while every tile is
 /// computed, and the count is rounded up to a multiple of 4 so that 2 or 4 workers get equal
@@ -94,7 +118,7 @@ func weightGradientGroups(_ s: ConvShape) -> Int {
 }
 
 /// dW[tap][ci][co] = Σ_pixels X[pixel shifted by tap, ci] · dY[pixel, co], without im2col, and
-/// dBias[co] = Σ_pixels dY[pixel, co] while the group's dY is in cache.
+/// dBias[co] = Σ_pixels dY[pixel, co] while the group's dY is in cache (skipped when `db` is nil).
 ///
 /// Each task takes one group of images and writes that group's sums into its own slice of
 /// `partials` (weights, then bias); the slices are then added in group order, so the result
@@ -116,11 +140,10 @@ func convolutionWeightGradientDirect(_ kernels: ConvKernelSet, _ s: ConvShape, i
         }
         if db != nil {
             sumRows(dy + images.lowerBound * pixelsPerImage * cout, rows: images.count * pixelsPerImage, columns: cout, into: out + count)
-        } else {
-            (out + count).update(repeating: 0, count: cout)
         }
     }
-    addSlicesIntoFirst(partials, slice: slice, groups: groups, pool: pool)
+    // Without a bias gradient only the weight part of each slice is summed.
+    addSlicesIntoFirst(partials, slice: slice, count: db == nil ? count : slice, groups: groups, pool: pool)
     dw.update(from: partials, count: count)
     db?.update(from: partials + count, count: cout)
 }

@@ -12,9 +12,10 @@ public func forEachChunk(_ count: Int, pool: WorkerPool, _ body: (_ start: Int, 
 }
 
 /// Adds slices 1..<groups of `partials` (`slice` floats apart) into slice 0, in group order, so
-/// the sum of per-task partial results does not depend on the number of threads.
-func addSlicesIntoFirst(_ partials: UnsafeMutablePointer<Float>, slice: Int, groups: Int, pool: WorkerPool) {
-    forEachChunk(slice, pool: pool) { start, end in
+/// the sum of per-task partial results does not depend on the number of threads. Only the first
+/// `count` floats of each slice are added (all of it by default).
+func addSlicesIntoFirst(_ partials: UnsafeMutablePointer<Float>, slice: Int, count: Int? = nil, groups: Int, pool: WorkerPool) {
+    forEachChunk(count ?? slice, pool: pool) { start, end in
         for g in 1..<max(groups, 1) { addInPlace(partials + start, partials + g * slice + start, count: end - start) }
     }
 }
@@ -94,4 +95,21 @@ public func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<
 }
 @inline(__always) func storeVector(_ p: UnsafeMutablePointer<Float>, _ v: SIMD16<Float>) {
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
+}
+
+/// The first `count` (≤ 16) floats at `p`, zeros in the other lanes: a channel block's tail
+/// without reading past it.
+@inline(__always) func loadVector(_ p: UnsafePointer<Float>, count: Int) -> SIMD16<Float> {
+    if count == 16 { return loadVector(p) }
+    var v = SIMD16<Float>()
+    for l in 0..<count { v[l] = p[l] }
+    return v
+}
+@inline(__always) func loadVector(_ p: UnsafeMutablePointer<Float>, count: Int) -> SIMD16<Float> {
+    loadVector(UnsafePointer(p), count: count)
+}
+/// Stores the first `count` (≤ 16) lanes of `v`.
+@inline(__always) func storeVector(_ p: UnsafeMutablePointer<Float>, _ v: SIMD16<Float>, count: Int) {
+    if count == 16 { return storeVector(p, v) }
+    for l in 0..<count { p[l] = v[l] }
 }

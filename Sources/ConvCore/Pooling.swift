@@ -1,4 +1,7 @@
-/// Max pooling on NHWC tensors, window `size`×`size`, step `stride`, no padding.
+/// Max pooling on NHWC tensors (average pooling: AveragePool.swift).
+
+/// A pooling window `size`×`size` moved by `stride` over NHWC images, no padding (max and
+/// average pooling).
 public struct PoolShape: Sendable, Equatable {
     public let batch: Int, height: Int, width: Int, channels: Int, size: Int, stride: Int
     public init(batch: Int, height: Int, width: Int, channels: Int, size: Int, stride: Int) {

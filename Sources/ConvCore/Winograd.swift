@@ -49,7 +49,7 @@ extension ConvShape {
 private let winogradSetting = ProcessInfo.processInfo.environment["DDPTRAIN_WINOGRAD"]
 
 extension ConvWorkspace {
-    /// Y = conv(X, W) + bias.
+    /// Y = conv(X, W) (+ bias).
     func winogradForward(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
                          weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
         let cin = s.inChannels, cout = s.outChannels
@@ -67,28 +67,30 @@ extension ConvWorkspace {
         convolve(algorithm, flipped, input: dy, bias: nil, output: dx)
     }
 
-    /// dW and dBias (both overwritten): each tile group sums its terms into its own slice of
-    /// `partials`, the slices are added in group order, and dU is transformed back to dW.
+    /// dW and dBias (both overwritten; no bias work when `db` is nil): each tile group sums its
+    /// terms into its own slice of `partials`, the slices are added in group order, and dU is
+    /// transformed back to dW.
     func winogradBackwardWeights(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
                                  outputGradient dy: UnsafePointer<Float>, weightGradient dw: UnsafeMutablePointer<Float>,
                                  biasGradient db: UnsafeMutablePointer<Float>?) {
         let groups = algorithm.gradientGroups(s), slice = algorithm.gradientSliceCount(s), tiles = algorithm.tiles(s)
+        let products = algorithm.positions * s.inChannels * s.outChannels, withBias = db != nil
         let partials = self.partials, scratch = winogradScratch, perWorker = winogradPerWorker, kernels = self.kernels, m = algorithm.m
         pool.run(tasks: groups) { group, worker in
             let sum = partials + group * slice
-            sum.update(repeating: 0, count: slice)
+            sum.update(repeating: 0, count: withBias ? slice : products)
             let first = group * tiles / groups, end = (group + 1) * tiles / groups
             switch kernels {
             case .avx2:
                 ConvKernels.winogradWeightGradientTiles(m: m, s.geometry, input: x, outputGradient: dy, first: first, end: end,
-                                                        into: sum, scratch: scratch + worker * perWorker)
+                                                        into: sum, biasGradient: withBias, scratch: scratch + worker * perWorker)
             case .avx512:
                 ConvKernelsAVX512.winogradWeightGradientTiles(m: m, s.geometry512, input: x, outputGradient: dy, first: first, end: end,
-                                                              into: sum, scratch: scratch + worker * perWorker)
+                                                              into: sum, biasGradient: withBias, scratch: scratch + worker * perWorker)
             }
         }
-        addSlicesIntoFirst(partials, slice: slice, groups: groups, pool: pool)
-        db?.update(from: partials + algorithm.positions * s.inChannels * s.outChannels, count: s.outChannels)
+        addSlicesIntoFirst(partials, slice: slice, count: withBias ? slice : products, groups: groups, pool: pool)
+        db?.update(from: partials + products, count: s.outChannels)
         pool.run(tasks: s.inChannels) { ci, _ in
             switch kernels {
             case .avx2:

@@ -19,6 +19,11 @@ import Synchronization
 public final class WorkerPool: @unchecked Sendable {
     public let threads: Int
     private let shared: Shared
+    /// Double-precision per-task partial sums of reductions whose callers pass no scratch
+    /// (batch-norm statistics): valid between a kernel's start and end, like the pool itself,
+    /// which runs one job at a time.
+    private var partials: UnsafeMutablePointer<Double>
+    private var partialCapacity = 0
 
     /// How long an idle helper polls for the next job before it sleeps.
     public static let spinTime: UInt64 = 200_000  // ns
@@ -27,6 +32,7 @@ public final class WorkerPool: @unchecked Sendable {
         precondition(threads >= 1, "a worker pool needs at least one thread")
         self.threads = threads
         shared = Shared(helpers: threads - 1)
+        partials = .allocate(capacity: 1)
         for worker in 1..<max(threads, 1) {
             let shared = self.shared
             let thread = Thread { shared.helperLoop(worker: worker) }
@@ -36,7 +42,28 @@ public final class WorkerPool: @unchecked Sendable {
         }
     }
 
-    deinit { shared.stop() }
+    deinit {
+        shared.stop()
+        partials.deallocate()
+    }
+
+    /// At least `count` doubles of scratch for per-task partial sums (contents undefined), for
+    /// kernels that reduce over a batch in a fixed order. It grows on the first call for the
+    /// largest shape and is reused after that, so a training step allocates only in its first
+    /// iteration; `reservePartialSums` sizes it up front. Call it on the calling thread, outside `run`.
+    func partialSums(_ count: Int) -> UnsafeMutablePointer<Double> {
+        reservePartialSums(count)
+        return partials
+    }
+
+    /// Grows the partial-sum scratch to `count` doubles now (e.g. while a network is built; see
+    /// `NormShape.partialSumCount`), so that no later kernel call allocates.
+    public func reservePartialSums(_ count: Int) {
+        guard count > partialCapacity else { return }
+        partials.deallocate()
+        partials = .allocate(capacity: count)
+        partialCapacity = count
+    }
 
     /// Runs `body(task, worker)` for every task in 0..<tasks; `worker` is in 0..<threads
     /// and is unique among concurrently running bodies, so it can index per-worker scratch.

@@ -16,6 +16,10 @@ public struct ConvGeometry {
     public let batch: Int, height: Int, width: Int, inChannels: Int, outChannels: Int
     public let kernelHeight: Int, kernelWidth: Int, stride: Int, padding: Int
     public let outHeight: Int, outWidth: Int
+    /// Where `convolveRows` starts reading: output pixel (oy, ox) reads input rows from
+    /// oy·stride − paddingTop and columns from ox·stride − paddingLeft. Both are `padding`
+    /// except in the phases of a strided convolution's input gradient.
+    public let paddingTop: Int, paddingLeft: Int
     public init(batch: Int, height: Int, width: Int, inChannels: Int, outChannels: Int,
                 kernelHeight: Int, kernelWidth: Int, stride: Int, padding: Int) {
         self.batch = batch; self.height = height; self.width = width
@@ -23,6 +27,19 @@ public struct ConvGeometry {
         self.kernelHeight = kernelHeight; self.kernelWidth = kernelWidth; self.stride = stride; self.padding = padding
         outHeight = (height + 2 * padding - kernelHeight) / stride + 1
         outWidth = (width + 2 * padding - kernelWidth) / stride + 1
+        (paddingTop, paddingLeft) = (padding, padding)
+    }
+
+    /// A stride-1 geometry (for `convolveRows` only) with its own top and left padding and
+    /// output size: reads past the bottom and right edges are zeros like any padding. One phase
+    /// of a strided convolution's input gradient is such a convolution (ConvCore/StridedConv.swift).
+    public init(batch: Int, height: Int, width: Int, inChannels: Int, outChannels: Int, kernelHeight: Int, kernelWidth: Int,
+                paddingTop: Int, paddingLeft: Int, outHeight: Int, outWidth: Int) {
+        self.batch = batch; self.height = height; self.width = width
+        self.inChannels = inChannels; self.outChannels = outChannels
+        self.kernelHeight = kernelHeight; self.kernelWidth = kernelWidth; stride = 1; padding = paddingTop
+        self.paddingTop = paddingTop; self.paddingLeft = paddingLeft
+        self.outHeight = outHeight; self.outWidth = outWidth
     }
 }
 
@@ -147,8 +164,8 @@ public func convolveRows(_ g: ConvGeometry, input x: UnsafePointer<Float>, packe
         var image = SIMD8<Int>(), top = SIMD8<Int>(), left = SIMD8<Int>()
         for r in 0..<valid {
             image[r] = n
-            top[r] = oy * g.stride - g.padding
-            left[r] = ox * g.stride - g.padding
+            top[r] = oy * g.stride - g.paddingTop
+            left[r] = ox * g.stride - g.paddingLeft
             ox += 1
             if ox == ow {
                 ox = 0

@@ -56,21 +56,29 @@ public func winogradConvolveTiles(m: Int, _ g: ConvGeometry, input x: UnsafePoin
                 gemmBlock(kc: cin, a: v + xi * vPerPosition, lda: cin, rows: count, packedB: u + xi * uPerPosition,
                           columns: cout, c: product + xi * mPerPosition, ldc: cout)
             }
-            // Y = Aᵀ·M·A (+ bias) for each tile, skipping pixels past the edge.
+            // Y = Aᵀ·M·A (+ bias) for each tile, skipping pixels past the edge; without a bias nothing is added.
             for t in 0..<count {
                 let (image, oy, ox) = tiles.origin(first + t)
                 let rows = min(W.m, oh - oy), columns = min(W.m, ow - ox)
                 let out = y + ((image * oh + oy) * ow + ox) * cout
                 let src = UnsafePointer(product + t * cout)
                 for c in stride(from: 0, to: cout, by: 16) {
-                    let b = bias.map { load($0 + c) } ?? SIMD16()
                     for q in 0..<alpha {
                         W.output({ load(src + ($0 * alpha + q) * mPerPosition + c) }, { e[$0 * alpha + q] = $1 })
                     }
-                    for i in 0..<rows {
-                        W.output({ e[i * alpha + $0] }, { j, value in
-                            if j < columns { store(out + (i * ow + j) * cout + c, value + b) }
-                        })
+                    if let bias {
+                        let b = load(bias + c)
+                        for i in 0..<rows {
+                            W.output({ e[i * alpha + $0] }, { j, value in
+                                if j < columns { store(out + (i * ow + j) * cout + c, value + b) }
+                            })
+                        }
+                    } else {
+                        for i in 0..<rows {
+                            W.output({ e[i * alpha + $0] }, { j, value in
+                                if j < columns { store(out + (i * ow + j) * cout + c, value) }
+                            })
+                        }
                     }
                 }
             }
@@ -81,9 +89,10 @@ public func winogradConvolveTiles(m: Int, _ g: ConvGeometry, input x: UnsafePoin
 
 /// Adds to `sum` the weight-gradient terms of tiles first..<end: dU[ξ][ci][co] += V[ξ][t][ci]·D[ξ][t][co]
 /// (V = Bᵀ·d·B of the input block, D = A·dY·Aᵀ of the output-gradient tile), then, after
-/// positions × Cin × Cout floats, the bias gradient Σ dY.
+/// positions × Cin × Cout floats, the bias gradient Σ dY when `biasGradient` (a convolution
+/// without bias skips it).
 public func winogradWeightGradientTiles(m: Int, _ g: ConvGeometry, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
-                                        first start: Int, end: Int, into sum: UnsafeMutablePointer<Float>,
+                                        first start: Int, end: Int, into sum: UnsafeMutablePointer<Float>, biasGradient: Bool,
                                         scratch: UnsafeMutablePointer<Float>) {
     func run<W: WinogradTransforms>(_: W.Type) {
         let tiles = Tiles<W>(g), oh = g.outHeight, ow = g.outWidth
@@ -107,9 +116,11 @@ public func winogradWeightGradientTiles(m: Int, _ g: ConvGeometry, input x: Unsa
                         @inline(__always) func gradient(_ i: Int, _ j: Int) -> SIMD16<Float> {
                             i < rows && j < columns ? load(src + (i * ow + j) * cout + c) : SIMD16()
                         }
-                        var total = SIMD16<Float>()
-                        for i in 0..<rows { for j in 0..<columns { total += gradient(i, j) } }
-                        store(sum + products + c, load(sum + products + c) + total)
+                        if biasGradient {
+                            var total = SIMD16<Float>()
+                            for i in 0..<rows { for j in 0..<columns { total += gradient(i, j) } }
+                            store(sum + products + c, load(sum + products + c) + total)
+                        }
                         for j in 0..<W.m { W.outputGradient({ gradient($0, j) }, { e[$0 * W.m + j] = $1 }) }
                         for i in 0..<alpha {
                             W.outputGradient({ e[i * W.m + $0] }, { store(out + (i * alpha + $0) * dPerPosition + c, $1) })

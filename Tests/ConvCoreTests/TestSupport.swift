@@ -17,7 +17,11 @@ func maxRelativeError(_ a: [Float], _ b: [Float]) -> Float {
     precondition(a.count == b.count)
     let rms = (b.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(max(b.count, 1))).squareRoot()
     var worst: Float = 0
-    for (x, y) in zip(a, b) { worst = max(worst, abs(x - y)) }
+    for (x, y) in zip(a, b) {
+        // A NaN (an element never written) must fail: max(worst, NaN) would keep `worst`.
+        if (x - y).isNaN { return .infinity }
+        worst = max(worst, abs(x - y))
+    }
     return worst / Float(max(rms, 1e-6))
 }
 
@@ -34,6 +38,7 @@ func finiteDifferenceError(_ x: [Float], analytic: [Float], eps: Float = 1e-2, s
         minus[i] -= eps
         let numeric = (loss(plus) - loss(minus)) / Double(2 * eps)
         let err = abs(numeric - Double(analytic[i])) / max(abs(numeric), abs(Double(analytic[i])), 1e-2)
+        if err.isNaN { return .infinity }
         worst = max(worst, err)
     }
     return worst
@@ -42,4 +47,33 @@ func finiteDifferenceError(_ x: [Float], analytic: [Float], eps: Float = 1e-2, s
 /// Runs `body` with mutable pointers to copies of the arrays and returns the arrays afterwards.
 func withPointers<R>(_ a: inout [Float], _ body: (UnsafeMutablePointer<Float>) -> R) -> R {
     a.withUnsafeMutableBufferPointer { body($0.baseAddress!) }
+}
+
+/// Central differences of a double-precision `loss` at coordinates `indices` of `x` (all by
+/// default). With eps = 1e-4 the truncation error is O(eps²·f''') ≈ 1e-8 and the rounding error
+/// about 1e-16/eps = 1e-12, both far below the ~1e-6 error of a float kernel, so the comparison
+/// can be tight (see `gradientError`).
+func numericGradient(_ x: [Float], eps: Double = 1e-4, indices: [Int]? = nil, loss: ([Double]) -> Double) -> [Double] {
+    let base = x.map(Double.init)
+    return (indices ?? Array(x.indices)).map { i in
+        var plus = base, minus = base
+        plus[i] += eps
+        minus[i] -= eps
+        return (loss(plus) - loss(minus)) / (2 * eps)
+    }
+}
+
+/// Largest |analytic − numeric| relative to the root-mean-square of `numeric` (gradients such as
+/// batch norm's sum to zero per channel, so single elements can be near zero).
+func gradientError(_ analytic: [Float], _ numeric: [Double]) -> Double {
+    precondition(analytic.count == numeric.count)
+    let rms = (numeric.reduce(0) { $0 + $1 * $1 } / Double(max(numeric.count, 1))).squareRoot()
+    let worst = zip(analytic, numeric).reduce(0.0) { max($0, abs(Double($1.0) - $1.1)) }
+    if zip(analytic, numeric).contains(where: { (Double($0.0) - $0.1).isNaN }) { return .infinity }
+    return worst / max(rms, 1e-12)
+}
+
+/// Σ y·r with both in double precision.
+func weightedSum(_ y: [Double], _ r: [Float]) -> Double {
+    zip(y, r).reduce(0.0) { $0 + $1.0 * Double($1.1) }
 }

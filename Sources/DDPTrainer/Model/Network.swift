@@ -487,6 +487,7 @@ private struct LayerCompiler {
                 workspace.reserve(for: shape.batched(maxBatch))
                 op = .conv(shape, weight: w, bias: b)
             case let .batchNorm(pixels, channels, scale, shift, running):
+                workspace.pool.reservePartialSums(NormShape(batch: maxBatch, pixels: pixels, channels: channels).partialSumCount)
                 op = .batchNorm(CompiledBatchNorm(pixels: pixels, channels: channels, scale: scale, shift: shift, running: running,
                                                   mean: floats(channels), invStd: floats(channels), sums: doubles(2 * channels)))
             case .relu, .sigmoid, .tanh:
