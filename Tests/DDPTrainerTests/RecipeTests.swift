@@ -1,4 +1,5 @@
 import DDPTrainer
+import Foundation
 import Testing
 
 @Suite struct RecipeTests {
@@ -45,5 +46,23 @@ import Testing
         other.schedule = .constant
         other.batchNorm = .local
         #expect(c.conflicts(with: other).count == 2)
+    }
+
+    @Test("a checkpoint written before recipes existed still resumes with the same flags")
+    func olderCheckpointConfiguration() throws {
+        let today = TrainingConfig(dataDirectory: "d", runDirectory: "r")  // tf-tutorial's defaults: Adam, no decay
+        var object = try #require(JSONSerialization.jsonObject(with: JSONEncoder().encode(today)) as? [String: Any])
+        for key in ["schedule", "labelSmoothing", "batchNorm"] { object.removeValue(forKey: key) }
+        var optimizer = try #require(object["optimizer"] as? [String: Any])
+        optimizer.removeValue(forKey: "decayAllParameters")
+        object["optimizer"] = optimizer
+        let saved = try JSONDecoder().decode(TrainingConfig.self, from: JSONSerialization.data(withJSONObject: object))
+        #expect(saved.optimizer.decayAllParameters)  // what those checkpoints did
+        #expect(today.conflicts(with: saved).isEmpty, "\(today.conflicts(with: saved))")
+        var decaying = today
+        decaying.optimizer.weightDecay = 1e-4
+        var savedDecaying = saved
+        savedDecaying.optimizer.weightDecay = 1e-4
+        #expect(decaying.conflicts(with: savedDecaying).count == 1)  // now it changes the trajectory
     }
 }

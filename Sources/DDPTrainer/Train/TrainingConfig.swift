@@ -47,7 +47,9 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         check("--momentum", optimizer.momentum, saved.optimizer.momentum)
         check("--nesterov", optimizer.nesterov, saved.optimizer.nesterov)
         check("--weight-decay", optimizer.weightDecay, saved.optimizer.weightDecay)
-        check("--decay-all", optimizer.decayAllParameters, saved.optimizer.decayAllParameters)
+        if optimizer.weightDecay > 0 || saved.optimizer.weightDecay > 0 {  // without decay the choice changes nothing
+            check("--decay-all", optimizer.decayAllParameters, saved.optimizer.decayAllParameters)
+        }
         check("the learning-rate schedule", schedule, saved.schedule)
         check("--label-smoothing", labelSmoothing, saved.labelSmoothing)
         check("--batch-norm", batchNorm, saved.batchNorm)
