@@ -9,49 +9,49 @@
 
 /// y = 1 / (1 + e^−x). `y` may be `x`.
 public func sigmoidForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, pool: WorkerPool) {
-    forEachChunk(count, pool: pool) { start, end in
-        var i = start
-        while i + 16 <= end {
-            storeVector(y + i, sigmoid(loadVector(x + i)))
-            i += 16
-        }
-        if i < end { storeVector(y + i, sigmoid(loadVector(x + i, count: end - i)), count: end - i) }
-    }
+    mapVectors(x, y, count: count, pool: pool, sigmoid)
 }
 
 /// dx = dy·y·(1 − y), y the sigmoid's output. `dx` may be `dy`.
 public func sigmoidBackward(output y: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                             inputGradient dx: UnsafeMutablePointer<Float>, count: Int, pool: WorkerPool) {
-    forEachChunk(count, pool: pool) { start, end in
-        var i = start
-        while i < end {
-            let n = min(16, end - i), s = loadVector(y + i, count: n)
-            storeVector(dx + i, loadVector(dy + i, count: n) * s * (1 - s), count: n)
-            i += 16
-        }
-    }
+    scaleByDerivative(output: y, dy, dx, count: count, pool: pool) { s in s * (1 - s) }
 }
 
 /// y = tanh(x). `y` may be `x`.
 public func tanhForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, pool: WorkerPool) {
-    forEachChunk(count, pool: pool) { start, end in
-        var i = start
-        while i + 16 <= end {
-            storeVector(y + i, hyperbolicTangent(loadVector(x + i)))
-            i += 16
-        }
-        if i < end { storeVector(y + i, hyperbolicTangent(loadVector(x + i, count: end - i)), count: end - i) }
-    }
+    mapVectors(x, y, count: count, pool: pool, hyperbolicTangent)
 }
 
 /// dx = dy·(1 − y²), y the tanh's output. `dx` may be `dy`.
 public func tanhBackward(output y: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                          inputGradient dx: UnsafeMutablePointer<Float>, count: Int, pool: WorkerPool) {
+    scaleByDerivative(output: y, dy, dx, count: count, pool: pool) { t in 1 - t * t }
+}
+
+/// y = f(x), 16 lanes at a time (the tail through a partial vector).
+@inline(__always)
+private func mapVectors(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, pool: WorkerPool,
+                        _ f: (SIMD16<Float>) -> SIMD16<Float>) {
+    forEachChunk(count, pool: pool) { start, end in
+        var i = start
+        while i + 16 <= end {
+            storeVector(y + i, f(loadVector(x + i)))
+            i += 16
+        }
+        if i < end { storeVector(y + i, f(loadVector(x + i, count: end - i)), count: end - i) }
+    }
+}
+
+/// dx = dy·f′, with the derivative f′ computed from the activation's output y.
+@inline(__always)
+private func scaleByDerivative(output y: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>,
+                               count: Int, pool: WorkerPool, _ derivative: (SIMD16<Float>) -> SIMD16<Float>) {
     forEachChunk(count, pool: pool) { start, end in
         var i = start
         while i < end {
-            let n = min(16, end - i), t = loadVector(y + i, count: n)
-            storeVector(dx + i, loadVector(dy + i, count: n) * (1 - t * t), count: n)
+            let n = min(16, end - i)
+            storeVector(dx + i, loadVector(dy + i, count: n) * derivative(loadVector(y + i, count: n)), count: n)
             i += 16
         }
     }
