@@ -260,19 +260,22 @@ public final class Network {
                 let count = n * layer.outputSize, inCount = n * layer.inputSize
                 saved.outputGradient.update(from: dOut, count: count)
                 profile?.record(layer: layer.index, backward: true, since: started)
-                if shortcut.isEmpty {
-                    dIn = backward(body, batch: n, outputGradient: dOut, sink: sink, needInputGradient: true)
-                    let addStarted = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
-                    addElementwise(dIn, saved.outputGradient, dIn, count: inCount, pool: pool)
-                    profile?.record(layer: layer.index, backward: true, since: addStarted)
-                } else {
-                    let dShortcut = backward(shortcut, batch: n, outputGradient: dOut, sink: sink, needInputGradient: true)
-                    saved.inputGradient!.update(from: dShortcut, count: inCount)
+                // What the shortcut passes back to the block's input: the output gradient itself
+                // (identity), or the projection's input gradient, kept while the body overwrites
+                // the shared buffers.
+                let shortcutGradient: UnsafeMutablePointer<Float>
+                if let projected = saved.inputGradient {
+                    projected.update(from: backward(shortcut, batch: n, outputGradient: dOut, sink: sink, needInputGradient: true),
+                                     count: inCount)
                     dIn = backward(body, batch: n, outputGradient: saved.outputGradient, sink: sink, needInputGradient: true)
-                    let addStarted = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
-                    addElementwise(dIn, saved.inputGradient!, dIn, count: inCount, pool: pool)
-                    profile?.record(layer: layer.index, backward: true, since: addStarted)
+                    shortcutGradient = projected
+                } else {
+                    dIn = backward(body, batch: n, outputGradient: dOut, sink: sink, needInputGradient: true)
+                    shortcutGradient = saved.outputGradient
                 }
+                let addStarted = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+                addElementwise(dIn, shortcutGradient, dIn, count: inCount, pool: pool)
+                profile?.record(layer: layer.index, backward: true, since: addStarted)
                 dOut = dIn
                 continue
             }
@@ -355,38 +358,29 @@ public final class Network {
         func name(_ kind: String) -> String { counters[kind, default: 0] += 1; return "\(kind)\(counters[kind]!)" }
         func visit(_ list: [CompiledLayer]) {
             for layer in list {
-                let perSample = [layer.outputSize]
+                // The first layer computes no input gradient: its backward is the weight gradient alone.
+                func add(_ name: String, _ shape: [Int] = [layer.outputSize], forwardFlops f: Double = 0) {
+                    out.append(LayerSummary(name: name, outputShape: shape, forwardFlops: f, backwardFlops: layer.index == 0 ? f : 2 * f))
+                }
                 switch layer.op {
                 case let .conv(s, _, b):
-                    let f = s.forwardFlops
                     let algorithm = s.winograd.map { " " + $0.rawValue } ?? " direct"
-                    out.append(LayerSummary(name: name("conv") + " \(s.kernelHeight)x\(s.kernelWidth)/\(s.stride) \(s.inChannels)→\(s.outChannels)"
-                                                + (b == nil ? " no bias" : "") + algorithm,
-                                            outputShape: [s.outHeight, s.outWidth, s.outChannels], forwardFlops: f,
-                                            backwardFlops: layer.index == 0 ? f : 2 * f))
+                    add(name("conv") + " \(s.kernelHeight)x\(s.kernelWidth)/\(s.stride) \(s.inChannels)→\(s.outChannels)"
+                            + (b == nil ? " no bias" : "") + algorithm,
+                        [s.outHeight, s.outWidth, s.outChannels], forwardFlops: s.forwardFlops)
                 case let .dense(s, _, _):
-                    let f = s.forwardFlops
-                    out.append(LayerSummary(name: name("dense") + " \(s.inputs)→\(s.outputs)", outputShape: [s.outputs],
-                                            forwardFlops: f, backwardFlops: layer.index == 0 ? f : 2 * f))
-                case let .batchNorm(bn):
-                    out.append(LayerSummary(name: name("bn") + " \(bn.channels)", outputShape: perSample, forwardFlops: 0, backwardFlops: 0))
-                case .relu: out.append(LayerSummary(name: "relu", outputShape: perSample, forwardFlops: 0, backwardFlops: 0))
-                case .sigmoid: out.append(LayerSummary(name: "sigmoid", outputShape: perSample, forwardFlops: 0, backwardFlops: 0))
-                case .tanh: out.append(LayerSummary(name: "tanh", outputShape: perSample, forwardFlops: 0, backwardFlops: 0))
-                case let .maxPool(s, _):
-                    out.append(LayerSummary(name: "maxpool \(s.size)x\(s.size)/\(s.stride)", outputShape: [s.outHeight, s.outWidth, s.channels],
-                                            forwardFlops: 0, backwardFlops: 0))
-                case let .avgPool(s):
-                    out.append(LayerSummary(name: "avgpool \(s.size)x\(s.size)/\(s.stride)", outputShape: [s.outHeight, s.outWidth, s.channels],
-                                            forwardFlops: 0, backwardFlops: 0))
-                case let .globalAvgPool(_, c):
-                    out.append(LayerSummary(name: "globalavgpool", outputShape: [1, 1, c], forwardFlops: 0, backwardFlops: 0))
-                case let .dropout(rate, _):
-                    out.append(LayerSummary(name: "dropout \(rate)", outputShape: perSample, forwardFlops: 0, backwardFlops: 0))
-                case .flatten: out.append(LayerSummary(name: "flatten", outputShape: perSample, forwardFlops: 0, backwardFlops: 0))
+                    add(name("dense") + " \(s.inputs)→\(s.outputs)", [s.outputs], forwardFlops: s.forwardFlops)
+                case let .batchNorm(bn): add(name("bn") + " \(bn.channels)")
+                case .relu: add("relu")
+                case .sigmoid: add("sigmoid")
+                case .tanh: add("tanh")
+                case let .maxPool(s, _): add("maxpool \(s.size)x\(s.size)/\(s.stride)", [s.outHeight, s.outWidth, s.channels])
+                case let .avgPool(s): add("avgpool \(s.size)x\(s.size)/\(s.stride)", [s.outHeight, s.outWidth, s.channels])
+                case let .globalAvgPool(_, c): add("globalavgpool", [1, 1, c])
+                case let .dropout(rate, _): add("dropout \(rate)")
+                case .flatten: add("flatten")
                 case let .residual(body, shortcut, _):
-                    out.append(LayerSummary(name: name("add") + (shortcut.isEmpty ? " (identity shortcut)" : " (projection shortcut)"),
-                                            outputShape: perSample, forwardFlops: 0, backwardFlops: 0))
+                    add(name("add") + (shortcut.isEmpty ? " (identity shortcut)" : " (projection shortcut)"))
                     visit(body)
                     visit(shortcut)
                 }
