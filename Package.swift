@@ -25,14 +25,18 @@ let package = Package(
         .target(name: "ConvCore", dependencies: ["ConvKernels", "ConvKernelsAVX512"], swiftSettings: simd),
         // The CIFAR-10 binary format, sharding and augmentation.
         .target(name: "CIFAR10", dependencies: ["ConvCore"], swiftSettings: simd),
+        // The Protocol Buffers wire format (writing), for the files other tools read: TensorBoard
+        // event files, ONNX models.
+        .target(name: "Protobuf"),
         // Models, optimizers, the communicator and the training loop.
-        .target(name: "DDPTrainer", dependencies: ["ConvCore", "CIFAR10", "CMPI"], swiftSettings: simd),
+        .target(name: "DDPTrainer", dependencies: ["ConvCore", "CIFAR10", "CMPI", "Protobuf"], swiftSettings: simd),
         .executableTarget(name: "ddptrain", dependencies: [
             "DDPTrainer", "CIFAR10", "ConvCore",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: simd),
         .testTarget(name: "CIFAR10Tests", dependencies: ["CIFAR10", "ConvCore"], swiftSettings: simd),
         .testTarget(name: "ConvCoreTests", dependencies: ["ConvCore"], swiftSettings: simd),
+        .testTarget(name: "ProtobufTests", dependencies: ["Protobuf"]),
 
         .testTarget(name: "DDPTrainerTests", dependencies: ["DDPTrainer", "CIFAR10", "ConvCore"], swiftSettings: simd),
     ]
