@@ -100,15 +100,15 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
-        let comm = Communicator()
+        let comm = Communicator(collectiveTimeout: collectiveTimeout)
         defer { comm.finish() }
-        comm.setCollectiveTimeout(collectiveTimeout)
         let threadPlan = parallel.threadPlan(comm)
         let setup = try exitingOnSetupFailure {
             try comm.agreeOnSetup(Result { try TrainingSetup(config: makeConfig(), rank: comm.rank, worldSize: comm.size) })
         }
-        let trainer = try Trainer(setup, comm: comm, threads: threadPlan)
-        try trainer.run()
+        try comm.endingJobOnError {
+            try Trainer(setup, comm: comm, threads: threadPlan).run()
+        }
     }
 
     func makeConfig() throws -> TrainingConfig {
