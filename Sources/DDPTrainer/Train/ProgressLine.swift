@@ -14,11 +14,13 @@ public enum ProgressMode: String, Sendable, Codable, CaseIterable, CustomStringC
 /// The text of a progress line, the same in live and plain mode:
 ///
 /// ```
-/// step 41/79 (epoch 3/30)  loss 1.2345  train 45.12%  5123 img/s  0:03<0:04  all 1:23<2:10
+/// ep 3/30 41/79  loss 1.2345  acc 45.12%  5123 img/s  0:03<0:04  run 1:23<2:10
 /// ```
 ///
-/// Loss and accuracy are the epoch's so far over the whole global batch; times are elapsed
-/// `<` remaining, for the epoch and for the whole run (evaluations included).
+/// Epoch and step within it; training loss and accuracy of the epoch so far, over the whole
+/// global batch; images/s; elapsed `<` remaining time, for the epoch and for the run
+/// (evaluations included; a resumed run counts from its resume). Short enough for 80 columns,
+/// and never starting with "epoch", which begins the epoch lines scripts look for.
 struct ProgressLine {
     var step: Int, steps: Int, epoch: Int, epochs: Int
     var loss: Double, accuracy: Double, imagesPerSecond: Double
@@ -26,9 +28,9 @@ struct ProgressLine {
     var runElapsed: Double, runRemaining: Double?
 
     var text: String {
-        String(format: "step %d/%d (epoch %d/%d)  loss %.4f  train %.2f%%  %.0f img/s  ", step, steps, epoch, epochs,
+        String(format: "ep %d/%d %d/%d  loss %.4f  acc %.2f%%  %.0f img/s  ", epoch, epochs, step, steps,
                loss, 100 * accuracy, imagesPerSecond)
-            + "\(Self.duration(epochElapsed))<\(Self.duration(epochRemaining))  all \(Self.duration(runElapsed))<\(Self.duration(runRemaining))"
+            + "\(Self.duration(epochElapsed))<\(Self.duration(epochRemaining))  run \(Self.duration(runElapsed))<\(Self.duration(runRemaining))"
     }
 
     /// `m:ss`, or `h:mm:ss` from an hour on; `?` while unknown.

@@ -9,8 +9,9 @@ import Foundation
 /// rank learns it from the same message. Sync steps are the *logged* steps, every `--log-every`-th
 /// global step and each epoch's last (TensorBoard scalars; a plain line), and in live mode
 /// enough in between for a redraw about every 0.2 s, spaced by rank 0 from the measured step
-/// time. Any other step costs one integer comparison and no allocation; a sync step costs an
-/// all-reduce of 32 bytes, at most every step only when a step takes longer than 0.2 s.
+/// time; the live line is redrawn at most every 0.2 s (and at each epoch's last step). Any other
+/// step costs one integer comparison and no allocation; a sync step costs an all-reduce of 32
+/// bytes, every step only when a step takes longer than 0.2 s or with `--log-every 1`.
 ///
 /// ```swift
 /// reporter.epochStarted(atStep: progress.globalStep)
@@ -39,6 +40,7 @@ final class ProgressReporter {
     /// Time in the training loop and steps run, over this session's finished epochs.
     private var trainingSeconds = 0.0, trainingSteps = 0
     private var loopEnded: Date?
+    private var lastRedraw = Date.distantPast
     private var evaluationSeconds = 0.0
 
     init(config: TrainingConfig, comm: Communicator, log: RunLog, stepsPerEpoch: Int) {
@@ -120,7 +122,10 @@ final class ProgressReporter {
                                 runElapsed: now.timeIntervalSince(sessionStarted),
                                 runRemaining: secondsPerStep.map { $0 * Double(max(0, end - step)) + Double(evaluations) * evaluationSeconds })
         switch log.console {
-        case .live: log.status(line.text)
+        case .live where epochEnds || now.timeIntervalSince(lastRedraw) >= 0.9 * Self.redrawSeconds:
+            // Logged steps may come faster than redraws should (--log-every 1).
+            log.status(line.text)
+            lastRedraw = now
         case .plain where step % config.logEvery == 0 && !epochEnds: log.say(line.text)
         default: break
         }
