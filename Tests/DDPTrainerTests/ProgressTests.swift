@@ -51,11 +51,14 @@ import Testing
         let segments = r.output.components(separatedBy: "\r").filter { $0.hasPrefix("ep ") }
         #expect(segments.allSatisfy { $0.hasSuffix("\u{1B}[K") }, "\(segments)")
         #expect(segments.contains { $0.hasPrefix("ep 3/3 25/25  loss ") }, "\(segments)")
-        // No plain progress line; the epoch lines and messages start on lines of their own.
-        let lines = r.output.components(separatedBy: "\n").map { $0.replacingOccurrences(of: "\r\u{1B}[K", with: "") }
-        #expect(!lines.contains { $0.hasPrefix("ep ") && !$0.contains("\u{1B}[K") }, "\(r.output.debugDescription)")
-        #expect(lines.filter { $0.hasPrefix("epoch ") }.count == 3, "\(r.output.debugDescription)")
-        #expect(lines.contains { $0.hasPrefix("wrote ") }, "\(r.output.debugDescription)")
+        // What the terminal shows: the epoch lines and messages on rows of their own, and no
+        // progress line left behind (it is erased before anything else is printed).
+        let rows = r.output.components(separatedBy: "\r\n").map { row in
+            String(row.components(separatedBy: "\r").last ?? "").replacingOccurrences(of: "\u{1B}[K", with: "")
+        }
+        #expect(!rows.contains { $0.hasPrefix("ep ") }, "\(rows)")
+        #expect(rows.filter { $0.hasPrefix("epoch ") }.count == 3, "\(rows)")
+        #expect(rows.contains { $0.hasPrefix("wrote ") }, "\(rows)")
     }
 
     @Test("--progress plain on a terminal prints plain lines; --progress live into a file redraws")
