@@ -46,7 +46,7 @@ import Testing
         let redraws = r.output.components(separatedBy: "\r" + "ep ").count - 1
         #expect(redraws >= 3, "\(r.output.debugDescription)")
         // The first step and each epoch's last are always drawn; otherwise at most every 0.2 s.
-        #expect(Double(redraws) <= 5.5 * seconds + 4, "\(redraws) redraws in \(seconds) s")
+        #expect(Double(redraws) <= 6 * seconds + 4, "\(redraws) redraws in \(seconds) s")
         // Each redraw returns to the line's start and clears what was left of the last.
         let segments = r.output.components(separatedBy: "\r").filter { $0.hasPrefix("ep ") }
         #expect(segments.allSatisfy { $0.hasSuffix("\u{1B}[K") }, "\(segments)")

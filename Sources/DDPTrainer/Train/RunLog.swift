@@ -27,14 +27,14 @@ final class RunLog {
     /// A live progress line is on the screen, with the cursor at its end.
     private var statusShown = false
 
-    init(directory: String, enabled: Bool, progress: ProgressMode = .plain, quiet: Bool = false) throws {
+    init(directory: String, enabled: Bool, progress: ProgressMode, quiet: Bool) throws {
         self.enabled = enabled
         self.directory = directory
-        switch (quiet, progress) {
-        case (true, _): console = .quiet
-        case (false, .plain): console = .plain
-        case (false, .live): console = .live(Terminal.standardOutput() ?? Terminal.unknown())
-        case (false, .auto): console = Terminal.standardOutput().map { .live($0) } ?? .plain
+        switch (enabled && !quiet, progress) {
+        case (false, _): console = .quiet
+        case (true, .plain): console = .plain
+        case (true, .live): console = .live(Terminal.standardOutput() ?? Terminal.unknown())
+        case (true, .auto): console = Terminal.standardOutput().map { .live($0) } ?? .plain
         }
         guard enabled else { metrics = nil; return }
         do {
