@@ -73,7 +73,7 @@ final class ProgressReporter {
         if progress.globalStep == nextSync { sync(progress) }
     }
 
-    func isLogged(_ step: Int) -> Bool { step % config.logEvery == 0 || step % stepsPerEpoch == 0 }
+    private func isLogged(_ step: Int) -> Bool { step % config.logEvery == 0 || step % stepsPerEpoch == 0 }
 
     private func sync(_ progress: TrainingProgress) {
         let step = progress.globalStep, now = Date()
