@@ -35,6 +35,9 @@ public struct Checkpoint {
     public let optimizerState: [Float]
     /// Batch norm's running statistics, in the network's buffer layout.
     public let buffers: [Float]
+    /// Rank 0's TensorBoard event file and its length at this checkpoint (nil in checkpoints
+    /// written before ddptrain logged to TensorBoard).
+    public let tensorBoard: EventFileMark?
 
     /// Serialises parameters, optimizer state and everything that identifies the run.
     /// Tensor names say what they are: `conv1.weight`, `optimizer.conv1.weight.momentum`, …
@@ -42,7 +45,8 @@ public struct Checkpoint {
     public static func encode(spec: ModelSpec, tensors table: [ParameterTensor], parameters: UnsafePointer<Float>,
                               optimizerState: UnsafePointer<Float>, bufferTensors: [ParameterTensor], buffers: UnsafePointer<Float>,
                               progress: TrainingProgress,
-                              config: TrainingConfig, worldSize: Int, dataFingerprint: String) throws -> Data {
+                              config: TrainingConfig, worldSize: Int, dataFingerprint: String,
+                              tensorBoard: EventFileMark? = nil) throws -> Data {
         let parameterCount = table.reduce(0) { $0 + $1.count }
         var tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)] = table.map { ($0.name, $0.shape, parameters + $0.offset) }
         for (i, slot) in optimizerSlotNames(config.optimizer.kind).enumerated() {
@@ -67,6 +71,10 @@ public struct Checkpoint {
             "world_size": String(worldSize),
             "data_fingerprint": dataFingerprint,
         ]
+        if let tensorBoard {
+            metadata["tensorboard_file"] = tensorBoard.name
+            metadata["tensorboard_bytes"] = String(tensorBoard.length)
+        }
         // The data section is the tensors in this order, so hashing them equals hashing the file's data.
         metadata["checksum"] = checksum(metadata: metadata, chunks: tensors.map {
             UnsafeRawBufferPointer(start: $0.data, count: $0.shape.reduce(1, *) * 4)
@@ -166,8 +174,15 @@ public struct Checkpoint {
         if let extra = header.tensors.first(where: { !known.contains($0.name) }) {
             throw bad("unexpected tensor '\(extra.name)'")
         }
+        var tensorBoard: EventFileMark?
+        if let name = m["tensorboard_file"] {
+            guard !name.contains("/"), let length = m["tensorboard_bytes"].flatMap({ Int($0) }), length >= 0 else {
+                throw bad("metadata 'tensorboard_file' or 'tensorboard_bytes' is malformed")
+            }
+            tensorBoard = EventFileMark(name: name, length: length)
+        }
         return Checkpoint(path: path, metadata: m, progress: progress, config: config,
-                          parameters: parameters, optimizerState: state, buffers: buffers)
+                          parameters: parameters, optimizerState: state, buffers: buffers, tensorBoard: tensorBoard)
     }
 }
 

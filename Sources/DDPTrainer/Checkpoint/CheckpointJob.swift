@@ -13,9 +13,11 @@ struct CheckpointJob: @unchecked Sendable {
     let config: TrainingConfig
     let worldSize: Int
     let dataFingerprint: String
+    let tensorBoard: EventFileMark?
 
     func encode() throws -> Data {
         try Checkpoint.encode(spec: spec, tensors: tensors, parameters: snapshot, optimizerState: snapshot + parameterCount,
-                              bufferTensors: bufferTensors, buffers: snapshot + parameterCount + optimizerStateCount, progress: progress, config: config, worldSize: worldSize, dataFingerprint: dataFingerprint)
+                              bufferTensors: bufferTensors, buffers: snapshot + parameterCount + optimizerStateCount, progress: progress, config: config, worldSize: worldSize, dataFingerprint: dataFingerprint,
+                              tensorBoard: tensorBoard)
     }
 }

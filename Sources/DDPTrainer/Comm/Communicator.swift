@@ -148,10 +148,15 @@ public final class Communicator: BatchStatisticsReducer {
 
     /// Sums small statistics (losses, counts) across ranks, in double precision.
     public func allReduceSum(_ values: [Double]) -> [Double] {
-        if size == 1 { return values }
         var v = values
-        watched(.statisticsAllReduce) { _ = MPI_Allreduce(ddp_in_place(), &v, Int32(v.count), ddp_double(), ddp_sum(), world) }
+        allReduceSum(&v)
         return v
+    }
+
+    /// The same in place: with a buffer kept between calls, nothing is allocated.
+    public func allReduceSum(_ values: inout [Double]) {
+        if size == 1 { return }
+        watched(.statisticsAllReduce) { _ = MPI_Allreduce(ddp_in_place(), &values, Int32(values.count), ddp_double(), ddp_sum(), world) }
     }
 
     /// (minimum, maximum) of one value over all ranks.
