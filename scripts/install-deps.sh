@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what ddptrain needs beyond Swift: Open MPI (runtime and headers), and for the tests
-# Python's safetensors and numpy (to prove Python users can load our checkpoints).
+# Python's safetensors and numpy (to prove Python users can load our checkpoints) and onnx and
+# onnxruntime (the ONNX checker and runtime the exported models must pass).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -13,4 +14,8 @@ fi
 if [ "${1:-}" = "--tests" ] && ! python3 -c "import safetensors, numpy" 2>/dev/null; then
     echo "installing Python safetensors and numpy (for the checkpoint interoperability test)..."
     python3 -m pip install --quiet --disable-pip-version-check safetensors numpy
+fi
+if [ "${1:-}" = "--tests" ] && ! python3 -c "import onnx, onnxruntime" 2>/dev/null; then
+    echo "installing Python onnx and onnxruntime (for the ONNX export tests)..."
+    python3 -m pip install --quiet --disable-pip-version-check onnx onnxruntime
 fi

@@ -1,3 +1,4 @@
+import CIFAR10
 import Foundation
 
 /// Where training stands: enough, with the parameters and optimizer state, to continue
@@ -41,7 +42,7 @@ public struct Checkpoint {
     /// `parameters` and `optimizerState` use the network's layout (they may be a snapshot copy).
     public static func encode(spec: ModelSpec, tensors table: [ParameterTensor], parameters: UnsafePointer<Float>,
                               optimizerState: UnsafePointer<Float>, bufferTensors: [ParameterTensor], buffers: UnsafePointer<Float>,
-                              progress: TrainingProgress,
+                              progress: TrainingProgress, normalization: Normalization,
                               config: TrainingConfig, worldSize: Int, dataFingerprint: String) throws -> Data {
         let parameterCount = table.reduce(0) { $0 + $1.count }
         var tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)] = table.map { ($0.name, $0.shape, parameters + $0.offset) }
@@ -50,11 +51,8 @@ public struct Checkpoint {
             for t in table { tensors.append(("optimizer.\(t.name).\(slot)", t.shape, base + t.offset)) }
         }
         tensors += bufferTensors.map { ($0.name, $0.shape, buffers + $0.offset) }
-        var metadata = [
+        let metadata = try modelMetadata(spec: spec, normalization: normalization).merging([
             "format": format,
-            "model": spec.name,
-            "layers": spec.description,
-            "layout": "conv weights [kh][kw][in][out]; dense weights [in][out]; activations NHWC",
             "config": String(decoding: try JSONEncoder.sorted.encode(config), as: UTF8.self),
             "seed": String(config.seed),
             "global_batch": String(config.globalBatch),
@@ -66,12 +64,37 @@ public struct Checkpoint {
             "epoch_sums": "\(progress.lossSum.bitPattern),\(progress.correct.bitPattern),\(progress.seen.bitPattern)",
             "world_size": String(worldSize),
             "data_fingerprint": dataFingerprint,
+        ]) { shared, _ in shared }
+        return try SafeTensors.encode(tensors: tensors, metadata: sealed(metadata, tensors: tensors))
+    }
+
+    /// What any file of trained weights records about its model, so it can be used without the
+    /// run that made it: the model (by name, and for a model file its whole definition, on one
+    /// line), the tensor layouts, and the input normalisation measured on the training set.
+    public static func modelMetadata(spec: ModelSpec, normalization: Normalization) throws -> [String: String] {
+        var metadata = [
+            "model": spec.name,
+            "layers": spec.description,
+            "layout": "conv weights [kh][kw][in][out]; dense weights [in][out]; activations NHWC",
+            "normalization": String(decoding: try JSONEncoder.sorted.encode(normalization), as: UTF8.self),
         ]
-        // The data section is the tensors in this order, so hashing them equals hashing the file's data.
-        metadata["checksum"] = checksum(metadata: metadata, chunks: tensors.map {
+        if ModelSpec.named(spec.name) != spec {
+            // A JSON string cannot span lines, so only whitespace between tokens is dropped.
+            metadata["model_file"] = spec.modelFileJSON.split(separator: "\n")
+                .map { $0.drop { $0 == " " } }.joined(separator: " ")
+        }
+        return metadata
+    }
+
+    /// `metadata` plus its `checksum` entry over the metadata and the tensors' bytes. The data
+    /// section of a safetensors file is the tensors in this order, so hashing them equals hashing
+    /// the file's data, which is how readers verify it.
+    public static func sealed(_ metadata: [String: String], tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)]) -> [String: String] {
+        var out = metadata
+        out["checksum"] = checksum(metadata: metadata, chunks: tensors.map {
             UnsafeRawBufferPointer(start: $0.data, count: $0.shape.reduce(1, *) * 4)
         })
-        return try SafeTensors.encode(tensors: tensors, metadata: metadata)
+        return out
     }
 
     /// PyTorch's names for the optimizer's state buffers, in the order they sit in `Optimizer.state`.
@@ -144,17 +167,8 @@ public struct Checkpoint {
         progress.optimizerSteps = try count("optimizer_steps")
         (progress.lossSum, progress.correct, progress.seen) = (Double(bitPattern: sums[0]), Double(bitPattern: sums[1]), Double(bitPattern: sums[2]))
 
-        let byName = Dictionary(uniqueKeysWithValues: header.tensors.map { ($0.name, $0) })
         func gather(_ prefix: String, _ suffix: String, _ table: [ParameterTensor]) throws -> [Float] {
-            var out = [Float](repeating: 0, count: table.reduce(0) { $0 + $1.count })
-            for t in table {
-                let name = prefix + t.name + suffix
-                guard let info = byName[name] else { throw mismatch("tensor '\(name)' is missing") }
-                guard info.shape == t.shape else { throw mismatch("tensor '\(name)' has shape \(info.shape), expected \(t.shape)") }
-                let values = SafeTensors.values(of: info, in: file, header: header)
-                out.replaceSubrange(t.offset..<t.offset + t.count, with: values)
-            }
-            return out
+            do { return try header.gather(table, from: file, prefix: prefix, suffix: suffix) } catch { throw mismatch(error.problem) }
         }
         let parameters = try gather("", "", network.tensors)
         let slotNames = optimizerSlotNames(config.optimizer.kind)

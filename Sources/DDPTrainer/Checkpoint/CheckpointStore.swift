@@ -85,13 +85,17 @@ public final class CheckpointStore: @unchecked Sendable {
         return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".safetensors") }.sorted(by: >)
     }
 
+    /// The checkpoint a run directory's `latest` names, if it names one (it may be damaged).
+    public static func latest(inRunDirectory runDirectory: String) -> String? {
+        let pointer = (runDirectory as NSString).appendingPathComponent("latest")
+        guard let text = try? String(contentsOfFile: pointer, encoding: .utf8) else { return nil }
+        let relative = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return relative.isEmpty ? nil : (runDirectory as NSString).appendingPathComponent(relative)
+    }
+
     /// Paths to try when resuming: the one `latest` names, then every other, newest first.
     public func resumeCandidates() -> [String] {
-        var paths: [String] = []
-        if let pointer = try? String(contentsOfFile: latestPointer, encoding: .utf8) {
-            let relative = pointer.trimmingCharacters(in: .whitespacesAndNewlines)
-            if !relative.isEmpty { paths.append((runDirectory as NSString).appendingPathComponent(relative)) }
-        }
+        var paths = CheckpointStore.latest(inRunDirectory: runDirectory).map { [$0] } ?? []
         for name in checkpointFiles() {
             let path = (directory as NSString).appendingPathComponent(name)
             if !paths.contains(path) { paths.append(path) }

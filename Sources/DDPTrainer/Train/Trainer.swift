@@ -193,7 +193,7 @@ public final class Trainer {
         (snapshot + network.parameterCount + optimizer.stateCount).update(from: network.buffers, count: network.bufferCount)
         let job = CheckpointJob(spec: network.spec, tensors: network.tensors, bufferTensors: network.bufferTensors, snapshot: snapshot,
                                 parameterCount: network.parameterCount, optimizerStateCount: optimizer.stateCount,
-                                progress: state, config: config,
+                                progress: state, normalization: assembler.normalization, config: config,
                                 worldSize: comm.size, dataFingerprint: dataFingerprint)
         try store.save(globalStep: progress.globalStep) { try job.encode() }
     }
@@ -224,12 +224,13 @@ public final class Trainer {
 
     func saveWeights() throws {
         let path = (config.runDirectory as NSString).appendingPathComponent("model.safetensors")
-        try SafeTensors.write(to: path, tensors: network.tensors.map { ($0.name, $0.shape, UnsafePointer(network.parameters + $0.offset)) }
-                                + network.bufferTensors.map { ($0.name, $0.shape, UnsafePointer(network.buffers + $0.offset)) },
-                              metadata: ["model": network.spec.name, "layers": network.spec.description,
-                                         "layout": "conv weights [kh][kw][in][out], dense weights [in][out], activations NHWC",
-                                         "seed": String(config.seed), "global_batch": String(config.globalBatch),
-                                         "global_step": String(progress.globalStep)])
+        let tensors = network.tensors.map { ($0.name, $0.shape, UnsafePointer(network.parameters + $0.offset)) }
+            + network.bufferTensors.map { ($0.name, $0.shape, UnsafePointer(network.buffers + $0.offset)) }
+        let metadata = try Checkpoint.modelMetadata(spec: network.spec, normalization: assembler.normalization).merging([
+            "format": TrainedModel.weightsFormat, "seed": String(config.seed), "global_batch": String(config.globalBatch),
+            "global_step": String(progress.globalStep),
+        ]) { shared, _ in shared }
+        try SafeTensors.write(to: path, tensors: tensors, metadata: Checkpoint.sealed(metadata, tensors: tensors))
         log.say("wrote \(path)")
     }
 }
