@@ -12,7 +12,7 @@ struct Export: ParsableCommand {
             float32 [N, 10] (softmax gives probabilities). Batch norm uses its running statistics; dropout \
             is left out.
               ddptrain export --onnx resnet20.onnx --run-dir runs/resnet20
-              ddptrain export --onnx m.onnx --checkpoint runs/r1/checkpoints/step-00000790.safetensors
+              ddptrain export --onnx m.onnx --checkpoint runs/r1/model.safetensors
             """)
 
     @Option(help: ArgumentHelp("The ONNX file to write.", valueName: "file"))
