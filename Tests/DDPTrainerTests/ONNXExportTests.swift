@@ -193,6 +193,39 @@ import Testing
         }
     }
 
+    @Test("a model.safetensors from before the checksum and normalisation were recorded exports with --data, with a warning")
+    func olderWeightsFile() throws {
+        let data = try CLI.makeData()
+        let run = CLI.temporaryDirectory()
+        let train = try CLI.run([CLI.binary, "--data", data, "--run-dir", run, "--batch-size", "8", "--max-steps", "2", "--threads", "1"])
+        try #require(train.status == 0, "\(train.output)")
+        // Rewritten with the metadata an older ddptrain wrote: no format, checksum or normalisation.
+        let (metadata, tensors) = try SafeTensors.read(run + "/model.safetensors")
+        let old = CLI.temporaryDirectory() + "/model.safetensors"
+        let kept = metadata.filter { ["model", "layers", "layout", "seed", "global_batch", "global_step"].contains($0.key) }
+        try tensors.flatMap(\.values).withUnsafeBufferPointer { all in
+            var offset = 0
+            let views = tensors.map { t -> (name: String, shape: [Int], data: UnsafePointer<Float>) in
+                defer { offset += t.values.count }
+                return (t.name, t.shape, all.baseAddress! + offset)
+            }
+            try SafeTensors.write(to: old, tensors: views, metadata: kept)
+        }
+        let onnx = old + ".onnx"
+        let without = try CLI.run([CLI.binary, "export", "--onnx", onnx, "--checkpoint", old])
+        #expect(without.status != 0 && without.output.contains("records no input normalisation (written by an older ddptrain): add --data DIR"),
+                "\(without.output)")
+        let with = try CLI.run([CLI.binary, "export", "--onnx", onnx, "--checkpoint", old, "--data", data])
+        try #require(with.status == 0, "\(with.output)")
+        #expect(with.output.contains("warning: \(old) has no checksum"), "\(with.output)")
+        let model = try TrainedModel.load(old)
+        #expect(!model.checksummed && model.normalization == nil)
+        let normalization = Normalization.measure(try loadCIFAR10(directory: data, split: .train))
+        let (ours, theirs) = try Self.logits(model.network(maxBatch: 3, threads: 1), onnx: onnx,
+                                             images: Self.randomImages(3, seed: 2), normalization: normalization)
+        #expect(Self.maxAbsDifference(ours, theirs) <= 1e-4)
+    }
+
     @Test("export refuses bad input with one line naming the problem")
     func badInput() throws {
         let dir = CLI.temporaryDirectory()
