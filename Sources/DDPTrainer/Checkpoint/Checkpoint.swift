@@ -42,7 +42,8 @@ public struct Checkpoint {
     public static func encode(spec: ModelSpec, tensors table: [ParameterTensor], parameters: UnsafePointer<Float>,
                               optimizerState: UnsafePointer<Float>, bufferTensors: [ParameterTensor], buffers: UnsafePointer<Float>,
                               progress: TrainingProgress,
-                              config: TrainingConfig, worldSize: Int, dataFingerprint: String) throws -> Data {
+                              config: TrainingConfig, worldSize: Int, dataFingerprint: String,
+                              modelMetadata: [String: String] = [:]) throws -> Data {
         let parameterCount = table.reduce(0) { $0 + $1.count }
         var tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)] = table.map { ($0.name, $0.shape, parameters + $0.offset) }
         for (i, slot) in optimizerSlotNames(config.optimizer.kind).enumerated() {
@@ -66,7 +67,7 @@ public struct Checkpoint {
             "epoch_sums": "\(progress.lossSum.bitPattern),\(progress.correct.bitPattern),\(progress.seen.bitPattern)",
             "world_size": String(worldSize),
             "data_fingerprint": dataFingerprint,
-        ]
+        ].merging(modelMetadata) { own, _ in own }
         // The data section is the tensors in this order, so hashing them equals hashing the file's data.
         metadata["checksum"] = checksum(metadata: metadata, chunks: tensors.map {
             UnsafeRawBufferPointer(start: $0.data, count: $0.shape.reduce(1, *) * 4)
@@ -144,30 +145,42 @@ public struct Checkpoint {
         progress.optimizerSteps = try count("optimizer_steps")
         (progress.lossSum, progress.correct, progress.seen) = (Double(bitPattern: sums[0]), Double(bitPattern: sums[1]), Double(bitPattern: sums[2]))
 
-        let byName = Dictionary(uniqueKeysWithValues: header.tensors.map { ($0.name, $0) })
         func gather(_ prefix: String, _ suffix: String, _ table: [ParameterTensor]) throws -> [Float] {
-            var out = [Float](repeating: 0, count: table.reduce(0) { $0 + $1.count })
-            for t in table {
-                let name = prefix + t.name + suffix
-                guard let info = byName[name] else { throw mismatch("tensor '\(name)' is missing") }
-                guard info.shape == t.shape else { throw mismatch("tensor '\(name)' has shape \(info.shape), expected \(t.shape)") }
-                let values = SafeTensors.values(of: info, in: file, header: header)
-                out.replaceSubrange(t.offset..<t.offset + t.count, with: values)
-            }
-            return out
+            try gatherTensors(table, prefix: prefix, suffix: suffix, file: file, header: header, path: path)
         }
         let parameters = try gather("", "", network.tensors)
         let slotNames = optimizerSlotNames(config.optimizer.kind)
         var state: [Float] = []
         for slot in slotNames { state += try gather("optimizer.", ".\(slot)", network.tensors) }
         let buffers = try gather("", "", network.bufferTensors)
-        let known = Set(network.tensors.map(\.name) + network.bufferTensors.map(\.name)
-                        + slotNames.flatMap { s in network.tensors.map { "optimizer.\($0.name).\(s)" } })
-        if let extra = header.tensors.first(where: { !known.contains($0.name) }) {
-            throw bad("unexpected tensor '\(extra.name)'")
-        }
+        try rejectUnknownTensors(header, known: network.tensors.map(\.name) + network.bufferTensors.map(\.name)
+                                 + slotNames.flatMap { s in network.tensors.map { "optimizer.\($0.name).\(s)" } }, path: path)
         return Checkpoint(path: path, metadata: m, progress: progress, config: config,
                           parameters: parameters, optimizerState: state, buffers: buffers)
+    }
+}
+
+/// The tensors of `table` (named `prefix + name + suffix` in the file) in the network's layout;
+/// a missing tensor or another shape means the file holds another model.
+func gatherTensors(_ table: [ParameterTensor], prefix: String = "", suffix: String = "",
+                   file: Data, header: SafeTensors.Header, path: String) throws -> [Float] {
+    let byName = Dictionary(uniqueKeysWithValues: header.tensors.map { ($0.name, $0) })
+    var out = [Float](repeating: 0, count: table.reduce(0) { $0 + $1.count })
+    for t in table {
+        let name = prefix + t.name + suffix
+        guard let info = byName[name] else { throw CheckpointError(path: path, problem: "tensor '\(name)' is missing", kind: .mismatched) }
+        guard info.shape == t.shape else {
+            throw CheckpointError(path: path, problem: "tensor '\(name)' has shape \(info.shape), expected \(t.shape)", kind: .mismatched)
+        }
+        out.replaceSubrange(t.offset..<t.offset + t.count, with: SafeTensors.values(of: info, in: file, header: header))
+    }
+    return out
+}
+
+func rejectUnknownTensors(_ header: SafeTensors.Header, known names: [String], path: String) throws {
+    let known = Set(names)
+    if let extra = header.tensors.first(where: { !known.contains($0.name) }) {
+        throw CheckpointError(path: path, problem: "unexpected tensor '\(extra.name)'")
     }
 }
 
