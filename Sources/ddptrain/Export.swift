@@ -1,5 +1,4 @@
 import ArgumentParser
-import CIFAR10
 import DDPTrainer
 import Foundation
 
@@ -18,11 +17,7 @@ struct Export: ParsableCommand {
     @Option(help: ArgumentHelp("The ONNX file to write.", valueName: "file"))
     var onnx: String
 
-    @Option(help: ArgumentHelp("A checkpoint, or a run's model.safetensors.", valueName: "path"))
-    var checkpoint: String?
-
-    @Option(help: ArgumentHelp("A run directory: its latest checkpoint, else its model.safetensors.", valueName: "dir"))
-    var runDir: String?
+    @OptionGroup var model: TrainedModelOptions
 
     @Option(help: ArgumentHelp("""
         The training data, to measure the input normalisation from; only for files written before \
@@ -30,28 +25,16 @@ struct Export: ParsableCommand {
         """, valueName: "dir"))
     var data: String?
 
-    func validate() throws {
-        if (checkpoint == nil) == (runDir == nil) { throw ValidationError("give either --checkpoint PATH or --run-dir DIR") }
-    }
-
     func run() throws {
-        let path = try checkpoint ?? TrainedModel.path(inRunDirectory: runDir!)
-        let model = try TrainedModel.load(path)
-        let normalization: Normalization
-        if let recorded = model.normalization {
-            normalization = recorded
-        } else if let data {
-            normalization = Normalization.measure(try loadCIFAR10(directory: data, split: .train))
-        } else {
-            throw UsageError("\(path) records no input normalisation (written by an older ddptrain): add --data DIR, the training data, to measure it")
-        }
+        let model = try self.model.load()
+        let inputStatistics = try normalization(of: model, dataDirectory: data).0
         if !model.checksummed {
-            FileHandle.standardError.write(Data("warning: \(path) has no checksum (written by an older ddptrain): its integrity is not verified\n".utf8))
+            FileHandle.standardError.write(Data("warning: \(model.path) has no checksum (written by an older ddptrain): its integrity is not verified\n".utf8))
         }
-        let network = model.network(maxBatch: 1, threads: 1)
-        var provenance = ["source": path]
-        provenance["global_step"] = model.metadata["global_step"]
-        let bytes = try ONNXExporter.export(network, normalization: normalization, metadata: provenance)
+        let network = model.makeNetwork(maxBatch: 1, threads: 1)
+        var provenance = ["source": model.path]
+        provenance["global_step"] = model.globalStep.map(String.init)
+        let bytes = try ONNXExporter.export(network, normalization: inputStatistics, metadata: provenance)
         do {
             try writeAtomically(Data(bytes), to: onnx)
         } catch {
@@ -59,7 +42,7 @@ struct Export: ParsableCommand {
         }
         let spec = model.spec
         print("""
-            wrote \(onnx): \(spec.name), \(network.parameterCount.formatted()) parameters, from \(path); \
+            wrote \(onnx): \(describe(model)), \(network.parameterCount.formatted()) parameters; \
             input 'image' float32 NCHW [N, \(spec.inputChannels), \(spec.inputHeight), \(spec.inputWidth)] RGB / 255, \
             output 'logits' [N, \(spec.classes)]
             """)

@@ -1,4 +1,3 @@
-import CIFAR10
 import ConvCore
 import DDPTrainer
 import Foundation
@@ -27,8 +26,7 @@ import Testing
         let store = try CheckpointStore(runDirectory: dir, keep: 2)
         let data = try Checkpoint.encode(spec: network.spec, tensors: network.tensors, parameters: network.parameters,
                                          optimizerState: optimizer.state, bufferTensors: network.bufferTensors,
-                                         buffers: network.buffers, progress: progress,
-                                         normalization: Normalization(mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]), config: config,
+                                         buffers: network.buffers, progress: progress, config: config,
                                          worldSize: 4, dataFingerprint: "test-data")
         try store.save(globalStep: 163) { data }
         try store.waitForPendingSave()

@@ -147,7 +147,7 @@ import Testing
             let export = try CLI.run([CLI.binary, "export", "--onnx", onnx] + source)
             try #require(export.status == 0, "\(export.output)")
             #expect(export.output.contains("wrote \(onnx): every-layer"), "\(export.output)")
-            let (ours, theirs) = try Self.logits(model.network(maxBatch: 4, threads: 1), onnx: onnx, images: images,
+            let (ours, theirs) = try Self.logits(model.makeNetwork(maxBatch: 4, threads: 1), onnx: onnx, images: images,
                                                  normalization: normalization)
             let difference = Self.maxAbsDifference(ours, theirs)
             #expect(difference <= 1e-4, "\(source): max |ddptrain − onnxruntime| = \(difference)")
@@ -213,7 +213,7 @@ import Testing
         }
         let onnx = old + ".onnx"
         let without = try CLI.run([CLI.binary, "export", "--onnx", onnx, "--checkpoint", old])
-        #expect(without.status != 0 && without.output.contains("records no input normalisation (written by an older ddptrain): add --data DIR"),
+        #expect(without.status != 0 && without.output.contains("predates recording its input normalisation; pass --data DIR"),
                 "\(without.output)")
         let with = try CLI.run([CLI.binary, "export", "--onnx", onnx, "--checkpoint", old, "--data", data])
         try #require(with.status == 0, "\(with.output)")
@@ -221,7 +221,7 @@ import Testing
         let model = try TrainedModel.load(old)
         #expect(!model.checksummed && model.normalization == nil)
         let normalization = Normalization.measure(try loadCIFAR10(directory: data, split: .train))
-        let (ours, theirs) = try Self.logits(model.network(maxBatch: 3, threads: 1), onnx: onnx,
+        let (ours, theirs) = try Self.logits(model.makeNetwork(maxBatch: 3, threads: 1), onnx: onnx,
                                              images: Self.randomImages(3, seed: 2), normalization: normalization)
         #expect(Self.maxAbsDifference(ours, theirs) <= 1e-4)
     }
@@ -235,11 +235,10 @@ import Testing
             try SafeTensors.write(to: plain, tensors: [("x", [1], $0.baseAddress!)], metadata: [:])
         }
         let cases: [([String], String)] = [
-            (["export", "--onnx", dir + "/a.onnx"], "give either --checkpoint PATH or --run-dir DIR"),
-            (["export", "--onnx", dir + "/a.onnx", "--run-dir", dir, "--checkpoint", plain], "give either --checkpoint PATH or --run-dir DIR"),
-            (["export", "--onnx", dir + "/a.onnx", "--run-dir", dir + "/none"], "run directory \(dir)/none does not exist"),
-            (["export", "--onnx", dir + "/a.onnx", "--run-dir", dir], "has neither a checkpoint (latest) nor model.safetensors"),
-            (["export", "--onnx", dir + "/a.onnx", "--checkpoint", dir + "/missing.safetensors"], "cannot read \(dir)/missing.safetensors"),
+            (["export", "--onnx", dir + "/a.onnx"], "give the model: --checkpoint PATH or --run-dir DIR"),
+            (["export", "--onnx", dir + "/a.onnx", "--run-dir", dir, "--checkpoint", plain], "--checkpoint and --run-dir both name a model"),
+            (["export", "--onnx", dir + "/a.onnx", "--run-dir", dir], "run directory \(dir) holds no checkpoints/step-*.safetensors and no model.safetensors"),
+            (["export", "--onnx", dir + "/a.onnx", "--checkpoint", dir + "/missing.safetensors"], "checkpoint \(dir)/missing.safetensors: no such file or not readable"),
             (["export", "--onnx", dir + "/a.onnx", "--checkpoint", plain], "not a ddptrain checkpoint or model.safetensors"),
         ]
         for (arguments, message) in cases {

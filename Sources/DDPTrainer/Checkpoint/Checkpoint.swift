@@ -1,4 +1,3 @@
-import CIFAR10
 import Foundation
 
 /// Where training stands: enough, with the parameters and optimizer state, to continue
@@ -42,8 +41,9 @@ public struct Checkpoint {
     /// `parameters` and `optimizerState` use the network's layout (they may be a snapshot copy).
     public static func encode(spec: ModelSpec, tensors table: [ParameterTensor], parameters: UnsafePointer<Float>,
                               optimizerState: UnsafePointer<Float>, bufferTensors: [ParameterTensor], buffers: UnsafePointer<Float>,
-                              progress: TrainingProgress, normalization: Normalization,
-                              config: TrainingConfig, worldSize: Int, dataFingerprint: String) throws -> Data {
+                              progress: TrainingProgress,
+                              config: TrainingConfig, worldSize: Int, dataFingerprint: String,
+                              modelMetadata: [String: String] = [:]) throws -> Data {
         let parameterCount = table.reduce(0) { $0 + $1.count }
         var tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)] = table.map { ($0.name, $0.shape, parameters + $0.offset) }
         for (i, slot) in optimizerSlotNames(config.optimizer.kind).enumerated() {
@@ -51,8 +51,11 @@ public struct Checkpoint {
             for t in table { tensors.append(("optimizer.\(t.name).\(slot)", t.shape, base + t.offset)) }
         }
         tensors += bufferTensors.map { ($0.name, $0.shape, buffers + $0.offset) }
-        let metadata = try modelMetadata(spec: spec, normalization: normalization).merging([
+        let metadata = [
             "format": format,
+            "model": spec.name,
+            "layers": spec.description,
+            "layout": "conv weights [kh][kw][in][out]; dense weights [in][out]; activations NHWC",
             "config": String(decoding: try JSONEncoder.sorted.encode(config), as: UTF8.self),
             "seed": String(config.seed),
             "global_batch": String(config.globalBatch),
@@ -64,31 +67,13 @@ public struct Checkpoint {
             "epoch_sums": "\(progress.lossSum.bitPattern),\(progress.correct.bitPattern),\(progress.seen.bitPattern)",
             "world_size": String(worldSize),
             "data_fingerprint": dataFingerprint,
-        ]) { shared, _ in shared }
+        ].merging(modelMetadata) { own, _ in own }
         return try SafeTensors.encode(tensors: tensors, metadata: sealed(metadata, tensors: tensors))
     }
 
-    /// What any file of trained weights records about its model, so it can be used without the
-    /// run that made it: the model (by name, and for a model file its whole definition, on one
-    /// line), the tensor layouts, and the input normalisation measured on the training set.
-    public static func modelMetadata(spec: ModelSpec, normalization: Normalization) throws -> [String: String] {
-        var metadata = [
-            "model": spec.name,
-            "layers": spec.description,
-            "layout": "conv weights [kh][kw][in][out]; dense weights [in][out]; activations NHWC",
-            "normalization": String(decoding: try JSONEncoder.sorted.encode(normalization), as: UTF8.self),
-        ]
-        if ModelSpec.named(spec.name) != spec {
-            // A JSON string cannot span lines, so only whitespace between tokens is dropped.
-            metadata["model_file"] = spec.modelFileJSON.split(separator: "\n")
-                .map { $0.drop { $0 == " " } }.joined(separator: " ")
-        }
-        return metadata
-    }
-
-    /// `metadata` plus its `checksum` entry over the metadata and the tensors' bytes. The data
-    /// section of a safetensors file is the tensors in this order, so hashing them equals hashing
-    /// the file's data, which is how readers verify it.
+    /// `metadata` plus its `checksum` entry over the metadata and the tensors' bytes (checkpoints
+    /// and `model.safetensors`). The data section of a safetensors file is the tensors in this
+    /// order, so hashing them equals hashing the file's data, which is how readers verify it.
     public static func sealed(_ metadata: [String: String], tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)]) -> [String: String] {
         var out = metadata
         out["checksum"] = checksum(metadata: metadata, chunks: tensors.map {
@@ -168,20 +153,41 @@ public struct Checkpoint {
         (progress.lossSum, progress.correct, progress.seen) = (Double(bitPattern: sums[0]), Double(bitPattern: sums[1]), Double(bitPattern: sums[2]))
 
         func gather(_ prefix: String, _ suffix: String, _ table: [ParameterTensor]) throws -> [Float] {
-            do { return try header.gather(table, from: file, prefix: prefix, suffix: suffix) } catch { throw mismatch(error.problem) }
+            try gatherTensors(table, prefix: prefix, suffix: suffix, file: file, header: header, path: path)
         }
         let parameters = try gather("", "", network.tensors)
         let slotNames = optimizerSlotNames(config.optimizer.kind)
         var state: [Float] = []
         for slot in slotNames { state += try gather("optimizer.", ".\(slot)", network.tensors) }
         let buffers = try gather("", "", network.bufferTensors)
-        let known = Set(network.tensors.map(\.name) + network.bufferTensors.map(\.name)
-                        + slotNames.flatMap { s in network.tensors.map { "optimizer.\($0.name).\(s)" } })
-        if let extra = header.tensors.first(where: { !known.contains($0.name) }) {
-            throw bad("unexpected tensor '\(extra.name)'")
-        }
+        try rejectUnknownTensors(header, known: network.tensors.map(\.name) + network.bufferTensors.map(\.name)
+                                 + slotNames.flatMap { s in network.tensors.map { "optimizer.\($0.name).\(s)" } }, path: path)
         return Checkpoint(path: path, metadata: m, progress: progress, config: config,
                           parameters: parameters, optimizerState: state, buffers: buffers)
+    }
+}
+
+/// The tensors of `table` (named `prefix + name + suffix` in the file) in the network's layout;
+/// a missing tensor or another shape means the file holds another model.
+func gatherTensors(_ table: [ParameterTensor], prefix: String = "", suffix: String = "",
+                   file: Data, header: SafeTensors.Header, path: String) throws -> [Float] {
+    let byName = Dictionary(uniqueKeysWithValues: header.tensors.map { ($0.name, $0) })
+    var out = [Float](repeating: 0, count: table.reduce(0) { $0 + $1.count })
+    for t in table {
+        let name = prefix + t.name + suffix
+        guard let info = byName[name] else { throw CheckpointError(path: path, problem: "tensor '\(name)' is missing", kind: .mismatched) }
+        guard info.shape == t.shape else {
+            throw CheckpointError(path: path, problem: "tensor '\(name)' has shape \(info.shape), expected \(t.shape)", kind: .mismatched)
+        }
+        out.replaceSubrange(t.offset..<t.offset + t.count, with: SafeTensors.values(of: info, in: file, header: header))
+    }
+    return out
+}
+
+func rejectUnknownTensors(_ header: SafeTensors.Header, known names: [String], path: String) throws {
+    let known = Set(names)
+    if let extra = header.tensors.first(where: { !known.contains($0.name) }) {
+        throw CheckpointError(path: path, problem: "unexpected tensor '\(extra.name)'")
     }
 }
 

@@ -1,4 +1,3 @@
-import CIFAR10
 import Foundation
 
 /// What the background writer needs to serialise one checkpoint; it reads only the snapshot.
@@ -11,13 +10,15 @@ struct CheckpointJob: @unchecked Sendable {
     let parameterCount: Int
     let optimizerStateCount: Int
     let progress: TrainingProgress
-    let normalization: Normalization
     let config: TrainingConfig
     let worldSize: Int
     let dataFingerprint: String
+    /// What eval and predict need besides the weights (`TrainedModel.metadata`).
+    let modelMetadata: [String: String]
 
     func encode() throws -> Data {
         try Checkpoint.encode(spec: spec, tensors: tensors, parameters: snapshot, optimizerState: snapshot + parameterCount,
-                              bufferTensors: bufferTensors, buffers: snapshot + parameterCount + optimizerStateCount, progress: progress, normalization: normalization, config: config, worldSize: worldSize, dataFingerprint: dataFingerprint)
+                              bufferTensors: bufferTensors, buffers: snapshot + parameterCount + optimizerStateCount, progress: progress, config: config, worldSize: worldSize, dataFingerprint: dataFingerprint,
+                              modelMetadata: modelMetadata)
     }
 }

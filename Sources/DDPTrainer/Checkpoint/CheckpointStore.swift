@@ -11,7 +11,8 @@ public final class CheckpointStore: @unchecked Sendable {
     public let runDirectory: String
     public let directory: String
     public let keep: Int
-    var latestPointer: String { (runDirectory as NSString).appendingPathComponent("latest") }
+    var latestPointer: String { CheckpointStore.latestPointer(in: runDirectory) }
+    static func latestPointer(in runDirectory: String) -> String { (runDirectory as NSString).appendingPathComponent("latest") }
 
     private let queue = DispatchQueue(label: "ddptrain.checkpoint-writer")
     private let pending = DispatchGroup()
@@ -80,23 +81,28 @@ public final class CheckpointStore: @unchecked Sendable {
     }
 
     /// Checkpoint file names, newest (highest step) first.
-    func checkpointFiles() -> [String] {
+    func checkpointFiles() -> [String] { CheckpointStore.checkpointFiles(in: directory) }
+
+    static func checkpointFiles(in directory: String) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".safetensors") }.sorted(by: >)
     }
 
-    /// The checkpoint a run directory's `latest` names, if it names one (it may be damaged).
-    public static func latest(inRunDirectory runDirectory: String) -> String? {
-        let pointer = (runDirectory as NSString).appendingPathComponent("latest")
-        guard let text = try? String(contentsOfFile: pointer, encoding: .utf8) else { return nil }
-        let relative = text.trimmingCharacters(in: .whitespacesAndNewlines)
-        return relative.isEmpty ? nil : (runDirectory as NSString).appendingPathComponent(relative)
-    }
-
     /// Paths to try when resuming: the one `latest` names, then every other, newest first.
-    public func resumeCandidates() -> [String] {
-        var paths = CheckpointStore.latest(inRunDirectory: runDirectory).map { [$0] } ?? []
-        for name in checkpointFiles() {
+    public func resumeCandidates() -> [String] { CheckpointStore.checkpoints(inRunDirectory: runDirectory) }
+
+    /// A run directory's checkpoints, the one `latest` names first, then every other, newest
+    /// first; reads only (unlike `init`, which prepares the directory for writing).
+    ///
+    ///     CheckpointStore.checkpoints(inRunDirectory: "runs/r1").first   // "runs/r1/checkpoints/step-00000790.safetensors"
+    public static func checkpoints(inRunDirectory runDirectory: String) -> [String] {
+        let directory = (runDirectory as NSString).appendingPathComponent("checkpoints")
+        var paths: [String] = []
+        if let pointer = try? String(contentsOfFile: latestPointer(in: runDirectory), encoding: .utf8) {
+            let relative = pointer.trimmingCharacters(in: .whitespacesAndNewlines)
+            if !relative.isEmpty { paths.append((runDirectory as NSString).appendingPathComponent(relative)) }
+        }
+        for name in checkpointFiles(in: directory) {
             let path = (directory as NSString).appendingPathComponent(name)
             if !paths.contains(path) { paths.append(path) }
         }

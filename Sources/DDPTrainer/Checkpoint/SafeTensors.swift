@@ -157,29 +157,6 @@ public enum SafeTensors {
     }
 }
 
-extension SafeTensors.Header {
-    /// The values of `table`'s tensors, each stored under `prefix + name + suffix`, in the
-    /// table's layout (a network's parameters or running statistics).
-    func gather(_ table: [ParameterTensor], from file: Data, prefix: String = "", suffix: String = "") throws(TensorTableMismatch) -> [Float] {
-        let byName = Dictionary(uniqueKeysWithValues: tensors.map { ($0.name, $0) })
-        var out = [Float](repeating: 0, count: table.reduce(0) { $0 + $1.count })
-        for t in table {
-            let name = prefix + t.name + suffix
-            guard let info = byName[name] else { throw TensorTableMismatch(problem: "tensor '\(name)' is missing") }
-            guard info.shape == t.shape else {
-                throw TensorTableMismatch(problem: "tensor '\(name)' has shape \(info.shape), expected \(t.shape)")
-            }
-            out.replaceSubrange(t.offset..<t.offset + t.count, with: SafeTensors.values(of: info, in: file, header: self))
-        }
-        return out
-    }
-}
-
-/// A file's tensors do not match the model's table: `problem` names the tensor.
-struct TensorTableMismatch: Error {
-    let problem: String
-}
-
 /// Temporary file, fsync, rename, fsync of the directory: readers see the old file or the new
 /// one, never a mix, and after a crash the rename is durable.
 public func writeAtomically(_ data: Data, to path: String) throws {
