@@ -161,12 +161,18 @@ import Testing
         try Data(bytes).write(to: URL(fileURLWithPath: path))
     }
 
-    @Test("model.safetensors carries a checksum Python's safetensors ignores, and inspect and export report a flipped bit")
-    func weightsIntegrity() throws {
+    /// tf-tutorial trained for two steps on a small synthetic set: (data directory, run directory).
+    static func trainTwoSteps() throws -> (data: String, run: String) {
         let data = try CLI.makeData()
         let run = CLI.temporaryDirectory()
         let train = try CLI.run([CLI.binary, "--data", data, "--run-dir", run, "--batch-size", "8", "--max-steps", "2", "--threads", "1"])
         try #require(train.status == 0, "\(train.output)")
+        return (data, run)
+    }
+
+    @Test("model.safetensors carries a checksum Python's safetensors ignores, and inspect and export report a flipped bit")
+    func weightsIntegrity() throws {
+        let (_, run) = try Self.trainTwoSteps()
         let weights = run + "/model.safetensors"
         let inspect = try CLI.run([CLI.binary, "inspect", weights])
         #expect(inspect.status == 0 && inspect.output.contains("checksum: OK"), "\(inspect.output)")
@@ -195,10 +201,7 @@ import Testing
 
     @Test("a model.safetensors from before the checksum and normalisation were recorded exports with --data, with a warning")
     func olderWeightsFile() throws {
-        let data = try CLI.makeData()
-        let run = CLI.temporaryDirectory()
-        let train = try CLI.run([CLI.binary, "--data", data, "--run-dir", run, "--batch-size", "8", "--max-steps", "2", "--threads", "1"])
-        try #require(train.status == 0, "\(train.output)")
+        let (data, run) = try Self.trainTwoSteps()
         // Rewritten with the metadata an older ddptrain wrote: no format, checksum or normalisation.
         let (metadata, tensors) = try SafeTensors.read(run + "/model.safetensors")
         let old = CLI.temporaryDirectory() + "/model.safetensors"
