@@ -17,6 +17,10 @@ let package = Package(
         // Open MPI's handles are macros over incomplete globals; this shim is the only C.
         .systemLibrary(name: "CMPI", path: "Sources/CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev"])]),
+        // libpng and libjpeg-turbo behind a static-inline shim that keeps their longjmp error
+        // handling in C.
+        .systemLibrary(name: "CImageCodecs", path: "Sources/CImageCodecs",
+                       providers: [.apt(["libpng-dev", "libjpeg-dev"])]),
         // The convolution register tiles, compiled for AVX2+FMA and (same source) for AVX-512;
         // ConvCore chooses at start-up, so one binary runs on both kinds of machine.
         .target(name: "ConvKernels", swiftSettings: simd),
@@ -28,16 +32,19 @@ let package = Package(
         // The Protocol Buffers wire format (writing), for the files other tools read: TensorBoard
         // event files, ONNX models.
         .target(name: "Protobuf"),
+        // Image files: PNG, JPEG and PPM to RGB, PNG out, resizing to a model's input.
+        .target(name: "Images", dependencies: ["CImageCodecs"]),
         // Models, optimizers, the communicator and the training loop.
         .target(name: "DDPTrainer", dependencies: ["ConvCore", "CIFAR10", "CMPI", "Protobuf"], swiftSettings: simd),
         .executableTarget(name: "ddptrain", dependencies: [
-            "DDPTrainer", "CIFAR10", "ConvCore",
+            "DDPTrainer", "CIFAR10", "ConvCore", "Images",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: simd),
         .testTarget(name: "CIFAR10Tests", dependencies: ["CIFAR10", "ConvCore"], swiftSettings: simd),
         .testTarget(name: "ConvCoreTests", dependencies: ["ConvCore"], swiftSettings: simd),
         .testTarget(name: "ProtobufTests", dependencies: ["Protobuf"]),
+        .testTarget(name: "ImagesTests", dependencies: ["Images"]),
 
-        .testTarget(name: "DDPTrainerTests", dependencies: ["DDPTrainer", "CIFAR10", "ConvCore"], swiftSettings: simd),
+        .testTarget(name: "DDPTrainerTests", dependencies: ["DDPTrainer", "CIFAR10", "ConvCore", "Images"], swiftSettings: simd),
     ]
 )

@@ -46,7 +46,7 @@ public struct Checkpoint {
                               optimizerState: UnsafePointer<Float>, bufferTensors: [ParameterTensor], buffers: UnsafePointer<Float>,
                               progress: TrainingProgress,
                               config: TrainingConfig, worldSize: Int, dataFingerprint: String,
-                              tensorBoard: EventFileMark? = nil) throws -> Data {
+                              tensorBoard: EventFileMark? = nil, modelMetadata: [String: String] = [:]) throws -> Data {
         let parameterCount = table.reduce(0) { $0 + $1.count }
         var tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)] = table.map { ($0.name, $0.shape, parameters + $0.offset) }
         for (i, slot) in optimizerSlotNames(config.optimizer.kind).enumerated() {
@@ -70,16 +70,23 @@ public struct Checkpoint {
             "epoch_sums": "\(progress.lossSum.bitPattern),\(progress.correct.bitPattern),\(progress.seen.bitPattern)",
             "world_size": String(worldSize),
             "data_fingerprint": dataFingerprint,
-        ]
+        ].merging(modelMetadata) { own, _ in own }
         if let tensorBoard {
             metadata["tensorboard_file"] = tensorBoard.name
             metadata["tensorboard_bytes"] = String(tensorBoard.length)
         }
-        // The data section is the tensors in this order, so hashing them equals hashing the file's data.
-        metadata["checksum"] = checksum(metadata: metadata, chunks: tensors.map {
+        return try SafeTensors.encode(tensors: tensors, metadata: sealed(metadata, tensors: tensors))
+    }
+
+    /// `metadata` plus its `checksum` entry over the metadata and the tensors' bytes (checkpoints
+    /// and `model.safetensors`). The data section of a safetensors file is the tensors in this
+    /// order, so hashing them equals hashing the file's data, which is how readers verify it.
+    public static func sealed(_ metadata: [String: String], tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)]) -> [String: String] {
+        var out = metadata
+        out["checksum"] = checksum(metadata: metadata, chunks: tensors.map {
             UnsafeRawBufferPointer(start: $0.data, count: $0.shape.reduce(1, *) * 4)
         })
-        return try SafeTensors.encode(tensors: tensors, metadata: metadata)
+        return out
     }
 
     /// PyTorch's names for the optimizer's state buffers, in the order they sit in `Optimizer.state`.
@@ -152,28 +159,16 @@ public struct Checkpoint {
         progress.optimizerSteps = try count("optimizer_steps")
         (progress.lossSum, progress.correct, progress.seen) = (Double(bitPattern: sums[0]), Double(bitPattern: sums[1]), Double(bitPattern: sums[2]))
 
-        let byName = Dictionary(uniqueKeysWithValues: header.tensors.map { ($0.name, $0) })
         func gather(_ prefix: String, _ suffix: String, _ table: [ParameterTensor]) throws -> [Float] {
-            var out = [Float](repeating: 0, count: table.reduce(0) { $0 + $1.count })
-            for t in table {
-                let name = prefix + t.name + suffix
-                guard let info = byName[name] else { throw mismatch("tensor '\(name)' is missing") }
-                guard info.shape == t.shape else { throw mismatch("tensor '\(name)' has shape \(info.shape), expected \(t.shape)") }
-                let values = SafeTensors.values(of: info, in: file, header: header)
-                out.replaceSubrange(t.offset..<t.offset + t.count, with: values)
-            }
-            return out
+            try gatherTensors(table, prefix: prefix, suffix: suffix, file: file, header: header, path: path)
         }
         let parameters = try gather("", "", network.tensors)
         let slotNames = optimizerSlotNames(config.optimizer.kind)
         var state: [Float] = []
         for slot in slotNames { state += try gather("optimizer.", ".\(slot)", network.tensors) }
         let buffers = try gather("", "", network.bufferTensors)
-        let known = Set(network.tensors.map(\.name) + network.bufferTensors.map(\.name)
-                        + slotNames.flatMap { s in network.tensors.map { "optimizer.\($0.name).\(s)" } })
-        if let extra = header.tensors.first(where: { !known.contains($0.name) }) {
-            throw bad("unexpected tensor '\(extra.name)'")
-        }
+        try rejectUnknownTensors(header, known: network.tensors.map(\.name) + network.bufferTensors.map(\.name)
+                                 + slotNames.flatMap { s in network.tensors.map { "optimizer.\($0.name).\(s)" } }, path: path)
         var tensorBoard: EventFileMark?
         if let name = m["tensorboard_file"] {
             guard !name.contains("/"), let length = m["tensorboard_bytes"].flatMap({ Int($0) }), length >= 0 else {
@@ -183,6 +178,30 @@ public struct Checkpoint {
         }
         return Checkpoint(path: path, metadata: m, progress: progress, config: config,
                           parameters: parameters, optimizerState: state, buffers: buffers, tensorBoard: tensorBoard)
+    }
+}
+
+/// The tensors of `table` (named `prefix + name + suffix` in the file) in the network's layout;
+/// a missing tensor or another shape means the file holds another model.
+func gatherTensors(_ table: [ParameterTensor], prefix: String = "", suffix: String = "",
+                   file: Data, header: SafeTensors.Header, path: String) throws -> [Float] {
+    let byName = Dictionary(uniqueKeysWithValues: header.tensors.map { ($0.name, $0) })
+    var out = [Float](repeating: 0, count: table.reduce(0) { $0 + $1.count })
+    for t in table {
+        let name = prefix + t.name + suffix
+        guard let info = byName[name] else { throw CheckpointError(path: path, problem: "tensor '\(name)' is missing", kind: .mismatched) }
+        guard info.shape == t.shape else {
+            throw CheckpointError(path: path, problem: "tensor '\(name)' has shape \(info.shape), expected \(t.shape)", kind: .mismatched)
+        }
+        out.replaceSubrange(t.offset..<t.offset + t.count, with: SafeTensors.values(of: info, in: file, header: header))
+    }
+    return out
+}
+
+func rejectUnknownTensors(_ header: SafeTensors.Header, known names: [String], path: String) throws {
+    let known = Set(names)
+    if let extra = header.tensors.first(where: { !known.contains($0.name) }) {
+        throw CheckpointError(path: path, problem: "unexpected tensor '\(extra.name)'")
     }
 }
 

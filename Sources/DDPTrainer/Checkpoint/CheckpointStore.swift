@@ -11,7 +11,8 @@ public final class CheckpointStore: @unchecked Sendable {
     public let runDirectory: String
     public let directory: String
     public let keep: Int
-    var latestPointer: String { (runDirectory as NSString).appendingPathComponent("latest") }
+    var latestPointer: String { CheckpointStore.latestPointer(in: runDirectory) }
+    static func latestPointer(in runDirectory: String) -> String { (runDirectory as NSString).appendingPathComponent("latest") }
 
     /// Fault injection for cluster/chaos.sh: `DDPTRAIN_CHAOS_WRITE_PAUSE_MS=300` holds every
     /// checkpoint write halfway for 300 ms, a window in which a killed writer must leave
@@ -90,19 +91,28 @@ public final class CheckpointStore: @unchecked Sendable {
     }
 
     /// Checkpoint file names, newest (highest step) first.
-    func checkpointFiles() -> [String] {
+    func checkpointFiles() -> [String] { CheckpointStore.checkpointFiles(in: directory) }
+
+    static func checkpointFiles(in directory: String) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".safetensors") }.sorted(by: >)
     }
 
     /// Paths to try when resuming: the one `latest` names, then every other, newest first.
-    public func resumeCandidates() -> [String] {
+    public func resumeCandidates() -> [String] { CheckpointStore.checkpoints(inRunDirectory: runDirectory) }
+
+    /// A run directory's checkpoints, the one `latest` names first, then every other, newest
+    /// first; reads only (unlike `init`, which prepares the directory for writing).
+    ///
+    ///     CheckpointStore.checkpoints(inRunDirectory: "runs/r1").first   // "runs/r1/checkpoints/step-00000790.safetensors"
+    public static func checkpoints(inRunDirectory runDirectory: String) -> [String] {
+        let directory = (runDirectory as NSString).appendingPathComponent("checkpoints")
         var paths: [String] = []
-        if let pointer = try? String(contentsOfFile: latestPointer, encoding: .utf8) {
+        if let pointer = try? String(contentsOfFile: latestPointer(in: runDirectory), encoding: .utf8) {
             let relative = pointer.trimmingCharacters(in: .whitespacesAndNewlines)
             if !relative.isEmpty { paths.append((runDirectory as NSString).appendingPathComponent(relative)) }
         }
-        for name in checkpointFiles() {
+        for name in checkpointFiles(in: directory) {
             let path = (directory as NSString).appendingPathComponent(name)
             if !paths.contains(path) { paths.append(path) }
         }

@@ -18,6 +18,8 @@ public final class Trainer {
     let reporter: ProgressReporter
     let store: CheckpointStore?
     let dataFingerprint: String
+    /// The model file, normalisation and class names, saved with the weights for eval and predict.
+    let modelMetadata: [String: String]
     var progress = TrainingProgress()
     /// Global step of the last checkpoint written, so none is written twice.
     var savedAtStep = -1
@@ -40,6 +42,8 @@ public final class Trainer {
         reporter = ProgressReporter(config: config, comm: comm, log: log, stepsPerEpoch: setup.shard.stepsPerEpoch(samples: setup.train.count))
         store = setup.store
         dataFingerprint = setup.dataFingerprint
+        modelMetadata = TrainedModel.metadata(spec: setup.spec, normalization: setup.normalization,
+                                              classNames: loadClassNames(directory: config.dataDirectory))
         assembler = BatchAssembler(images: train, normalization: setup.normalization)
         testAssembler = BatchAssembler(images: test, normalization: setup.normalization)
         network = Network(spec: setup.spec, maxBatch: shard.localBatch, threads: threads.threads)
@@ -161,25 +165,10 @@ public final class Trainer {
         return result
     }
 
-    /// Test loss and accuracy; each rank scores a contiguous slice of the test set.
-    func evaluate() -> (loss: Double, accuracy: Double) {
+    /// Test loss and accuracy (collective; see `Evaluation.run`).
+    func evaluate() -> Evaluation {
         shareRunningStatistics()
-        let lo = comm.rank * test.count / comm.size, hi = (comm.rank + 1) * test.count / comm.size
-        var lossSum = 0.0, correct = 0
-        var start = lo
-        while start < hi {
-            let n = min(shard.localBatch, hi - start)
-            for i in 0..<n { sampleIDs[i] = Int32(start + i) }
-            testAssembler.assemble(indices: UnsafeBufferPointer(start: sampleIDs, count: n), augment: false,
-                                   seed: config.seed, epoch: 0, into: network.input, labels: labels)
-            network.forward(batch: n, training: nil)
-            let r = network.loss(labels: labels, batch: n, gradientScale: 0)
-            lossSum += r.lossSum
-            correct += r.correct
-            start += n
-        }
-        let totals = comm.allReduceSum([lossSum, Double(correct)])
-        return (totals[0] / Double(max(test.count, 1)), totals[1] / Double(max(test.count, 1)))
+        return Evaluation.run(network, on: testAssembler, comm: comm, batch: shard.localBatch)
     }
 
     /// Collective: the epoch's partial sums are gathered to rank 0, which copies the state
@@ -200,7 +189,8 @@ public final class Trainer {
         let job = CheckpointJob(spec: network.spec, tensors: network.tensors, bufferTensors: network.bufferTensors, snapshot: snapshot,
                                 parameterCount: network.parameterCount, optimizerStateCount: optimizer.stateCount,
                                 progress: state, config: config,
-                                worldSize: comm.size, dataFingerprint: dataFingerprint, tensorBoard: log.events?.mark)
+                                worldSize: comm.size, dataFingerprint: dataFingerprint, tensorBoard: log.events?.mark,
+                                modelMetadata: modelMetadata)
         // The events the checkpoint marks reach the disk before the checkpoint does.
         let events = log.events
         try store.save(globalStep: progress.globalStep) { events?.sync(); return try job.encode() }
@@ -232,12 +222,13 @@ public final class Trainer {
 
     func saveWeights() throws {
         let path = (config.runDirectory as NSString).appendingPathComponent("model.safetensors")
-        try SafeTensors.write(to: path, tensors: network.tensors.map { ($0.name, $0.shape, UnsafePointer(network.parameters + $0.offset)) }
-                                + network.bufferTensors.map { ($0.name, $0.shape, UnsafePointer(network.buffers + $0.offset)) },
-                              metadata: ["model": network.spec.name, "layers": network.spec.description,
-                                         "layout": "conv weights [kh][kw][in][out], dense weights [in][out], activations NHWC",
-                                         "seed": String(config.seed), "global_batch": String(config.globalBatch),
-                                         "global_step": String(progress.globalStep)])
+        let tensors = network.tensors.map { ($0.name, $0.shape, UnsafePointer(network.parameters + $0.offset)) }
+            + network.bufferTensors.map { ($0.name, $0.shape, UnsafePointer(network.buffers + $0.offset)) }
+        let metadata = ["format": TrainedModel.weightsFormat, "model": network.spec.name, "layers": network.spec.description,
+                        "layout": "conv weights [kh][kw][in][out], dense weights [in][out], activations NHWC",
+                        "seed": String(config.seed), "global_batch": String(config.globalBatch),
+                        "global_step": String(progress.globalStep)].merging(modelMetadata) { own, _ in own }
+        try SafeTensors.write(to: path, tensors: tensors, metadata: Checkpoint.sealed(metadata, tensors: tensors))
         log.say("wrote \(path)")
     }
 }

@@ -1,0 +1,244 @@
+import CIFAR10
+import DDPTrainer
+import Foundation
+import Images
+import Testing
+
+/// `ddptrain eval` and `ddptrain predict` on a small trained model, run as a user would.
+@Suite(.serialized) struct EvalPredictTests {
+    /// tf-tutorial trained for 12 whole epochs (144 steps of 16) on the synthetic set: far
+    /// better than chance (38 % of the 50 test images), so its answers differ from image to image
+    /// and the comparisons below mean something.
+    struct Trained: Sendable {
+        let data: String
+        let runDir: String
+        var weights: String { runDir + "/model.safetensors" }
+    }
+
+    static let trained: Result<Trained, any Error> = Result {
+        let data = try CLI.makeData()
+        let runDir = CLI.temporaryDirectory()
+        let r = try CLI.run([CLI.binary, "--data", data, "--run-dir", runDir, "--epochs", "12", "--batch-size", "16",
+                             "--threads", "1"])
+        guard r.status == 0 else { throw UsageError("training failed:\n\(r.output)") }
+        return Trained(data: data, runDir: runDir)
+    }
+
+    static let testImages = 50
+
+    /// `eval --json` output, decoded.
+    func evalJSON(_ arguments: [String]) throws -> [String: Any] {
+        let r = try CLI.run(arguments)
+        #expect(r.status == 0, "\(arguments.joined(separator: " ")):\n\(r.output)")
+        let object = try JSONSerialization.jsonObject(with: Data(r.output.utf8))
+        return try #require(object as? [String: Any], "not a JSON object: \(r.output)")
+    }
+
+    /// Every test image's answer from `eval --predictions`.
+    func evalPredictions(_ model: Trained) throws -> [(label: Int, predicted: Int, probability: Double)] {
+        let file = CLI.temporaryDirectory() + "/predictions.jsonl"
+        let r = try CLI.run([CLI.binary, "eval", "--run-dir", model.runDir, "--data", model.data, "--predictions", file])
+        #expect(r.status == 0, "\(r.output)")
+        return try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").map { line in
+            let o = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            return (try #require(o["label"] as? Int), try #require(o["predicted"] as? Int), try #require(o["probability"] as? Double))
+        }
+    }
+
+    /// `predict --json` on `files`: each file's classes, most likely first, with probabilities.
+    func predict(_ model: Trained, _ files: [String]) throws -> [[(class: Int, probability: Double)]] {
+        let r = try CLI.run([CLI.binary, "predict", "--checkpoint", model.weights, "--json", "--top", "10"] + files)
+        #expect(r.status == 0, "\(r.output)")
+        let object = try #require(try JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any], "\(r.output)")
+        let predictions = try #require(object["predictions"] as? [[String: Any]])
+        #expect(predictions.map { $0["image"] as? String } == files)
+        return try predictions.map { p in
+            try #require(p["top"] as? [[String: Any]]).map { (try #require($0["class"] as? Int), try #require($0["probability"] as? Double)) }
+        }
+    }
+
+    /// The first `count` test images, decoded from test_batch.bin.
+    func testImages(_ data: String, count: Int) throws -> [RGBImage] {
+        let test = try loadCIFAR10(directory: data, split: .test)
+        return (0..<count).map { i in
+            var pixels = [UInt8](repeating: 0, count: 3072)
+            for p in 0..<1024 {
+                for c in 0..<3 { pixels[3 * p + c] = test.pixels[i * 3072 + c * 1024 + p] }
+            }
+            return RGBImage(width: 32, height: 32, pixels: pixels)
+        }
+    }
+
+    @Test("predict on PNG, PPM and JPEG renderings of test images answers as eval does on the binary file")
+    func predictMatchesEval() throws {
+        let model = try Self.trained.get()
+        let expected = try evalPredictions(model)
+        #expect(expected.count == Self.testImages)
+        let accuracy = Double(expected.filter { $0.label == $0.predicted }.count) / Double(expected.count)
+        #expect(accuracy >= 0.3, "the model should have learnt something: chance is 0.1, it has \(accuracy)")
+
+        let dir = CLI.temporaryDirectory()
+        let images = try testImages(model.data, count: Self.testImages)
+        var png: [String] = [], ppm: [String] = [], wide: [String] = []
+        for (i, image) in images.enumerated() {
+            png.append("\(dir)/\(i).png")
+            try image.writePNG(to: png[i])
+            ppm.append("\(dir)/\(i).ppm")
+            _ = FileManager.default.createFile(atPath: ppm[i], contents: Data("P6\n32 32\n255\n".utf8) + Data(image.pixels))
+            // The image in the middle of a 64x32 canvas: scale 1, so the centre crop is the image itself.
+            var canvas = [UInt8](repeating: 90, count: 64 * 32 * 3)
+            for y in 0..<32 { canvas.replaceSubrange((y * 64 + 16) * 3..<(y * 64 + 48) * 3, with: image.pixels[(y * 96)..<(y * 96 + 96)]) }
+            wide.append("\(dir)/\(i)-wide.png")
+            try RGBImage(width: 64, height: 32, pixels: canvas).writePNG(to: wide[i])
+        }
+        // JPEG from another encoder (libjpeg through Pillow), quality 95 without chroma subsampling.
+        let jpeg = (0..<images.count).map { "\(dir)/\($0).jpg" }
+        let script = "import sys; from PIL import Image\nfor a in sys.argv[1:]: Image.open(a).save(a[:-4] + '.jpg', quality=95, subsampling=0)"
+        let py = try CLI.run(["python3", "-c", script] + png)
+        try #require(py.status == 0, "Pillow (installed by scripts/install-deps.sh --tests) failed: \(py.output)")
+
+        // Lossless renderings: the same input floats, so the same class and probability.
+        for (name, files) in [("PNG", png), ("PPM", ppm), ("PNG centred on a wider canvas", wide)] {
+            let answers = try predict(model, files)
+            for (i, (answer, truth)) in zip(answers, expected).enumerated() {
+                #expect(answer.first?.class == truth.predicted, "\(name) image \(i): predict says \(answer.first?.class ?? -1), eval \(truth.predicted)")
+                #expect(abs((answer.first?.probability ?? 0) - truth.probability) < 1e-9, "\(name) image \(i)")
+            }
+            #expect(answers.allSatisfy { abs($0.reduce(0) { $0 + $1.probability } - 1) < 1e-9 }, "\(name): probabilities should sum to 1")
+        }
+        let jpegAnswers = try predict(model, jpeg)
+        let agree = zip(jpegAnswers, expected).filter { $0.0.first?.class == $0.1.predicted }.count
+        #expect(Double(agree) >= 0.9 * Double(expected.count), "JPEG q95: only \(agree) of \(expected.count) agree with eval")
+    }
+
+    @Test("eval under 2 ranks reports what 1 process does, and matches training's last test line")
+    func evalDistributed() throws {
+        let model = try Self.trained.get()
+        let one = try evalJSON([CLI.binary, "eval", "--run-dir", model.runDir, "--data", model.data, "--json", "--batch-size", "7"])
+        let two = try evalJSON([CLI.launcher, "-n", "2", CLI.binary, "eval", "--checkpoint", model.weights, "--data", model.data,
+                                "--json", "--threads", "1"])
+        #expect(one["ranks"] as? Int == 1 && two["ranks"] as? Int == 2)
+        #expect(one["images"] as? Int == Self.testImages)
+        #expect((one["confusion"] as? [[Int]]) == (two["confusion"] as? [[Int]]))
+        #expect(one["correct"] as? Int == two["correct"] as? Int)
+        let loss1 = try #require(one["loss"] as? Double), loss2 = try #require(two["loss"] as? Double)
+        #expect(abs(loss1 - loss2) <= 1e-6 * loss1, "loss \(loss1) vs \(loss2)")
+
+        // The table adds up: rows are the classes' images, the diagonal their correct answers.
+        let confusion = try #require(one["confusion"] as? [[Int]])
+        let classes = try #require(one["classes"] as? [[String: Any]])
+        #expect(classes.map { $0["name"] as? String } == (0..<10).map { "synthetic-\($0)" })  // batches.meta.txt
+        for (c, row) in confusion.enumerated() {
+            #expect(row.reduce(0, +) == classes[c]["images"] as? Int)
+            #expect(row[c] == classes[c]["correct"] as? Int)
+        }
+        #expect(confusion.flatMap { $0 }.reduce(0, +) == Self.testImages)
+
+        // Training's per-epoch evaluation is the same code on the same weights.
+        let metrics = try String(contentsOfFile: model.runDir + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+        let lastLine = try #require(metrics.last)
+        let last = try #require(try JSONSerialization.jsonObject(with: Data(lastLine.utf8)) as? [String: Any])
+        #expect(last["testAccuracy"] as? Double == one["accuracy"] as? Double)
+        let trainingLoss = try #require(last["testLoss"] as? Double)
+        #expect(abs(trainingLoss - loss1) <= 1e-6 * loss1, "training's test loss \(trainingLoss), eval's \(loss1)")
+
+        let text = try CLI.run([CLI.binary, "eval", "--run-dir", model.runDir, "--data", model.data])
+        #expect(text.status == 0)
+        #expect(text.output.contains("test loss ") && text.output.contains("confusion matrix (rows: true class"), "\(text.output)")
+        #expect(text.output.contains("synthetic-3"))
+    }
+
+    @Test("a model trained from a model file evaluates after the file is gone: the checkpoint records it")
+    func modelFileRecorded() throws {
+        let model = try Self.trained.get()
+        let dir = CLI.temporaryDirectory()
+        let file = dir + "/tiny.json"
+        try #"{"name": "tiny", "layers": [{"conv": 8, "kernel": 3, "padding": 1}, "relu", "globalavgpool", "flatten", {"dense": 10}]}"#
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let r = try CLI.run([CLI.binary, "--data", model.data, "--run-dir", dir + "/run", "--model", file, "--max-steps", "3",
+                             "--batch-size", "16", "--threads", "1"])
+        #expect(r.status == 0, "\(r.output)")
+        try FileManager.default.removeItem(atPath: file)
+        let report = try evalJSON([CLI.binary, "eval", "--run-dir", dir + "/run", "--data", model.data, "--json"])
+        #expect(report["model"] as? String == "tiny")
+        #expect((report["file"] as? String)?.hasSuffix("checkpoints/step-00000003.safetensors") == true)
+    }
+
+    /// One line naming the problem, a non-zero exit, no crash.
+    func expectFailure(_ arguments: [String], mentions: String, sourceLocation: SourceLocation = #_sourceLocation) throws {
+        let r = try CLI.run(arguments)
+        #expect(r.status != 0, "should fail: \(arguments.joined(separator: " "))\n\(r.output)", sourceLocation: sourceLocation)
+        let first = r.output.split(separator: "\n").first.map(String.init) ?? ""
+        #expect(first.lowercased().hasPrefix("error: ") && first.contains(mentions),
+                "expected one line about \(mentions), got:\n\(r.output)", sourceLocation: sourceLocation)
+        #expect(!r.output.contains("Fatal error") && !r.output.contains("Stack dump"), "\(r.output)", sourceLocation: sourceLocation)
+    }
+
+    @Test("bad input: a missing or non-image file, another model's weights, a damaged file, bad flags")
+    func badInput() throws {
+        let model = try Self.trained.get()
+        let dir = CLI.temporaryDirectory()
+        let png = dir + "/ok.png"
+        try RGBImage(width: 40, height: 30, pixels: [UInt8](repeating: 128, count: 40 * 30 * 3)).writePNG(to: png)
+        let predict = [CLI.binary, "predict", "--checkpoint", model.weights]
+
+        try expectFailure(predict + [png, dir + "/missing.jpg"], mentions: "\(dir)/missing.jpg: no such file")
+        let text = dir + "/notes.jpg"
+        try "not an image\n".write(toFile: text, atomically: true, encoding: .utf8)
+        try expectFailure(predict + [text], mentions: "\(text): not a PNG, JPEG or binary PPM")
+        let truncated = dir + "/cut.png"
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: png))
+        _ = FileManager.default.createFile(atPath: truncated, contents: bytes.prefix(bytes.count - 20))
+        try expectFailure(predict + [truncated], mentions: "\(truncated): not a readable PNG image")
+
+        // tf-tutorial's weights in a file that says it holds lenet5.
+        let weights = try SafeTensors.read(model.weights)
+        let lenet = ModelSpec.lenet5
+        let foreign = dir + "/foreign.safetensors"
+        try weights.tensors.map(\.values).withUnsafeBufferPointers { pointers in
+            try SafeTensors.write(to: foreign, tensors: zip(weights.tensors, pointers).map { ($0.name, $0.shape, $1) },
+                                  metadata: ["model": lenet.name, "layers": lenet.description])
+        }
+        try expectFailure([CLI.binary, "predict", "--checkpoint", foreign, png], mentions: "expected")
+        try expectFailure([CLI.binary, "eval", "--checkpoint", foreign, "--data", model.data], mentions: "foreign.safetensors")
+
+        // A checkpoint with one byte flipped fails its checksum.
+        let checkpoint = try #require(CheckpointStore.checkpoints(inRunDirectory: model.runDir).first)
+        var damaged = try Data(contentsOf: URL(fileURLWithPath: checkpoint))
+        damaged[damaged.count - 5] ^= 0x40
+        let damagedPath = dir + "/damaged.safetensors"
+        try damaged.write(to: URL(fileURLWithPath: damagedPath))
+        try expectFailure([CLI.binary, "eval", "--checkpoint", damagedPath, "--data", model.data], mentions: "checksum mismatch")
+        try expectFailure([CLI.binary, "eval", "--run-dir", dir, "--data", model.data], mentions: "no model.safetensors")
+
+        try expectFailure([CLI.binary, "predict", "--checkpoint", model.weights, "--run-dir", model.runDir, png], mentions: "give one of them")
+        try expectFailure([CLI.binary, "predict", png], mentions: "--checkpoint PATH or --run-dir DIR")
+        try expectFailure(predict + ["--top", "11", png], mentions: "--top must be between 1 and 10")
+        try expectFailure(predict, mentions: "at least one image")
+        try expectFailure([CLI.binary, "eval", "--checkpoint", model.weights, "--data", dir], mentions: dir)
+    }
+
+    @Test("eval --help and predict --help show an example")
+    func helpExamples() throws {
+        for command in ["eval", "predict"] {
+            let r = try CLI.run([CLI.binary, command, "--help"])
+            #expect(r.status == 0)
+            #expect(r.output.contains("Examples:") && r.output.contains("ddptrain \(command) --"), "\(r.output)")
+        }
+    }
+}
+
+extension Array where Element == [Float] {
+    /// Pointers to every array's storage, valid inside `body`.
+    func withUnsafeBufferPointers<R>(_ body: ([UnsafePointer<Float>]) throws -> R) rethrows -> R {
+        var pointers: [UnsafePointer<Float>] = []
+        func nest(_ i: Int) throws -> R {
+            if i == count { return try body(pointers) }
+            return try self[i].withUnsafeBufferPointer { p in
+                pointers.append(p.baseAddress!)
+                return try nest(i + 1)
+            }
+        }
+        return try nest(0)
+    }
+}
