@@ -45,7 +45,7 @@ final class RunLog {
         let path = (directory as NSString).appendingPathComponent("metrics.jsonl")
         if !FileManager.default.fileExists(atPath: path) { _ = FileManager.default.createFile(atPath: path, contents: nil) }
         guard let handle = FileHandle(forWritingAtPath: path) else { throw UsageError("cannot write \(path)") }
-        handle.seekToEndOfFile()
+        _ = try handle.seekToEnd()
         metrics = handle
     }
 
@@ -103,7 +103,9 @@ final class RunLog {
         try writeAtomically(try encoder.encode(config), to: (directory as NSString).appendingPathComponent("config.json"))
     }
 
-    func epoch(_ s: EpochStats) {
+    /// Prints the epoch's line and appends it to metrics.jsonl; a failed append (a full disk) is
+    /// an error naming the file, not a crash in Foundation's non-throwing `write`.
+    func epoch(_ s: EpochStats) throws {
         guard enabled else { return }
         scalars([("test/loss", Float(s.testLoss)), ("test/accuracy", Float(s.testAccuracy))], step: s.step)
         print(String(format: "epoch %3d/%d  loss %.4f  train %.2f%%  test loss %.4f  test %.2f%%  %.0f img/s  %.1f s",
@@ -111,9 +113,11 @@ final class RunLog {
                    s.imagesPerSecond, s.seconds))
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
-        if let data = try? encoder.encode(s) {
-            metrics?.write(data)
-            metrics?.write(Data("\n".utf8))
+        guard let metrics, let line = try? encoder.encode(s) else { return }
+        do {
+            try metrics.write(contentsOf: line + Data("\n".utf8))
+        } catch {
+            throw UsageError("could not append to \((directory as NSString).appendingPathComponent("metrics.jsonl")): \(error.localizedDescription); the checkpoints are intact")
         }
     }
 }

@@ -136,7 +136,7 @@ public final class Trainer {
             let totals = comm.allReduceSum([progress.lossSum, progress.correct, progress.seen])
             let evaluation = evaluate()
             reporter.epochEnded()
-            log.epoch(EpochStats(epoch: epoch + 1, epochs: config.epochs, step: progress.globalStep,
+            try log.epoch(EpochStats(epoch: epoch + 1, epochs: config.epochs, step: progress.globalStep,
                                  trainLoss: totals[0] / max(totals[2], 1), trainAccuracy: totals[1] / max(totals[2], 1),
                                  testLoss: evaluation.loss, testAccuracy: evaluation.accuracy,
                                  imagesPerSecond: Double(stepsRun * config.globalBatch) / max(seconds, 1e-9), seconds: seconds))
