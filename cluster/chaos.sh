@@ -165,7 +165,7 @@ wait_until_training() {
 
 # ---- the soak ------------------------------------------------------------------------------------
 declare -A worst count
-hangs=0 leftovers=0 invalid=0 failures=0 injected=0 segment=0 completed=no
+hangs=0 crashes=0 leftovers=0 invalid=0 failures=0 injected=0 segment=0 completed=no
 for ((f = 1; f <= faults; f++)); do
     # Kinds come in rounds, each a seeded shuffle of --kinds: any len(kinds) faults in a row
     # cover every kind.
@@ -238,6 +238,8 @@ for ((f = 1; f <= faults; f++)); do
         hangs=$((hangs + 1)); note=" HANG (beyond the $bound s bound)"
     fi
     if [ "$status" = 0 ] && grep -q "^wrote .*model.safetensors" "$log"; then completed=yes; note+=" (the run completed first)"; fi
+    # A fault must end the job with a message, never with a trap's backtrace.
+    if grep -q "Fatal error\|Program crashed" "$log"; then crashes=$((crashes + 1)); note+=" CRASH"; fi
     # Whatever the fault, nothing of the job may outlive it.
     sleep 1
     left="$(pgrep -f -- "--run-dir $run" || true)"
@@ -274,11 +276,11 @@ done
 identical=no
 if [ "$completed" = yes ] && cmp -s "$run/model.safetensors" "$reference/model.safetensors"; then identical=yes; fi
 
-echo "chaos: summary: $injected fault(s) injected in $segment run(s); hangs $hangs, leftover processes $leftovers, invalid latest $invalid, other failures $failures"
+echo "chaos: summary: $injected fault(s) injected in $segment run(s); hangs $hangs, crashes $crashes, leftover processes $leftovers, invalid latest $invalid, other failures $failures"
 for k in "${!count[@]}"; do echo "chaos:   $k: ${count[$k]} fault(s), longest fault-to-end ${worst[$k]} s"; done | sort
 if [ "$identical" = yes ]; then
     echo "chaos: final weights bit-identical to the uninterrupted run"
 else
     echo "chaos: final weights NOT identical to the uninterrupted run (or the run never completed)"
 fi
-[ "$completed" = yes ] && [ "$identical" = yes ] && [ $hangs = 0 ] && [ $leftovers = 0 ] && [ $invalid = 0 ] && [ $failures = 0 ]
+[ "$completed" = yes ] && [ "$identical" = yes ] && [ $hangs = 0 ] && [ $crashes = 0 ] && [ $leftovers = 0 ] && [ $invalid = 0 ] && [ $failures = 0 ]
