@@ -38,8 +38,6 @@ struct Predict: ParsableCommand {
     func run() throws {
         do {
             try predict()
-        } catch let error as ExitCode {
-            throw error
         } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             throw ExitCode(1)
