@@ -10,7 +10,7 @@ public enum SVGChart {
     public static func heatMap(_ matrix: [[Int]], labels: [String], rowTitle: String, columnTitle: String) -> String {
         let n = matrix.count, cell = 44, margin = 12 + 7 * (labels.map(\.count).max() ?? 0)
         let size = margin + n * cell + 10
-        var svg = header(width: size, height: size + 20)
+        var svg = header(width: size + 40, height: size + 20)  // room for the last rotated label
         svg += text(x: margin + n * cell / 2, y: 14, columnTitle, anchor: "middle", bold: true)
         svg += "<text x=\"14\" y=\"\(margin + n * cell / 2)\" font-size=\"12\" font-weight=\"bold\" text-anchor=\"middle\" transform=\"rotate(-90 14 \(margin + n * cell / 2))\">\(escaped(rowTitle))</text>\n"
         for (i, label) in labels.enumerated() {
