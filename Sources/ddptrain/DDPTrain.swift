@@ -1,5 +1,6 @@
 import ArgumentParser
 import DDPTrainer
+import Foundation
 
 @main
 struct DDPTrain: ParsableCommand {
@@ -17,4 +18,15 @@ struct DDPTrain: ParsableCommand {
 /// ArgumentParser's own "Error: …" line.
 func exitingOnSetupFailure<T>(_ body: () throws -> T) throws -> T {
     do { return try body() } catch is SetupFailed { throw ExitCode(1) }
+}
+
+/// For commands without MPI: any error becomes one `error: …` line on stderr and exit status 1,
+/// as `train` reports its setup errors.
+func exitingOnError(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
 }

@@ -34,14 +34,7 @@ struct Visualize: ParsableCommand {
         if let index, index < 0 { throw ValidationError("--index must not be negative") }
     }
 
-    func run() throws {
-        do {
-            try draw()
-        } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            throw ExitCode(1)
-        }
-    }
+    func run() throws { try exitingOnError(draw) }
 
     func draw() throws {
         let model = try source.load()
