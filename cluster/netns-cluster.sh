@@ -207,10 +207,18 @@ cmd_cut() {
     echo "host $k: link cut"
 }
 
+# While the cable was out, every packet towards or from the host started an ARP resolution that
+# failed (the neighbour entry goes INCOMPLETE, then FAILED), and the kernel keeps retransmitting
+# for sockets of processes long gone. A connection attempted in the seconds after the restore
+# can join such a resolution that began before it and fail with "No route to host" when it
+# runs out of probes: that is how a rerun's Open MPI daemon once failed to call back to mpirun
+# (1 rerun in ~15 on a loaded machine). A real switch port coming back has the same window; the
+# simulated one flushes the stale entries so the cable is fully back when restore returns.
 cmd_restore() {
-    local k
+    local k ns
     k="$(host_index "$1")"
     ip -n "$sw" link set "h$k" up
+    for ns in $(host_namespaces); do ip -n "$ns" neigh flush dev eth0 2>/dev/null || true; done
     echo "host $k: link restored"
 }
 
@@ -289,6 +297,10 @@ cmd_run() {
         # and then end the job: the last line of defence when ranks themselves wait forever
         # (--collective-timeout 0).
         --mca oob_tcp_keepalive_time 10 --mca oob_tcp_keepalive_intvl 2 --mca oob_tcp_keepalive_probes 3
+        # Daemons stay attached to their launch agent instead of daemonising: a daemon that cannot
+        # call back to mpirun then ends its agent with an error, and mpirun ends the job with a
+        # message. Daemonised, it dies unseen and mpirun waits forever (see cluster/ddprun).
+        --leave-session-attached
         # The hosts share this machine's cores: slots are a fiction, and Open MPI's default
         # binding (each host binds its rank 0 to core 0) would stack ranks of different hosts
         # on one core.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what ddptrain needs beyond Swift: Open MPI (runtime and headers), libpng and
 # libjpeg-turbo (headers; `predict` decodes images with them), and for the tests Python's
-# safetensors and numpy (to prove Python users can load our checkpoints) and Pillow (to write
-# the JPEG renderings `predict` is tested on).
+# safetensors and numpy (to prove Python users can load our checkpoints), tensorboard (to prove
+# TensorBoard reads our event files), Pillow (to write the JPEG renderings `predict` is tested
+# on) and onnx and onnxruntime (the ONNX checker and runtime the exported models must pass).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -18,11 +19,16 @@ if [ ! -f /usr/include/png.h ] || [ ! -f /usr/include/jpeglib.h ]; then
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq libpng-dev libjpeg-dev >/dev/null
 fi
-if [ "${1:-}" = "--tests" ] && ! python3 -c "import safetensors, numpy" 2>/dev/null; then
-    echo "installing Python safetensors and numpy (for the checkpoint interoperability test)..."
-    python3 -m pip install --quiet --disable-pip-version-check safetensors numpy
-fi
-if [ "${1:-}" = "--tests" ] && ! python3 -c "import PIL" 2>/dev/null; then
-    echo "installing Python Pillow (writes the JPEG test images for predict)..."
-    python3 -m pip install --quiet --disable-pip-version-check pillow
-fi
+# pip_for_tests "MODULES" "PACKAGES" "WHY": installs PACKAGES unless python3 imports MODULES.
+pip_for_tests() {
+    [ "${tests:-no}" = yes ] || return 0
+    python3 -c "import $1" 2>/dev/null && return 0
+    echo "installing Python $2 ($3)..."
+    # shellcheck disable=SC2086
+    python3 -m pip install --quiet --disable-pip-version-check $2
+}
+tests=no; [ "${1:-}" = "--tests" ] && tests=yes
+pip_for_tests "safetensors, numpy" "safetensors numpy" "for the checkpoint interoperability test"
+pip_for_tests "tensorboard" "tensorboard" "the tests read our event files with it"
+pip_for_tests "PIL" "pillow" "writes the JPEG test images for predict"
+pip_for_tests "onnx, onnxruntime" "onnx onnxruntime" "for the ONNX export tests"

@@ -10,7 +10,7 @@ struct DDPTrain: ParsableCommand {
         discussion: """
             Run as `mpirun -n 4 ddptrain` or as a single process. `train` is the default subcommand.
             """,
-        subcommands: [Train.self, Eval.self, Predict.self, Visualize.self, Bench.self, Inspect.self, Synth.self, Models.self],
+        subcommands: [Train.self, Eval.self, Predict.self, Visualize.self, Bench.self, Inspect.self, Export.self, Synth.self, Models.self],
         defaultSubcommand: Train.self)
 }
 

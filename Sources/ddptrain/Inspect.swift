@@ -4,10 +4,10 @@ import Foundation
 
 struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Show a checkpoint's metadata and tensors, and whether its checksum holds.",
+        abstract: "Show a checkpoint's (or model.safetensors') metadata and tensors, and whether its checksum holds.",
         discussion: "Example: ddptrain inspect runs/tf-tutorial/checkpoints/step-00000790.safetensors")
 
-    @Argument(help: "A checkpoint (or any safetensors file).")
+    @Argument(help: "A checkpoint, a run's model.safetensors, or any safetensors file.")
     var path: String
 
     func run() throws {
@@ -18,6 +18,9 @@ struct Inspect: ParsableCommand {
             throw ValidationError("\(error)")
         }
         print(report.text)
-        if report.checksumHolds == false { throw ExitCode(1) }
+        if report.checksumHolds == false {
+            FileHandle.standardError.write(Data("error: \(path): checksum mismatch: the file is corrupt (truncated or modified)\n".utf8))
+            throw ExitCode(1)
+        }
     }
 }

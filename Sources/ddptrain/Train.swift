@@ -75,6 +75,14 @@ struct Train: ParsableCommand {
     @Option(help: "Compare the replicas' parameter checksums every N global steps (0: only at start, resume and end).")
     var verifyEvery = 1000
 
+    @Option(help: "Log training loss, accuracy, learning rate and images/s every N global steps (TensorBoard, and a line in plain mode).")
+    var logEvery = 50
+
+    @Option(help: "Progress between epoch lines: auto (live on a terminal, else plain), live (one line redrawn in place) or plain (a line every --log-every steps).")
+    var progress = ProgressMode.auto
+
+    @Flag(help: "Print only the epoch lines, warnings and errors.")
+    var quiet = false
 
     @OptionGroup var parallel: ParallelOptions
 
@@ -96,19 +104,20 @@ struct Train: ParsableCommand {
         if checkpointEvery < 0 { throw ValidationError("--checkpoint-every must not be negative") }
         if keep < 1 { throw ValidationError("--keep must be at least 1") }
         if verifyEvery < 0 { throw ValidationError("--verify-every must not be negative") }
+        if logEvery < 1 { throw ValidationError("--log-every must be at least 1") }
         if !(collectiveTimeout >= 0) { throw ValidationError("--collective-timeout must not be negative") }
     }
 
     func run() throws {
-        let comm = Communicator()
+        let comm = Communicator(collectiveTimeout: collectiveTimeout)
         defer { comm.finish() }
-        comm.setCollectiveTimeout(collectiveTimeout)
         let threadPlan = parallel.threadPlan(comm)
         let setup = try exitingOnSetupFailure {
             try comm.agreeOnSetup(Result { try TrainingSetup(config: makeConfig(), rank: comm.rank, worldSize: comm.size) })
         }
-        let trainer = try Trainer(setup, comm: comm, threads: threadPlan)
-        try trainer.run()
+        try comm.endingJobOnError {
+            try Trainer(setup, comm: comm, threads: threadPlan).run()
+        }
     }
 
     func makeConfig() throws -> TrainingConfig {
@@ -140,6 +149,9 @@ struct Train: ParsableCommand {
         config.checkpointEvery = checkpointEvery
         config.keep = keep
         config.verifyEvery = verifyEvery
+        config.logEvery = logEvery
+        config.progress = progress
+        config.quiet = quiet
         config.collectiveTimeout = collectiveTimeout
         config.bucketBytes = parallel.bucketBytes
         config.gradientCompression = parallel.gradientCompression
@@ -153,6 +165,7 @@ struct Train: ParsableCommand {
 }
 
 extension OptimizerConfig.Kind: ExpressibleByArgument {}
+extension ProgressMode: ExpressibleByArgument {}
 /// `constant`, `cosine`, or `step:E1,E2[:F]`.
 func parseSchedule(_ text: String) throws -> LearningRateSchedule.Decay {
     switch text {

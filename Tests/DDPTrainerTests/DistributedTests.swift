@@ -112,6 +112,21 @@ import Testing
         #expect(outcome.output.contains("has not completed after"), "\(outcome.output)")
     }
 
+    /// MPI_Init waits for every rank of the job; here the second "rank" is a process that never
+    /// calls it, like a rank stuck on a host that went away during start-up.
+    @Test("a rank that never joins ends the job at start-up after --collective-timeout, with a message")
+    func rankNeverJoins() throws {
+        let data = try CLI.makeData()
+        let dir = CLI.temporaryDirectory()
+        let r = try CLI.run([CLI.launcher, "-n", "1", CLI.binary, "--data", data, "--run-dir", dir, "--batch-size", "8",
+                             "--collective-timeout", "5", ":", "-n", "1", "sleep", "600"], timeout: 120)
+        #expect(r.status == 75, "\(r.output)")
+        #expect(r.seconds < 60, "took \(r.seconds) s")
+        #expect(r.output.contains("the start-up (MPI_Init"), "\(r.output)")
+        #expect(r.output.contains("has not completed after"), "\(r.output)")
+        #expect(CLI.rankPIDs(marker: dir).isEmpty, "ranks left running after the job ended")
+    }
+
     @Test("a global batch not divisible by the world size is refused with a clear message")
     func indivisibleBatch() throws {
         let data = try CLI.makeData()

@@ -192,17 +192,21 @@ import Testing
     }
 
     /// A 24 MB tmpfs holds one 15 MB keras-cnn checkpoint, not two.
-    @Test("a full disk: a clear error, a non-zero exit, and latest still names a valid checkpoint",
-          .enabled(if: ResumeTests.canMountTmpfs, "needs root and permission to mount a tmpfs"))
-    func fullDisk() throws {
+    /// With 2 ranks the other rank is waiting in the next all-reduce when rank 0 finds out: the
+    /// job must end at once with rank 0's message, not after the watchdog's timeout.
+    @Test("a full disk: a clear error, a non-zero exit at once on 1 and 2 ranks, and latest still names a valid checkpoint",
+          .enabled(if: ResumeTests.canMountTmpfs, "needs root and permission to mount a tmpfs"),
+          arguments: [1, 2])
+    func fullDisk(ranks: Int) throws {
         let data = try CLI.makeData()
         let mountPoint = CLI.temporaryDirectory()
         #expect(try CLI.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", mountPoint]).status == 0)
         defer { _ = try? CLI.run(["umount", mountPoint]) }
         let dir = mountPoint + "/run"
-        let r = try CLI.run(command(ranks: 1, data: data, runDir: dir, ["--checkpoint-every", "1", "--keep", "5"]))
+        let r = try CLI.run(command(ranks: ranks, data: data, runDir: dir, ["--checkpoint-every", "1", "--keep", "5"]))
         #expect(r.status != 0)
         #expect(r.output.contains("could not save a checkpoint") && r.output.contains("No space left on device"), "\(r.output)")
+        #expect(!r.output.contains("has not completed after"), "ended by the watchdog, not by rank 0's error:\n\(r.output)")
         let pointer = try String(contentsOfFile: dir + "/latest", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         let probe = Network(spec: .kerasCNN, maxBatch: 1, threads: 1)
         #expect(throws: Never.self) { try Checkpoint.load(dir + "/" + pointer, for: probe, optimizer: .adam) }

@@ -35,6 +35,9 @@ public struct Checkpoint {
     public let optimizerState: [Float]
     /// Batch norm's running statistics, in the network's buffer layout.
     public let buffers: [Float]
+    /// Rank 0's TensorBoard event file and its length at this checkpoint (nil in checkpoints
+    /// written before ddptrain logged to TensorBoard).
+    public let tensorBoard: EventFileMark?
 
     /// Serialises parameters, optimizer state and everything that identifies the run.
     /// Tensor names say what they are: `conv1.weight`, `optimizer.conv1.weight.momentum`, …
@@ -43,7 +46,7 @@ public struct Checkpoint {
                               optimizerState: UnsafePointer<Float>, bufferTensors: [ParameterTensor], buffers: UnsafePointer<Float>,
                               progress: TrainingProgress,
                               config: TrainingConfig, worldSize: Int, dataFingerprint: String,
-                              modelMetadata: [String: String] = [:]) throws -> Data {
+                              tensorBoard: EventFileMark? = nil, modelMetadata: [String: String] = [:]) throws -> Data {
         let parameterCount = table.reduce(0) { $0 + $1.count }
         var tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)] = table.map { ($0.name, $0.shape, parameters + $0.offset) }
         for (i, slot) in optimizerSlotNames(config.optimizer.kind).enumerated() {
@@ -68,11 +71,22 @@ public struct Checkpoint {
             "world_size": String(worldSize),
             "data_fingerprint": dataFingerprint,
         ].merging(modelMetadata) { own, _ in own }
-        // The data section is the tensors in this order, so hashing them equals hashing the file's data.
-        metadata["checksum"] = checksum(metadata: metadata, chunks: tensors.map {
+        if let tensorBoard {
+            metadata["tensorboard_file"] = tensorBoard.name
+            metadata["tensorboard_bytes"] = String(tensorBoard.length)
+        }
+        return try SafeTensors.encode(tensors: tensors, metadata: sealed(metadata, tensors: tensors))
+    }
+
+    /// `metadata` plus its `checksum` entry over the metadata and the tensors' bytes (checkpoints
+    /// and `model.safetensors`). The data section of a safetensors file is the tensors in this
+    /// order, so hashing them equals hashing the file's data, which is how readers verify it.
+    public static func sealed(_ metadata: [String: String], tensors: [(name: String, shape: [Int], data: UnsafePointer<Float>)]) -> [String: String] {
+        var out = metadata
+        out["checksum"] = checksum(metadata: metadata, chunks: tensors.map {
             UnsafeRawBufferPointer(start: $0.data, count: $0.shape.reduce(1, *) * 4)
         })
-        return try SafeTensors.encode(tensors: tensors, metadata: metadata)
+        return out
     }
 
     /// PyTorch's names for the optimizer's state buffers, in the order they sit in `Optimizer.state`.
@@ -155,8 +169,15 @@ public struct Checkpoint {
         let buffers = try gather("", "", network.bufferTensors)
         try rejectUnknownTensors(header, known: network.tensors.map(\.name) + network.bufferTensors.map(\.name)
                                  + slotNames.flatMap { s in network.tensors.map { "optimizer.\($0.name).\(s)" } }, path: path)
+        var tensorBoard: EventFileMark?
+        if let name = m["tensorboard_file"] {
+            guard !name.contains("/"), let length = m["tensorboard_bytes"].flatMap({ Int($0) }), length >= 0 else {
+                throw bad("metadata 'tensorboard_file' or 'tensorboard_bytes' is malformed")
+            }
+            tensorBoard = EventFileMark(name: name, length: length)
+        }
         return Checkpoint(path: path, metadata: m, progress: progress, config: config,
-                          parameters: parameters, optimizerState: state, buffers: buffers)
+                          parameters: parameters, optimizerState: state, buffers: buffers, tensorBoard: tensorBoard)
     }
 }
 

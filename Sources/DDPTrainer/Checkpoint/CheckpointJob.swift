@@ -13,12 +13,13 @@ struct CheckpointJob: @unchecked Sendable {
     let config: TrainingConfig
     let worldSize: Int
     let dataFingerprint: String
+    let tensorBoard: EventFileMark?
     /// What eval and predict need besides the weights (`TrainedModel.metadata`).
     let modelMetadata: [String: String]
 
     func encode() throws -> Data {
         try Checkpoint.encode(spec: spec, tensors: tensors, parameters: snapshot, optimizerState: snapshot + parameterCount,
                               bufferTensors: bufferTensors, buffers: snapshot + parameterCount + optimizerStateCount, progress: progress, config: config, worldSize: worldSize, dataFingerprint: dataFingerprint,
-                              modelMetadata: modelMetadata)
+                              tensorBoard: tensorBoard, modelMetadata: modelMetadata)
     }
 }

@@ -25,7 +25,7 @@ public struct CheckpointReport {
             lines.append(checksumHolds! ? "checksum: OK (\(stored))" : "checksum: MISMATCH (stored \(stored), computed \(actual)): the file is corrupt")
         } else {
             checksumHolds = nil
-            lines.append("checksum: none (not a ddptrain checkpoint)")
+            lines.append("checksum: none (not written by ddptrain, or a model.safetensors from before ddptrain checksummed it)")
         }
         text = lines.joined(separator: "\n")
     }

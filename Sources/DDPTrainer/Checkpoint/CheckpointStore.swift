@@ -14,6 +14,11 @@ public final class CheckpointStore: @unchecked Sendable {
     var latestPointer: String { CheckpointStore.latestPointer(in: runDirectory) }
     static func latestPointer(in runDirectory: String) -> String { (runDirectory as NSString).appendingPathComponent("latest") }
 
+    /// Fault injection for cluster/chaos.sh: `DDPTRAIN_CHAOS_WRITE_PAUSE_MS=300` holds every
+    /// checkpoint write halfway for 300 ms, a window in which a killed writer must leave
+    /// `latest` naming the previous, complete checkpoint. Unset in normal use.
+    static let chaosWritePause = Double(ProcessInfo.processInfo.environment["DDPTRAIN_CHAOS_WRITE_PAUSE_MS"] ?? "").map { $0 / 1000 } ?? 0
+
     private let queue = DispatchQueue(label: "ddptrain.checkpoint-writer")
     private let pending = DispatchGroup()
     private let lock = NSLock()
@@ -31,6 +36,11 @@ public final class CheckpointStore: @unchecked Sendable {
             try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent(".write-probe"))
         } catch {
             throw UsageError("run directory \(runDirectory) is not writable: \(error)")
+        }
+        // A writer killed mid-save leaves its temporary file (never named by `latest`).
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names where name.contains(".safetensors.tmp-") {
+            try? FileManager.default.removeItem(atPath: (directory as NSString).appendingPathComponent(name))
         }
     }
 
@@ -66,7 +76,7 @@ public final class CheckpointStore: @unchecked Sendable {
         let name = CheckpointStore.fileName(globalStep: globalStep)
         let path = (directory as NSString).appendingPathComponent(name)
         do {
-            try writeAtomically(data, to: path)
+            try writeAtomically(data, to: path, pauseHalfway: CheckpointStore.chaosWritePause)
         } catch {
             throw UsageError("could not save a checkpoint: \(error); the earlier checkpoints and `latest` are intact")
         }

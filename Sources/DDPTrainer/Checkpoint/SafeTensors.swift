@@ -159,15 +159,23 @@ public enum SafeTensors {
 
 /// Temporary file, fsync, rename, fsync of the directory: readers see the old file or the new
 /// one, never a mix, and after a crash the rename is durable.
-public func writeAtomically(_ data: Data, to path: String) throws {
+///
+/// `pauseHalfway` (seconds) stops after half the bytes, so that a fault injected "while a
+/// checkpoint is being written" (cluster/chaos.sh) lands there for certain instead of by luck.
+public func writeAtomically(_ data: Data, to path: String, pauseHalfway: Double = 0) throws {
     let temporary = path + ".tmp-\(getpid())"
     let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
     guard fd >= 0 else { throw SafeTensors.FormatError.unwritable(temporary, "cannot create: \(String(cString: strerror(errno)))") }
     var failure: String?
     data.withUnsafeBytes { raw in
         var offset = 0
+        var pauseAt = pauseHalfway > 0 ? raw.count / 2 : raw.count
         while offset < raw.count {
-            let n = Glibc.write(fd, raw.baseAddress! + offset, raw.count - offset)
+            if offset == pauseAt {
+                Thread.sleep(forTimeInterval: pauseHalfway)
+                pauseAt = raw.count
+            }
+            let n = Glibc.write(fd, raw.baseAddress! + offset, pauseAt - offset)
             if n < 0 {
                 if errno == EINTR { continue }
                 failure = "write failed: \(String(cString: strerror(errno)))"

@@ -12,6 +12,9 @@ import Foundation
 /// model trained from `--model net.json` loads without that file; files written before that are
 /// understood when they name a built-in model.
 public struct TrainedModel {
+    /// `format` of a run's `model.safetensors` (checkpoints have `Checkpoint.format`).
+    public static let weightsFormat = "ddptrain-weights-1"
+
     public let path: String
     public let spec: ModelSpec
     public let parameters: [Float]
@@ -23,6 +26,9 @@ public struct TrainedModel {
     public let classNames: [String]?
     /// The training step the weights are from, when recorded.
     public let globalStep: Int?
+    /// Whether the file carried a checksum (it held: `load` refuses a file whose does not). A
+    /// `model.safetensors` written before ddptrain checksummed it has none.
+    public let checksummed: Bool
 
     /// Metadata keys written with every checkpoint and `model.safetensors`.
     enum Key {
@@ -39,7 +45,8 @@ public struct TrainedModel {
     }
 
     /// Reads and validates a checkpoint (checksum, every tensor's name and shape against the
-    /// model it names) or a `model.safetensors` (every tensor's name and shape). Problems are
+    /// model it names) or a `model.safetensors` (its checksum if it has one, as files since
+    /// ddptrain-weights-1 do; every tensor's name and shape). Problems are
     /// `CheckpointError`s naming the file.
     public static func load(_ path: String) throws -> TrainedModel {
         let file: Data
@@ -59,6 +66,9 @@ public struct TrainedModel {
             let checkpoint = try Checkpoint.load(path, for: probe, optimizer: m["optimizer"].flatMap(OptimizerConfig.Kind.init(rawValue:)))
             (parameters, buffers) = (checkpoint.parameters, checkpoint.buffers)
         } else {
+            if let stored = m["checksum"], stored != Checkpoint.checksum(metadata: m, file: file, header: header) {
+                throw CheckpointError(path: path, problem: "checksum mismatch: the file is corrupt (truncated or modified)")
+            }
             parameters = try gatherTensors(probe.tensors, file: file, header: header, path: path)
             buffers = try gatherTensors(probe.bufferTensors, file: file, header: header, path: path)
             try rejectUnknownTensors(header, known: probe.tensors.map(\.name) + probe.bufferTensors.map(\.name), path: path)
@@ -76,7 +86,7 @@ public struct TrainedModel {
         }
         return TrainedModel(path: path, spec: spec, parameters: parameters, buffers: buffers, normalization: normalization,
                             classNames: try decoded(Key.classNames, as: [String].self),
-                            globalStep: m["global_step"].flatMap { Int($0) })
+                            globalStep: m["global_step"].flatMap { Int($0) }, checksummed: m["checksum"] != nil)
     }
 
     /// The model a file's metadata describes: its `model_file`, else the built-in model it names;

@@ -9,6 +9,7 @@ import Foundation
 /// being waited on and exits the process, which makes mpirun end every other rank.
 final class CollectiveWatchdog: @unchecked Sendable {
     enum Collective: String {
+        case startup = "start-up (MPI_Init: reaching this host's Open MPI daemon and every other rank)"
         case gradientAllReduce = "all-reduce of the gradients"
         case statisticsAllReduce = "all-reduce of statistics (setup status, losses, accuracy counts)"
         case batchNormAllReduce = "all-reduce of batch norm statistics"
@@ -62,8 +63,9 @@ final class CollectiveWatchdog: @unchecked Sendable {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - since) / 1e9
         guard seconds > timeout else { return }
         let payload = size > 0 ? String(format: " (%.1f MB)", Double(size) / 1e6) : ""
+        let when = waiting == .startup ? "" : " at global step \(atStep)"
         let message = """
-            error: rank \(rank): the \(waiting.rawValue)\(payload) at global step \(atStep) has not completed \
+            error: rank \(rank): the \(waiting.rawValue)\(payload)\(when) has not completed \
             after \(Int(seconds)) s (--collective-timeout \(Int(timeout))): another rank died, stalled or lost \
             its network. Ending the job; rerun the same command to resume from the last checkpoint.
 

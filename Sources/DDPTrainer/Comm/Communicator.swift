@@ -12,17 +12,12 @@ public final class Communicator: BatchStatisticsReducer {
     public var isRoot: Bool { rank == 0 }
 
     private let world: MPI_Comm
-    private var watchdog: CollectiveWatchdog?
+    private let watchdog: CollectiveWatchdog?
 
     /// The global step in progress, named by the watchdog's message if a collective hangs.
     public var step: Int {
         get { watchdog?.step ?? 0 }
         set { watchdog?.step = newValue }
-    }
-
-    /// Every collective that lasts longer than `seconds` ends the job with a message (0: never).
-    public func setCollectiveTimeout(_ seconds: Double) {
-        watchdog = seconds > 0 ? CollectiveWatchdog(timeout: seconds, rank: rank) : nil
     }
 
     @inline(__always)
@@ -45,8 +40,15 @@ public final class Communicator: BatchStatisticsReducer {
         "btl_tcp_max_send_size": "8388608",
     ]
 
-    public init() {
+    /// Joins the job. Start-up and every collective that lasts longer than `collectiveTimeout`
+    /// seconds end the job with a message (0: wait forever). Start-up is watched too: MPI_Init
+    /// waits for this rank's daemon and for every other rank's address, and a host that went
+    /// away in between would otherwise leave it waiting silently.
+    public init(collectiveTimeout: Double = 0) {
         for (name, value) in Communicator.defaultParameters { setenv("OMPI_MCA_" + name, value, 0) }
+        let launcherRank = Communicator.environmentInt("OMPI_COMM_WORLD_RANK") ?? 0
+        let watchdog = collectiveTimeout > 0 ? CollectiveWatchdog(timeout: collectiveTimeout, rank: launcherRank) : nil
+        watchdog?.begin(.startup)
         var provided: Int32 = 0
         // Worker threads compute between MPI calls but only the main thread calls MPI.
         MPI_Init_thread(nil, nil, Int32(MPI_THREAD_FUNNELED), &provided)
@@ -57,6 +59,8 @@ public final class Communicator: BatchStatisticsReducer {
         rank = Int(r)
         size = Int(s)
         localSize = Communicator.environmentInt("OMPI_COMM_WORLD_LOCAL_SIZE") ?? 1
+        watchdog?.end()
+        self.watchdog = watchdog
     }
 
     /// Open MPI's launcher variables, readable before MPI_Init (used to size thread pools).
@@ -144,10 +148,15 @@ public final class Communicator: BatchStatisticsReducer {
 
     /// Sums small statistics (losses, counts) across ranks, in double precision.
     public func allReduceSum(_ values: [Double]) -> [Double] {
-        if size == 1 { return values }
         var v = values
-        watched(.statisticsAllReduce) { _ = MPI_Allreduce(ddp_in_place(), &v, Int32(v.count), ddp_double(), ddp_sum(), world) }
+        allReduceSum(&v)
         return v
+    }
+
+    /// The same in place: with a buffer kept between calls, nothing is allocated.
+    public func allReduceSum(_ values: inout [Double]) {
+        if size == 1 { return }
+        watched(.statisticsAllReduce) { _ = MPI_Allreduce(ddp_in_place(), &values, Int32(values.count), ddp_double(), ddp_sum(), world) }
     }
 
     /// (minimum, maximum) of one value over all ranks.
@@ -193,6 +202,19 @@ public final class Communicator: BatchStatisticsReducer {
         switch local {
         case let .success(value) where totals[0] == 0: return value
         default: throw SetupFailed()
+        }
+    }
+
+    /// Runs `body` (the training); if it throws on this rank, say a full disk at rank 0's
+    /// checkpoint, the other ranks are waiting for it in a collective and it must not wait for
+    /// them in MPI_Finalize: the error is printed here and the whole job ends at once.
+    public func endingJobOnError<T>(_ body: () throws -> T) throws -> T {
+        if size == 1 { return try body() }
+        do {
+            return try body()
+        } catch {
+            FileHandle.standardError.write(Data("error: \(isRoot ? "" : "rank \(rank): ")\(error)\n".utf8))
+            abort(code: 1)
         }
     }
 

@@ -15,6 +15,7 @@ public final class Trainer {
     /// Overlaps the gradient all-reduce with backward (nil for one rank or --bucket-kb 0).
     let reducer: GradientReducer?
     let log: RunLog
+    let reporter: ProgressReporter
     let store: CheckpointStore?
     let dataFingerprint: String
     /// The model file, normalisation and class names, saved with the weights for eval and predict.
@@ -38,6 +39,7 @@ public final class Trainer {
         train = setup.train
         test = setup.test
         log = setup.log
+        reporter = ProgressReporter(config: config, comm: comm, log: log, stepsPerEpoch: setup.shard.stepsPerEpoch(samples: setup.train.count))
         store = setup.store
         dataFingerprint = setup.dataFingerprint
         modelMetadata = TrainedModel.metadata(spec: setup.spec, normalization: setup.normalization,
@@ -94,6 +96,7 @@ public final class Trainer {
 
     /// Trains until the configured epochs are done (or maxSteps), checkpointing on the way.
     public func run() throws {
+        defer { log.clearStatus() }  // an error's message starts on a line of its own
         if progress.epoch >= config.epochs {
             log.say("nothing to do: this run already finished \(config.epochs) epochs (raise --epochs to train further, or use another --run-dir)")
             return
@@ -103,6 +106,7 @@ public final class Trainer {
             let permutation = epochPermutation(count: train.count, seed: config.seed, epoch: epoch)
             let started = Date()
             var stepsRun = 0
+            reporter.epochStarted(atStep: progress.globalStep)
             while progress.stepInEpoch < stepsPerEpoch {
                 if let limit = config.maxSteps, progress.globalStep >= limit {
                     try saveCheckpoint()
@@ -119,6 +123,7 @@ public final class Trainer {
                 progress.globalStep += 1
                 progress.optimizerSteps = optimizer.steps
                 stepsRun += 1
+                reporter.stepDone(progress)
                 if config.verifyEvery > 0 && progress.globalStep % config.verifyEvery == 0 {
                     try verifyReplicas(when: "at global step \(progress.globalStep)", quiet: true)
                 }
@@ -130,6 +135,7 @@ public final class Trainer {
             let seconds = Date().timeIntervalSince(started)
             let totals = comm.allReduceSum([progress.lossSum, progress.correct, progress.seen])
             let evaluation = evaluate()
+            reporter.epochEnded()
             log.epoch(EpochStats(epoch: epoch + 1, epochs: config.epochs, step: progress.globalStep,
                                  trainLoss: totals[0] / max(totals[2], 1), trainAccuracy: totals[1] / max(totals[2], 1),
                                  testLoss: evaluation.loss, testAccuracy: evaluation.accuracy,
@@ -183,8 +189,11 @@ public final class Trainer {
         let job = CheckpointJob(spec: network.spec, tensors: network.tensors, bufferTensors: network.bufferTensors, snapshot: snapshot,
                                 parameterCount: network.parameterCount, optimizerStateCount: optimizer.stateCount,
                                 progress: state, config: config,
-                                worldSize: comm.size, dataFingerprint: dataFingerprint, modelMetadata: modelMetadata)
-        try store.save(globalStep: progress.globalStep) { try job.encode() }
+                                worldSize: comm.size, dataFingerprint: dataFingerprint, tensorBoard: log.events?.mark,
+                                modelMetadata: modelMetadata)
+        // The events the checkpoint marks reach the disk before the checkpoint does.
+        let events = log.events
+        try store.save(globalStep: progress.globalStep) { events?.sync(); return try job.encode() }
     }
 
     /// With per-rank batch norm every rank's running statistics drift apart; like PyTorch DDP,
@@ -213,12 +222,13 @@ public final class Trainer {
 
     func saveWeights() throws {
         let path = (config.runDirectory as NSString).appendingPathComponent("model.safetensors")
-        try SafeTensors.write(to: path, tensors: network.tensors.map { ($0.name, $0.shape, UnsafePointer(network.parameters + $0.offset)) }
-                                + network.bufferTensors.map { ($0.name, $0.shape, UnsafePointer(network.buffers + $0.offset)) },
-                              metadata: ["model": network.spec.name, "layers": network.spec.description,
-                                         "layout": "conv weights [kh][kw][in][out], dense weights [in][out], activations NHWC",
-                                         "seed": String(config.seed), "global_batch": String(config.globalBatch),
-                                         "global_step": String(progress.globalStep)].merging(modelMetadata) { own, _ in own })
+        let tensors = network.tensors.map { ($0.name, $0.shape, UnsafePointer(network.parameters + $0.offset)) }
+            + network.bufferTensors.map { ($0.name, $0.shape, UnsafePointer(network.buffers + $0.offset)) }
+        let metadata = ["format": TrainedModel.weightsFormat, "model": network.spec.name, "layers": network.spec.description,
+                        "layout": "conv weights [kh][kw][in][out], dense weights [in][out], activations NHWC",
+                        "seed": String(config.seed), "global_batch": String(config.globalBatch),
+                        "global_step": String(progress.globalStep)].merging(modelMetadata) { own, _ in own }
+        try SafeTensors.write(to: path, tensors: tensors, metadata: Checkpoint.sealed(metadata, tensors: tensors))
         log.say("wrote \(path)")
     }
 }

@@ -30,6 +30,12 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public var gradientCompression = GradientCompression.none
     /// A collective that has not completed after this many seconds ends the job (0: wait forever).
     public var collectiveTimeout = 300.0
+    /// Rank 0 logs the training loss, accuracy, learning rate and images/s every this many
+    /// global steps (and at each epoch's end): TensorBoard scalars, and a line in plain mode.
+    public var logEvery = 50
+    public var progress = ProgressMode.auto
+    /// Only the epoch lines, warnings and errors on the console.
+    public var quiet = false
 
     /// Settings a resumed run must share with the checkpoint it continues: they define the
     /// trajectory. Epochs, step limits, threads, world size and paths may change.
@@ -84,6 +90,9 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         schedule = try c.decodeIfPresent(LearningRateSchedule.self, forKey: .schedule) ?? schedule
         labelSmoothing = try c.decodeIfPresent(Float.self, forKey: .labelSmoothing) ?? labelSmoothing
         batchNorm = try c.decodeIfPresent(BatchNormMode.self, forKey: .batchNorm) ?? batchNorm
+        logEvery = try c.decodeIfPresent(Int.self, forKey: .logEvery) ?? logEvery
+        progress = try c.decodeIfPresent(ProgressMode.self, forKey: .progress) ?? progress
+        quiet = try c.decodeIfPresent(Bool.self, forKey: .quiet) ?? quiet
     }
 
     /// The recipe's values for every setting that defines the trajectory; the CLI then applies

@@ -35,11 +35,13 @@ public struct TrainingSetup {
         dataFingerprint = fingerprint(of: train, directory: config.dataDirectory)
         self.config = config
         self.spec = spec
-        log = try RunLog(directory: config.runDirectory, enabled: rank == 0)
+        log = try RunLog(directory: config.runDirectory, enabled: rank == 0, progress: config.progress, quiet: config.quiet)
         if rank == 0 {
             let store = try CheckpointStore(runDirectory: config.runDirectory, keep: config.keep)
             self.store = store
             resume = try findResumePoint(config: config, spec: spec, store: store, fingerprint: dataFingerprint, log: log)
+            log.events = try TensorBoardDirectory.open((config.runDirectory as NSString).appendingPathComponent("tb"),
+                                                       resuming: resume.map { .checkpoint($0.tensorBoard) } ?? .fresh, warn: log.warn)
             try log.saveConfig(config)
         } else {
             store = nil
