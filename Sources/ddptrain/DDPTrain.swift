@@ -1,5 +1,6 @@
 import ArgumentParser
 import DDPTrainer
+import Foundation
 
 @main
 struct DDPTrain: ParsableCommand {
@@ -9,7 +10,7 @@ struct DDPTrain: ParsableCommand {
         discussion: """
             Run as `mpirun -n 4 ddptrain` or as a single process. `train` is the default subcommand.
             """,
-        subcommands: [Train.self, Eval.self, Predict.self, Bench.self, Inspect.self, Export.self, Synth.self, Models.self],
+        subcommands: [Train.self, Eval.self, Predict.self, Visualize.self, Bench.self, Inspect.self, Export.self, Synth.self, Models.self],
         defaultSubcommand: Train.self)
 }
 
@@ -17,4 +18,15 @@ struct DDPTrain: ParsableCommand {
 /// ArgumentParser's own "Error: …" line.
 func exitingOnSetupFailure<T>(_ body: () throws -> T) throws -> T {
     do { return try body() } catch is SetupFailed { throw ExitCode(1) }
+}
+
+/// For commands without MPI: any error becomes one `error: …` line on stderr and exit status 1,
+/// as `train` reports its setup errors.
+func exitingOnError(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
 }

@@ -35,16 +35,7 @@ struct Predict: ParsableCommand {
         if !(1...CIFAR10.classCount).contains(top) { throw ValidationError("--top must be between 1 and \(CIFAR10.classCount) (got \(top))") }
     }
 
-    func run() throws {
-        do {
-            try predict()
-        } catch let error as ExitCode {
-            throw error
-        } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
-            throw ExitCode(1)
-        }
-    }
+    func run() throws { try exitingOnError(predict) }
 
     func predict() throws {
         let model = try source.load()

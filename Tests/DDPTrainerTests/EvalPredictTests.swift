@@ -218,9 +218,38 @@ import Testing
         try expectFailure([CLI.binary, "eval", "--checkpoint", model.weights, "--data", dir], mentions: dir)
     }
 
-    @Test("eval --help and predict --help show an example")
+    @Test("visualize draws the filters, the feature maps of every conv, the confusion matrix and the curves, linked from index.html")
+    func visualize() throws {
+        let model = try Self.trained.get()
+        let out = CLI.temporaryDirectory() + "/viz"
+        let r = try CLI.run([CLI.binary, "visualize", "--run-dir", model.runDir, "--data", model.data, "--index", "3", "--out", out])
+        #expect(r.status == 0, "\(r.output)")
+        // tf-tutorial's conv1 has 32 3x3 filters: 8 columns of 48-pixel tiles (scale 16) with 2-pixel gaps.
+        let filters = try RGBImage(contentsOf: out + "/filters.png")
+        #expect(filters.width == 2 + 8 * 50 && filters.height == 2 + 4 * 50)
+        #expect(try RGBImage(contentsOf: out + "/input.png") == testImages(model.data, count: 4)[3])
+        // conv1..3 give 32 maps of 30x30, 64 of 13x13 and 64 of 4x4.
+        for (name, channels, side) in [("conv1", 32, 30), ("conv2", 64, 13), ("conv3", 64, 4)] {
+            let maps = try RGBImage(contentsOf: "\(out)/features-\(name).png")
+            let tile = side * max(1, 64 / side)
+            #expect(maps.width == 2 + 16 * (tile + 2) && maps.height == 2 + channels / 16 * (tile + 2), "\(name): \(maps.width)x\(maps.height)")
+        }
+        let confusion = try String(contentsOfFile: out + "/confusion.svg", encoding: .utf8)
+        for c in 0..<10 { #expect(confusion.contains(">synthetic-\(c)</text>")) }
+        let html = try String(contentsOfFile: out + "/index.html", encoding: .utf8)
+        for file in ["filters.png", "input.png", "features-conv1.png", "features-conv3.png", "confusion.svg", "accuracy.svg", "loss.svg"] {
+            #expect(html.contains("src=\"\(file)\""), "index.html lacks \(file)")
+            #expect(FileManager.default.fileExists(atPath: "\(out)/\(file)"))
+        }
+        #expect(html.contains("12 epochs"), "the curves come from the run's 12 epochs")
+
+        try expectFailure([CLI.binary, "visualize", "--run-dir", model.runDir, "--data", model.data, "--index", "50", "--out", out],
+                          mentions: "--index 50: the test set has 50 images")
+    }
+
+    @Test("eval --help, predict --help and visualize --help show an example")
     func helpExamples() throws {
-        for command in ["eval", "predict"] {
+        for command in ["eval", "predict", "visualize"] {
             let r = try CLI.run([CLI.binary, command, "--help"])
             #expect(r.status == 0)
             #expect(r.output.contains("Examples:") && r.output.contains("ddptrain \(command) --"), "\(r.output)")

@@ -11,7 +11,8 @@ public struct CheckpointReport {
         let header = try SafeTensors.parseHeader(file, path: path)
         var lines = ["\(path): safetensors, \(header.tensors.count) tensors, \(file.count) bytes", "metadata:"]
         for (key, value) in header.metadata.sorted(by: { $0.key < $1.key }) {
-            lines.append("  \(key): \(value)")
+            // Multi-line values (the model file) indented under their key.
+            lines.append("  \(key): " + value.trimmingCharacters(in: .newlines).replacingOccurrences(of: "\n", with: "\n    "))
         }
         lines.append("tensors:")
         let width = header.tensors.map(\.name.count).max() ?? 0

@@ -130,6 +130,14 @@ public struct TrainedModel {
         return weights
     }
 
+    /// The run directory the file belongs to: the parent of `checkpoints/`, or the directory of
+    /// a `model.safetensors`.
+    public var runDirectory: String {
+        let directory = (path as NSString).deletingLastPathComponent
+        let parent = (directory as NSString).lastPathComponent == "checkpoints" ? (directory as NSString).deletingLastPathComponent : directory
+        return parent.isEmpty ? "." : parent
+    }
+
     /// eval and predict feed CIFAR-10-shaped images and read ten class scores.
     public func requireCIFAR10Shape() throws {
         guard spec.inputHeight == CIFAR10.side, spec.inputWidth == CIFAR10.side, spec.inputChannels == CIFAR10.channels,

@@ -390,8 +390,46 @@ public final class Network {
         return out
     }
 
+    /// Every convolution's feature maps for image `image` of the last forward pass, depth first,
+    /// named as their weights are (`conv1`, `conv2`, …): the output of the convolution together
+    /// with the batch norm and the activation that directly follow it (HWC), for `ddptrain visualize`.
+    ///
+    ///     net.forward(batch: 1, training: nil)
+    ///     for map in net.convolutionOutputs(image: 0) { print(map.name, map.height, map.width, map.channels) }
+    public func convolutionOutputs(image: Int) -> [FeatureMaps] {
+        var out: [FeatureMaps] = []
+        func visit(_ list: [CompiledLayer]) {
+            for (i, layer) in list.enumerated() {
+                switch layer.op {
+                case let .conv(s, _, _):
+                    // Activations may work in place, so the maps are read where the last of the group wrote them.
+                    var last = i
+                    if last + 1 < list.count, case .batchNorm = list[last + 1].op { last += 1 }
+                    if last + 1 < list.count, list[last + 1].isActivation { last += 1 }
+                    let start = list[last].output + image * layer.outputSize
+                    out.append(FeatureMaps(name: "conv\(out.count + 1)", height: s.outHeight, width: s.outWidth, channels: s.outChannels,
+                                           values: Array(UnsafeBufferPointer(start: start, count: layer.outputSize))))
+                case let .residual(body, shortcut, _):
+                    visit(body)
+                    visit(shortcut)
+                default:
+                    break
+                }
+            }
+        }
+        visit(layers)
+        return out
+    }
+
     /// The forward multiply-adds ×2 of one image, summed over every layer.
     public var forwardFlopsPerImage: Double { layerSummaries.reduce(0) { $0 + $1.forwardFlops } }
+}
+
+/// One layer's output channels for one image, HWC.
+public struct FeatureMaps: Sendable {
+    public let name: String
+    public let height: Int, width: Int, channels: Int
+    public let values: [Float]
 }
 
 /// A layer with its per-sample shape resolved, its parameters located and its buffers assigned.
@@ -415,6 +453,13 @@ struct CompiledLayer {
     let index: Int
     let input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>
     let inputSize: Int, outputSize: Int
+
+    var isActivation: Bool {
+        switch op {
+        case .relu, .sigmoid, .tanh: return true
+        default: return false
+        }
+    }
 }
 
 /// Batch norm's per-layer scratch: this step's statistics, kept for the backward pass.

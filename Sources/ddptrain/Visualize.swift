@@ -1,0 +1,183 @@
+import ArgumentParser
+import CIFAR10
+import DDPTrainer
+import Foundation
+import Images
+
+struct Visualize: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Draw a trained model: first-layer filters, feature maps, confusion heat map, training curves, as an HTML page.",
+        discussion: """
+            Writes filters.png, input.png and features-convN.png (with --image or --index), \
+            confusion.svg (with test data), accuracy.svg and loss.svg (from the run's metrics.jsonl) \
+            and index.html, which shows them all. Examples:
+              ddptrain visualize --run-dir runs/tf-tutorial --out viz --data ../shared/cifar10-sample --index 3
+              ddptrain visualize --checkpoint runs/r1/model.safetensors --out viz --image cat.jpg
+            """)
+
+    @OptionGroup var source: TrainedModelOptions
+
+    @Option(help: "Directory to write the pictures and index.html into (created if missing).")
+    var out: String
+
+    @Option(help: "CIFAR-10 binary directory, for the confusion matrix and --index (default: $CIFAR10_DIR, else data/cifar-10-batches-bin, if present).")
+    var data: String?
+
+    @Option(help: "Feature maps of this image file (PNG, JPEG or PPM; resized as by predict).")
+    var image: String?
+
+    @Option(help: "Feature maps of this test image (0-based index into test_batch.bin).")
+    var index: Int?
+
+    func validate() throws {
+        if image != nil && index != nil { throw ValidationError("--image and --index both choose the image for the feature maps; give one of them") }
+        if let index, index < 0 { throw ValidationError("--index must not be negative") }
+    }
+
+    func run() throws { try exitingOnError(draw) }
+
+    func draw() throws {
+        let model = try source.load()
+        // Test data is optional unless asked for: the confusion matrix is drawn when it is found.
+        let directory: String? = data != nil || index != nil ? try resolveDataDirectory(explicit: data)
+                                                             : try? resolveDataDirectory(explicit: nil)
+        let test = try directory.map { try loadCIFAR10(directory: $0, split: .test) }
+        let (normalization, _) = try normalization(of: model, dataDirectory: directory)
+        let names = classNames(of: model, dataDirectory: directory)
+        var chosen: (picture: RGBImage, caption: String)?
+        if let image {
+            chosen = (try RGBImage(contentsOf: image).resizedToFill(width: CIFAR10.side, height: CIFAR10.side), image)
+        } else if let index, let test {
+            guard index < test.count else { throw UsageError("--index \(index): the test set has \(test.count) images (0...\(test.count - 1))") }
+            chosen = (rgbImage(cifarPlanes: Array(test.pixels[index * CIFAR10.imageBytes..<(index + 1) * CIFAR10.imageBytes])),
+                      "test image \(index) (label: \(names[Int(test.labels[index])]))")
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        } catch {
+            throw UsageError("--out \(out): cannot create the directory: \(error.localizedDescription)")
+        }
+        func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
+        var page = VisualizationPage(title: describe(model))
+
+        let network = model.makeNetwork(maxBatch: 100, threads: ThreadPlan.decide(requested: source.threads, localRanks: 1, launchedByMPI: false).threads)
+        try filterGrid(network, path: model.path).writePNG(to: path("filters.png"))
+        page.add("First-layer filters", image: "filters.png",
+                 note: "each conv1 filter as an RGB patch; weights mapped from −max|w| (black) through 0 (grey) to +max|w| (white)")
+
+        if let chosen {
+            try chosen.picture.writePNG(to: path("input.png"))
+            let one = LabeledImages(pixels: cifarPlanes(chosen.picture), labels: [0])
+            let scores = classify(network, BatchAssembler(images: one, normalization: normalization))[0]
+            let answer = scores.top(3).map { String(format: "%@ %.1f%%", names[$0.class], 100 * $0.probability) }.joined(separator: ", ")
+            page.add("Input", image: "input.png", note: "\(chosen.caption); the model says \(answer)", pixelated: 4)
+            for maps in network.convolutionOutputs(image: 0) {
+                let file = "features-\(maps.name).png"
+                try featureGrid(maps).writePNG(to: path(file))
+                page.add("\(maps.name): \(maps.channels) maps of \(maps.height)x\(maps.width)", image: file,
+                         note: "after its batch norm and activation; black is the layer's smallest value, white its largest")
+            }
+        }
+        if let test {
+            let comm = Communicator()
+            defer { comm.finish() }
+            let result = Evaluation.run(network, on: BatchAssembler(images: test, normalization: normalization), comm: comm, batch: 100)
+            let matrix = (0..<result.classes).map { Array(result.confusion[$0 * result.classes..<($0 + 1) * result.classes]) }
+            try write(SVGChart.heatMap(matrix, labels: names, rowTitle: "true class", columnTitle: "predicted class"), to: path("confusion.svg"))
+            page.add("Confusion matrix", image: "confusion.svg", note: String(format: "%d test images from %@: accuracy %.2f%%, loss %.4f; cells shaded by their share of the row",
+                                                                            result.images, directory!, 100 * result.accuracy, result.loss))
+        } else {
+            page.note("No confusion matrix: no test data found (pass --data DIR).")
+        }
+        let metrics = (model.runDirectory as NSString).appendingPathComponent("metrics.jsonl")
+        if let epochs = try? trainingCurves(metrics), !epochs.isEmpty {
+            try write(SVGChart.lines([("train", epochs.map(\.trainAccuracy)), ("test", epochs.map(\.testAccuracy))], title: "accuracy", xTitle: "epoch"),
+                      to: path("accuracy.svg"))
+            try write(SVGChart.lines([("train", epochs.map(\.trainLoss)), ("test", epochs.map(\.testLoss))], title: "loss", xTitle: "epoch"),
+                      to: path("loss.svg"))
+            page.add("Training curves", image: "accuracy.svg", note: "from \(metrics), \(epochs.count) epochs")
+            page.add("", image: "loss.svg", note: "")
+        } else {
+            page.note("No training curves: \(metrics) was not found or holds no epochs.")
+        }
+        try write(page.html, to: path("index.html"))
+        print("wrote \(path("index.html")) and its pictures")
+    }
+
+    /// conv1's filters as RGB patches on one symmetric scale, so their strengths compare.
+    func filterGrid(_ network: Network, path: String) throws -> RGBImage {
+        guard let conv1 = network.tensors.first(where: { $0.name == "conv1.weight" }) else {
+            throw UsageError("\(path): model '\(network.spec.name)' has no convolution to draw filters of")
+        }
+        let (k, inputs, outputs) = (conv1.shape[0], conv1.shape[2], conv1.shape[3])
+        let weights = Array(UnsafeBufferPointer(start: network.parameters + conv1.offset, count: conv1.count))
+        let bound = max(weights.map(abs).max() ?? 1, 1e-12)
+        let tiles = (0..<outputs).map { o in
+            // [kh][kw][in][out] → one k x k patch per output channel.
+            let patch = (0..<(k * k)).flatMap { p in (0..<inputs).map { c in weights[(p * inputs + c) * outputs + o] } }
+            return RGBImage(mapping: inputs == 3 ? patch : stride(from: 0, to: patch.count, by: inputs).map { patch[$0] },
+                            width: k, height: k, channels: inputs == 3 ? 3 : 1, range: -bound...bound)
+        }
+        return RGBImage.grid(tiles, columns: 8, scale: max(1, 48 / k), gap: 2)
+    }
+
+    /// A layer's channels as grey tiles on the layer's own range.
+    func featureGrid(_ maps: FeatureMaps) -> RGBImage {
+        let lo = maps.values.min() ?? 0, hi = maps.values.max() ?? 1
+        let tiles = (0..<maps.channels).map { c in
+            RGBImage(mapping: stride(from: c, to: maps.values.count, by: maps.channels).map { maps.values[$0] },
+                     width: maps.width, height: maps.height, channels: 1, range: lo...hi)
+        }
+        return RGBImage.grid(tiles, columns: min(16, maps.channels), scale: max(1, 64 / maps.height), gap: 2)
+    }
+
+    func write(_ text: String, to path: String) throws {
+        try writeAtomically(Data(text.utf8), to: path)
+    }
+}
+
+/// The epochs of a run's metrics.jsonl.
+func trainingCurves(_ path: String) throws -> [EpochStats] {
+    let text = try String(contentsOfFile: path, encoding: .utf8)
+    return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochStats.self, from: Data($0.utf8)) }
+}
+
+/// A 32x32 CIFAR-10 record's planes as an RGB image (the inverse of `cifarPlanes`).
+func rgbImage(cifarPlanes planes: [UInt8]) -> RGBImage {
+    let plane = planes.count / 3
+    var pixels = [UInt8](repeating: 0, count: planes.count)
+    for p in 0..<plane {
+        for c in 0..<3 { pixels[3 * p + c] = planes[c * plane + p] }
+    }
+    return RGBImage(width: CIFAR10.side, height: CIFAR10.side, pixels: pixels)
+}
+
+/// index.html: a heading and a figure per picture.
+struct VisualizationPage {
+    let title: String
+    private var body: [String] = []
+
+    init(title: String) { self.title = title }
+
+    mutating func add(_ heading: String, image: String, note: String, pixelated scale: Int? = nil) {
+        let esc = SVGChart.escaped
+        let style = scale.map { " style=\"image-rendering: pixelated; width: \(32 * $0)px\"" } ?? ""
+        body.append((heading.isEmpty ? "" : "<h2>\(esc(heading))</h2>\n") + "<figure><img src=\"\(esc(image))\" alt=\"\(esc(heading))\"\(style)>"
+                    + (note.isEmpty ? "" : "<figcaption>\(esc(note))</figcaption>") + "</figure>")
+    }
+
+    mutating func note(_ text: String) { body.append("<p>\(SVGChart.escaped(text))</p>") }
+
+    var html: String {
+        """
+        <!DOCTYPE html>
+        <html><head><meta charset="utf-8"><title>\(SVGChart.escaped(title))</title>
+        <style>body { font-family: sans-serif; margin: 2em; } figcaption { color: #555; font-size: 90%; } figure { margin: 0 0 1.5em 0; }</style>
+        </head><body>
+        <h1>\(SVGChart.escaped(title))</h1>
+        \(body.joined(separator: "\n"))
+        </body></html>
+
+        """
+    }
+}
