@@ -40,10 +40,9 @@ public final class Communicator: BatchStatisticsReducer {
         "btl_tcp_max_send_size": "8388608",
     ]
 
-    /// Joins the job. Start-up and every collective that lasts longer than `collectiveTimeout`
-    /// seconds end the job with a message (0: wait forever). Start-up is watched too: MPI_Init
-    /// waits for this rank's daemon and for every other rank's address, and a host that went
-    /// away in between would otherwise leave it waiting silently.
+    /// Joins the job. Start-up (MPI_Init, which waits for this rank's daemon and every other
+    /// rank's address) or any collective lasting longer than `collectiveTimeout` seconds ends the
+    /// job with a message (0: wait forever).
     public init(collectiveTimeout: Double = 0) {
         for (name, value) in Communicator.defaultParameters { setenv("OMPI_MCA_" + name, value, 0) }
         let launcherRank = Communicator.environmentInt("OMPI_COMM_WORLD_RANK") ?? 0
