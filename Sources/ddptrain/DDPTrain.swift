@@ -12,6 +12,25 @@ struct DDPTrain: ParsableCommand {
             """,
         subcommands: [Train.self, Eval.self, Predict.self, Visualize.self, Bench.self, Inspect.self, Export.self, Synth.self, Models.self],
         defaultSubcommand: Train.self)
+
+    /// Under mpirun every rank parses the same command line: a mistake in it (or `--help`) is
+    /// reported by rank 0 alone, not once per rank. Errors while running are each rank's own.
+    static func main() {
+        var command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            if let rank = Communicator.environmentInt("OMPI_COMM_WORLD_RANK"), rank > 0 {
+                Foundation.exit(exitCode(for: error).rawValue)
+            }
+            exit(withError: error)
+        }
+        do {
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// `Communicator.agreeOnSetup` has already printed why setup failed: exit 1 without

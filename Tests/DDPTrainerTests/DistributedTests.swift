@@ -136,6 +136,13 @@ import Testing
         #expect(r.output.components(separatedBy: "error:").count == 2, "the message should appear once:\n\(r.output)")
     }
 
+    @Test("a bad flag under mpirun is reported once, by rank 0, and the job fails")
+    func badFlagOnce() throws {
+        let r = try CLI.run([CLI.launcher, "-n", "2", CLI.binary, "--keep", "0"], timeout: 120)
+        #expect(r.status != 0, "\(r.output)")
+        #expect(r.output.components(separatedBy: "Error: --keep must be at least 1").count == 2, "the message should appear once:\n\(r.output)")
+    }
+
     @Test("missing data: the error names every place it looked")
     func missingData() throws {
         let r = try CLI.run([CLI.binary, "--data", "/nonexistent/cifar", "--run-dir", CLI.temporaryDirectory()])
