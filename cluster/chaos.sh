@@ -77,9 +77,11 @@ mkdir -p "$run"
 
 # ---- the world: one machine or the simulated cluster -------------------------------------------
 prefix="ddpc$$"
+# Every process of the current job (launcher, mpirun, ranks): their command lines name the run dir.
+job_pids() { pgrep -f -- "--run-dir $run" || true; }
 cleanup() {
     local pids
-    pids="$(pgrep -f -- "--run-dir $run" || true)"
+    pids="$(job_pids)"
     [ -z "$pids" ] || kill -KILL $pids 2>/dev/null || true
     if [ "$hosts" -ge 2 ]; then DDP_NETNS_PREFIX=$prefix "$here/netns-cluster.sh" down >/dev/null 2>&1 || true; fi
     if mountpoint -q "$run" 2>/dev/null; then umount "$run" 2>/dev/null || umount -l "$run" || true; fi
@@ -138,7 +140,7 @@ seconds_since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; 
 # PID of the ddptrain process of rank R of the current job (from its environment).
 rank_pid() {
     local pid
-    for pid in $(pgrep -f -- "--run-dir $run" || true); do
+    for pid in $(job_pids); do
         [ "$(readlink "/proc/$pid/exe" 2>/dev/null)" = "$(readlink -f "$binary")" ] || continue
         if tr '\0' '\n' <"/proc/$pid/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then echo "$pid"; return; fi
         if [ "$ranks" = 1 ]; then echo "$pid"; return; fi
@@ -206,7 +208,7 @@ for ((f = 1; f <= faults; f++)); do
             pid="$(rank_pid "$victim")"
             if [ -z "$pid" ]; then
                 echo "chaos: no process for rank $victim in run $segment"; failures=$((failures + 1))
-                kill -KILL $(pgrep -f -- "--run-dir $run") 2>/dev/null || true; wait "$job" || true; continue
+                kill -KILL $(job_pids) 2>/dev/null || true; wait "$job" || true; continue
             fi
             kill "$([ "$kind" = kill ] && echo -KILL || echo -STOP)" "$pid"
             what="rank $victim (pid $pid)" ;;
@@ -242,7 +244,7 @@ for ((f = 1; f <= faults; f++)); do
     if grep -q "Fatal error\|Program crashed" "$log"; then crashes=$((crashes + 1)); note+=" CRASH"; fi
     # Whatever the fault, nothing of the job may outlive it.
     sleep 1
-    left="$(pgrep -f -- "--run-dir $run" || true)"
+    left="$(job_pids)"
     if [ -n "$left" ]; then leftovers=$((leftovers + 1)); note+=" LEFTOVER pids $(echo $left)"; kill -KILL $left 2>/dev/null || true; fi
     case "$kind" in
         disk-full) rm -f "$run/.chaos-filler" ;;

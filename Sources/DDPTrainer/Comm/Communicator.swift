@@ -194,10 +194,7 @@ public final class Communicator: BatchStatisticsReducer {
     public func agreeOnSetup<T>(_ local: Result<T, Error>) throws -> T {
         let failedHere: Double = if case .failure = local { 1 } else { 0 }
         let totals = allReduceSum([failedHere, isRoot ? failedHere : 0])
-        if case let .failure(error) = local, isRoot || totals[1] == 0 {
-            let prefix = size > 1 && !isRoot ? "rank \(rank): " : ""
-            FileHandle.standardError.write(Data("error: \(prefix)\(error)\n".utf8))
-        }
+        if case let .failure(error) = local, isRoot || totals[1] == 0 { report(error) }
         switch local {
         case let .success(value) where totals[0] == 0: return value
         default: throw SetupFailed()
@@ -212,9 +209,15 @@ public final class Communicator: BatchStatisticsReducer {
         do {
             return try body()
         } catch {
-            FileHandle.standardError.write(Data("error: \(isRoot ? "" : "rank \(rank): ")\(error)\n".utf8))
+            report(error)
             abort(code: 1)
         }
+    }
+
+    /// `error: MESSAGE` on stderr, naming the rank when it is not rank 0.
+    private func report(_ error: Error) {
+        let prefix = size > 1 && !isRoot ? "rank \(rank): " : ""
+        FileHandle.standardError.write(Data("error: \(prefix)\(error)\n".utf8))
     }
 
     /// Ends every rank of the job (used when one rank cannot go on and the others would wait forever).
