@@ -3,12 +3,13 @@ import Foundation
 import Testing
 
 /// The simulated cluster of cluster/netns-cluster.sh, under the tests' own namespace prefix so a
-/// cluster someone has up by hand (prefix `ddp`) is never touched.
+/// cluster someone has up by hand (prefix `ddp`) is never touched. `DDPTRAIN_TEST_NETNS_PREFIX`
+/// gives two test runs on one machine (two worktrees) clusters of their own.
 enum NetnsCluster {
-    static let prefix = "ddpt"
+    static let prefix = ProcessInfo.processInfo.environment["DDPTRAIN_TEST_NETNS_PREFIX"] ?? "ddpt"
     static var script: String { CLI.root.appendingPathComponent("cluster/netns-cluster.sh").path }
 
-    /// `env DDP_NETNS_PREFIX=ddpt cluster/netns-cluster.sh ARGS` (CLI runs everything through env).
+    /// `env DDP_NETNS_PREFIX=PREFIX cluster/netns-cluster.sh ARGS` (CLI runs everything through env).
     static func command(_ arguments: [String]) -> [String] { ["DDP_NETNS_PREFIX=\(prefix)", script] + arguments }
 
     /// mpirun inside host 1 with `perHost` ranks on each host, bounded by `timeout` seconds.
