@@ -8,14 +8,16 @@ struct Visualize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Draw a trained model: first-layer filters, feature maps, confusion heat map, training curves, as an HTML page.",
         discussion: """
-            Writes filters.png, input.png and features-convN.png (with --image or --index), \
-            confusion.svg (with test data), accuracy.svg and loss.svg (from the run's metrics.jsonl) \
-            and index.html, which shows them all. Examples:
+            Writes PNG pictures: filters.png, input.png and features-convN.png (with --image or \
+            --index), confusion.png (with test data), loss.png and accuracy.png (from the run's \
+            metrics.jsonl), and index.html, which shows them all. Examples:
               ddptrain visualize --run-dir runs/tf-tutorial --out viz --data ../shared/cifar10-sample --index 3
               ddptrain visualize --checkpoint runs/r1/model.safetensors --out viz --image cat.jpg
             """)
 
     @OptionGroup var source: TrainedModelOptions
+
+    @OptionGroup var compute: InferenceThreads
 
     @Option(help: "Directory to write the pictures and index.html into (created if missing).")
     var out: String
@@ -60,7 +62,7 @@ struct Visualize: ParsableCommand {
         func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
         var page = VisualizationPage(title: describe(model))
 
-        let network = model.makeNetwork(maxBatch: 100, threads: ThreadPlan.decide(requested: source.threads, localRanks: 1, launchedByMPI: false).threads)
+        let network = model.makeNetwork(maxBatch: 100, threads: compute.alone)
         try filterGrid(network, path: model.path).writePNG(to: path("filters.png"))
         page.add("First-layer filters", image: "filters.png",
                  note: "each conv1 filter as an RGB patch; weights mapped from −max|w| (black) through 0 (grey) to +max|w| (white)")
@@ -75,7 +77,7 @@ struct Visualize: ParsableCommand {
                 let file = "features-\(maps.name).png"
                 try featureGrid(maps).writePNG(to: path(file))
                 page.add("\(maps.name): \(maps.channels) maps of \(maps.height)x\(maps.width)", image: file,
-                         note: "after its batch norm and activation; black is the layer's smallest value, white its largest")
+                         note: "after the layer's batch norm (if any) and activation; black is the layer's smallest value, white its largest")
             }
         }
         if let test {
@@ -83,20 +85,23 @@ struct Visualize: ParsableCommand {
             defer { comm.finish() }
             let result = Evaluation.run(network, on: BatchAssembler(images: test, normalization: normalization), comm: comm, batch: 100)
             let matrix = (0..<result.classes).map { Array(result.confusion[$0 * result.classes..<($0 + 1) * result.classes]) }
-            try write(SVGChart.heatMap(matrix, labels: names, rowTitle: "true class", columnTitle: "predicted class"), to: path("confusion.svg"))
-            page.add("Confusion matrix", image: "confusion.svg", note: String(format: "%d test images from %@: accuracy %.2f%%, loss %.4f; cells shaded by their share of the row",
+            let title = String(format: "%d test images, accuracy %.2f%%", result.images, 100 * result.accuracy)
+            try HeatMap(counts: matrix, labels: names, rowTitle: "true class", columnTitle: "predicted class", title: title)
+                .draw().writePNG(to: path("confusion.png"))
+            page.add("Confusion matrix", image: "confusion.png", note: String(format: "%d test images from %@: accuracy %.2f%%, loss %.4f; each row is a true class, each cell shaded by its share of the row",
                                                                             result.images, directory!, 100 * result.accuracy, result.loss))
         } else {
             page.note("No confusion matrix: no test data found (pass --data DIR).")
         }
         let metrics = (model.runDirectory as NSString).appendingPathComponent("metrics.jsonl")
         if let epochs = try? trainingCurves(metrics), !epochs.isEmpty {
-            try write(SVGChart.lines([("train", epochs.map(\.trainAccuracy)), ("test", epochs.map(\.testAccuracy))], title: "accuracy", xTitle: "epoch"),
-                      to: path("accuracy.svg"))
-            try write(SVGChart.lines([("train", epochs.map(\.trainLoss)), ("test", epochs.map(\.testLoss))], title: "loss", xTitle: "epoch"),
-                      to: path("loss.svg"))
-            page.add("Training curves", image: "accuracy.svg", note: "from \(metrics), \(epochs.count) epochs")
-            page.add("", image: "loss.svg", note: "")
+            try trainingChart(epochs, "loss", yTitle: "cross-entropy", train: \.trainLoss, test: \.testLoss).draw().writePNG(to: path("loss.png"))
+            var accuracy = trainingChart(epochs, "accuracy", yTitle: "images classified correctly", train: { 100 * $0.trainAccuracy }, test: { 100 * $0.testAccuracy })
+            accuracy.unit = "%"
+            try accuracy.draw().writePNG(to: path("accuracy.png"))
+            page.add("Training curves", image: "loss.png",
+                     note: "from \(metrics), \(epochs.count) epochs; both losses are against the label-smoothed targets when the recipe smooths labels; train is the average over the epoch's steps as the model learned (with the recipe's augmentation and dropout)")
+            page.add("", image: "accuracy.png", note: "")
         } else {
             page.note("No training curves: \(metrics) was not found or holds no epochs.")
         }
@@ -131,15 +136,26 @@ struct Visualize: ParsableCommand {
         return RGBImage.grid(tiles, columns: min(16, maps.channels), scale: max(1, 64 / maps.height), gap: 2)
     }
 
+    /// One quantity of each epoch, on the training set (measured while it trained) and the test set.
+    func trainingChart(_ epochs: [EpochStats], _ title: String, yTitle: String,
+                       train: (EpochStats) -> Double, test: (EpochStats) -> Double) -> LineChart {
+        LineChart(title: title, xTitle: "epoch", yTitle: yTitle, series: [
+            .init(name: "train", color: LineChart.palette[0], points: epochs.map { (Double($0.epoch), train($0)) }),
+            .init(name: "test", color: LineChart.palette[1], points: epochs.map { (Double($0.epoch), test($0)) }),
+        ])
+    }
+
     func write(_ text: String, to path: String) throws {
         try writeAtomically(Data(text.utf8), to: path)
     }
 }
 
-/// The epochs of a run's metrics.jsonl.
+/// The epochs of a run's metrics.jsonl in order, each once (an epoch logged again after a resume
+/// counts as its last line says).
 func trainingCurves(_ path: String) throws -> [EpochStats] {
     let text = try String(contentsOfFile: path, encoding: .utf8)
-    return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochStats.self, from: Data($0.utf8)) }
+    let lines = text.split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochStats.self, from: Data($0.utf8)) }
+    return Dictionary(lines.map { ($0.epoch, $0) }, uniquingKeysWith: { $1 }).values.sorted { $0.epoch < $1.epoch }
 }
 
 /// A 32x32 CIFAR-10 record's planes as an RGB image (the inverse of `cifarPlanes`).
@@ -160,24 +176,30 @@ struct VisualizationPage {
     init(title: String) { self.title = title }
 
     mutating func add(_ heading: String, image: String, note: String, pixelated scale: Int? = nil) {
-        let esc = SVGChart.escaped
+        let esc = escaped
         let style = scale.map { " style=\"image-rendering: pixelated; width: \(32 * $0)px\"" } ?? ""
         body.append((heading.isEmpty ? "" : "<h2>\(esc(heading))</h2>\n") + "<figure><img src=\"\(esc(image))\" alt=\"\(esc(heading))\"\(style)>"
                     + (note.isEmpty ? "" : "<figcaption>\(esc(note))</figcaption>") + "</figure>")
     }
 
-    mutating func note(_ text: String) { body.append("<p>\(SVGChart.escaped(text))</p>") }
+    mutating func note(_ text: String) { body.append("<p>\(escaped(text))</p>") }
 
     var html: String {
         """
         <!DOCTYPE html>
-        <html><head><meta charset="utf-8"><title>\(SVGChart.escaped(title))</title>
+        <html><head><meta charset="utf-8"><title>\(escaped(title))</title>
         <style>body { font-family: sans-serif; margin: 2em; } figcaption { color: #555; font-size: 90%; } figure { margin: 0 0 1.5em 0; }</style>
         </head><body>
-        <h1>\(SVGChart.escaped(title))</h1>
+        <h1>\(escaped(title))</h1>
         \(body.joined(separator: "\n"))
         </body></html>
 
         """
     }
+}
+
+/// Text safe inside HTML.
+func escaped(_ s: String) -> String {
+    s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+        .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&quot;")
 }
