@@ -25,9 +25,8 @@ struct DDPTrain: ParsableCommand {
             exit(withError: error)
         }
         // `--help` and `help` parse to ArgumentParser's own help command, which prints when run.
-        if otherRank && !configuration.subcommands.contains(where: { $0 == type(of: command) }) {
-            Foundation.exit(0)
-        }
+        let isHelp = !configuration.subcommands.contains { $0 == type(of: command) }
+        if otherRank && (isHelp || command is SingleProcessCommand) { Foundation.exit(0) }
         do {
             try command.run()
         } catch {
@@ -35,6 +34,11 @@ struct DDPTrain: ParsableCommand {
         }
     }
 }
+
+/// A command that runs in one process and never joins MPI (`predict`, `export`, `inspect`,
+/// `synth`, `models`): under mpirun rank 0 alone runs it, so its output and its errors appear once
+/// and its files are written once.
+protocol SingleProcessCommand: ParsableCommand {}
 
 /// `Communicator.agreeOnSetup` has already printed why setup failed: exit 1 without
 /// ArgumentParser's own "Error: …" line.

@@ -4,7 +4,7 @@ import DDPTrainer
 import Foundation
 import Images
 
-struct Predict: ParsableCommand {
+struct Predict: SingleProcessCommand {
     static let configuration = CommandConfiguration(
         abstract: "Classify image files (PNG, JPEG or binary PPM, any size) with a trained model.",
         discussion: """

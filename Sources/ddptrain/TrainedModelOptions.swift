@@ -41,6 +41,12 @@ struct InferenceThreads: ParsableArguments {
 
     /// The threads of a process that is not one of several on its node.
     var alone: Int { ThreadPlan.decide(requested: threads, localRanks: 1, launchedByMPI: false).threads }
+
+    /// The threads of one of `comm`'s ranks: --threads, else its share of the node.
+    func threads(sharing comm: Communicator) -> Int {
+        ThreadPlan.decide(requested: threads, localRanks: comm.localSize,
+                          launchedByMPI: Communicator.environmentInt("OMPI_COMM_WORLD_SIZE") != nil).threads
+    }
 }
 
 /// The input statistics to normalise with: the model's own, else (files from before they were

@@ -10,7 +10,8 @@ struct Visualize: ParsableCommand {
         discussion: """
             Writes PNG pictures: filters.png, input.png and features-convN.png (with --image or \
             --index), confusion.png (with test data), loss.png and accuracy.png (from the run's \
-            metrics.jsonl), and index.html, which shows them all. Examples:
+            metrics.jsonl), and index.html, which shows them all. Under mpirun the ranks share the \
+            test set's evaluation and rank 0 draws. Examples:
               ddptrain visualize --run-dir runs/tf-tutorial --out viz --data ../shared/cifar10-sample --index 3
               ddptrain visualize --checkpoint runs/r1/model.safetensors --out viz --image cat.jpg
             """)
@@ -36,9 +37,31 @@ struct Visualize: ParsableCommand {
         if let index, index < 0 { throw ValidationError("--index must not be negative") }
     }
 
-    func run() throws { try exitingOnError(draw) }
+    /// Everything that can fail on bad input, checked on every rank before the one collective.
+    struct Setup {
+        let model: TrainedModel
+        let dataDirectory: String?
+        let test: LabeledImages?
+        let normalization: Normalization
+        let names: [String]
+        /// The image whose feature maps are drawn, and what to call it.
+        let chosen: (picture: RGBImage, caption: String)?
+    }
 
-    func draw() throws {
+    /// Under mpirun the test set's evaluation is shared by the ranks, as in `eval`; rank 0 draws.
+    func run() throws {
+        let comm = Communicator()
+        defer { comm.finish() }
+        let setup = try exitingOnSetupFailure { try comm.agreeOnSetup(Result { try prepare(creatingOut: comm.isRoot) }) }
+        let network = setup.model.makeNetwork(maxBatch: 100, threads: compute.threads(sharing: comm))
+        let evaluation = setup.test.map {
+            Evaluation.run(network, on: BatchAssembler(images: $0, normalization: setup.normalization), comm: comm, batch: 100)
+        }
+        guard comm.isRoot else { return }
+        try exitingOnError { try draw(setup, network, evaluation) }
+    }
+
+    func prepare(creatingOut: Bool) throws -> Setup {
         let model = try source.load()
         // Test data is optional unless asked for: the confusion matrix is drawn when it is found.
         let directory: String? = data != nil || index != nil ? try resolveDataDirectory(explicit: data)
@@ -54,23 +77,28 @@ struct Visualize: ParsableCommand {
             chosen = (rgbImage(cifarPlanes: Array(test.pixels[index * CIFAR10.imageBytes..<(index + 1) * CIFAR10.imageBytes])),
                       "test image \(index) (label: \(names[Int(test.labels[index])]))")
         }
-        do {
-            try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        } catch {
-            throw UsageError("--out \(out): cannot create the directory: \(error.localizedDescription)")
+        if creatingOut {
+            do {
+                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            } catch {
+                throw UsageError("--out \(out): cannot create the directory: \(error.localizedDescription)")
+            }
         }
+        return Setup(model: model, dataDirectory: directory, test: test, normalization: normalization, names: names, chosen: chosen)
+    }
+
+    func draw(_ setup: Setup, _ network: Network, _ evaluation: Evaluation?) throws {
+        let (model, names) = (setup.model, setup.names)
         func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
         var page = VisualizationPage(title: describe(model))
-
-        let network = model.makeNetwork(maxBatch: 100, threads: compute.alone)
         try filterGrid(network, path: model.path).writePNG(to: path("filters.png"))
         page.add("First-layer filters", image: "filters.png",
                  note: "each conv1 filter as an RGB patch; weights mapped from −max|w| (black) through 0 (grey) to +max|w| (white)")
 
-        if let chosen {
+        if let chosen = setup.chosen {
             try chosen.picture.writePNG(to: path("input.png"))
             let one = LabeledImages(pixels: cifarPlanes(chosen.picture), labels: [0])
-            let scores = classify(network, BatchAssembler(images: one, normalization: normalization))[0]
+            let scores = classify(network, BatchAssembler(images: one, normalization: setup.normalization))[0]
             let answer = scores.top(3).map { String(format: "%@ %.1f%%", names[$0.class], 100 * $0.probability) }.joined(separator: ", ")
             page.add("Input", image: "input.png", note: "\(chosen.caption); the model says \(answer)", pixelated: 4)
             for maps in network.convolutionOutputs(image: 0) {
@@ -80,16 +108,13 @@ struct Visualize: ParsableCommand {
                          note: "after the layer's batch norm (if any) and activation; black is the layer's smallest value, white its largest")
             }
         }
-        if let test {
-            let comm = Communicator()
-            defer { comm.finish() }
-            let result = Evaluation.run(network, on: BatchAssembler(images: test, normalization: normalization), comm: comm, batch: 100)
+        if let result = evaluation, let directory = setup.dataDirectory {
             let matrix = (0..<result.classes).map { Array(result.confusion[$0 * result.classes..<($0 + 1) * result.classes]) }
             let title = String(format: "%d test images, accuracy %.2f%%", result.images, 100 * result.accuracy)
             try HeatMap(counts: matrix, labels: names, rowTitle: "true class", columnTitle: "predicted class", title: title)
                 .draw().writePNG(to: path("confusion.png"))
             page.add("Confusion matrix", image: "confusion.png", note: String(format: "%d test images from %@: accuracy %.2f%%, loss %.4f; each row is a true class, each cell shaded by its share of the row",
-                                                                            result.images, directory!, 100 * result.accuracy, result.loss))
+                                                                            result.images, directory, 100 * result.accuracy, result.loss))
         } else {
             page.note("No confusion matrix: no test data found (pass --data DIR).")
         }

@@ -286,11 +286,13 @@ import Testing
             #expect(rises ? mean(right) < mean(left) : mean(right) > mean(left), "\(file): the train line starts at y \(mean(left)), ends at \(mean(right))")
         }
 
-        // The same model draws the same bytes.
+        // The same model draws the same bytes, also when 2 ranks share the evaluation (rank 0 draws).
         let again = CLI.temporaryDirectory() + "/viz"
-        let second = try CLI.run([CLI.binary, "visualize", "--run-dir", model.runDir, "--data", model.data, "--index", "3", "--out", again])
+        let second = try CLI.run([CLI.launcher, "-n", "2", CLI.binary, "visualize", "--run-dir", model.runDir, "--data", model.data,
+                                  "--index", "3", "--out", again, "--threads", "1"])
         #expect(second.status == 0, "\(second.output)")
-        for file in pictures {
+        #expect(second.output.components(separatedBy: "wrote ").count == 2, "rank 0 alone reports:\n\(second.output)")
+        for file in pictures + ["index.html"] {
             #expect(FileManager.default.contents(atPath: "\(out)/\(file)") == FileManager.default.contents(atPath: "\(again)/\(file)"), "\(file) differs")
         }
         #expect(html.contains("12 epochs"), "the curves come from the run's 12 epochs")
@@ -315,6 +317,20 @@ import Testing
             #expect(r.status == 0, "\(arguments): \(r.output)")
             #expect(r.output.components(separatedBy: "USAGE:").count == 2, "\(arguments): the help should appear once:\n\(r.output)")
         }
+    }
+
+    @Test("under mpirun, a one-process command (predict) answers once, and reports a bad file once")
+    func singleProcessOnce() throws {
+        let model = try Self.trained.get()
+        let png = CLI.temporaryDirectory() + "/one.png"
+        try testImages(model.data, count: 1)[0].writePNG(to: png)
+        let r = try CLI.run([CLI.launcher, "-n", "3", CLI.binary, "predict", "--checkpoint", model.weights, "--json", png], timeout: 120)
+        #expect(r.status == 0, "\(r.output)")
+        let object = try JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any]
+        #expect((object?["predictions"] as? [Any])?.count == 1, "one JSON document from rank 0:\n\(r.output)")
+        let missing = try CLI.run([CLI.launcher, "-n", "3", CLI.binary, "predict", "--checkpoint", model.weights, png + ".gone"], timeout: 120)
+        #expect(missing.status != 0)
+        #expect(missing.output.components(separatedBy: "no such file").count == 2, "the error should appear once:\n\(missing.output)")
     }
 }
 
