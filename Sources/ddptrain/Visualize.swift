@@ -91,9 +91,13 @@ struct Visualize: ParsableCommand {
         let (model, names) = (setup.model, setup.names)
         func path(_ name: String) -> String { (out as NSString).appendingPathComponent(name) }
         var page = VisualizationPage(title: describe(model))
-        try filterGrid(network, path: model.path).writePNG(to: path("filters.png"))
-        page.add("First-layer filters", image: "filters.png",
-                 note: "each conv1 filter as an RGB patch; weights mapped from −max|w| (black) through 0 (grey) to +max|w| (white)")
+        if let filters = filterGrid(network) {
+            try filters.writePNG(to: path("filters.png"))
+            page.add("First-layer filters", image: "filters.png",
+                     note: "each conv1 filter as an RGB patch; weights mapped from −max|w| (black) through 0 (grey) to +max|w| (white)")
+        } else {
+            page.note("No filters: model '\(network.spec.name)' has no convolution.")
+        }
 
         if let chosen = setup.chosen {
             try chosen.picture.writePNG(to: path("input.png"))
@@ -135,10 +139,8 @@ struct Visualize: ParsableCommand {
     }
 
     /// conv1's filters as RGB patches on one symmetric scale, so their strengths compare.
-    func filterGrid(_ network: Network, path: String) throws -> RGBImage {
-        guard let conv1 = network.tensors.first(where: { $0.name == "conv1.weight" }) else {
-            throw UsageError("\(path): model '\(network.spec.name)' has no convolution to draw filters of")
-        }
+    func filterGrid(_ network: Network) -> RGBImage? {
+        guard let conv1 = network.tensors.first(where: { $0.name == "conv1.weight" }) else { return nil }
         let (k, inputs, outputs) = (conv1.shape[0], conv1.shape[2], conv1.shape[3])
         let weights = Array(UnsafeBufferPointer(start: network.parameters + conv1.offset, count: conv1.count))
         let bound = max(weights.map(abs).max() ?? 1, 1e-12)

@@ -301,6 +301,24 @@ import Testing
                           mentions: "--index 50: the test set has 50 images")
     }
 
+    @Test("visualize a model without convolutions: no filter grid, a note saying why, the other pictures")
+    func visualizeDenseModel() throws {
+        let model = try Self.trained.get()
+        let dir = CLI.temporaryDirectory()
+        try #"{"name": "dense-only", "layers": ["flatten", {"dense": 16}, "relu", {"dense": 10}]}"#
+            .write(toFile: dir + "/dense.json", atomically: true, encoding: .utf8)
+        let train = try CLI.run([CLI.binary, "--data", model.data, "--run-dir", dir + "/run", "--model", dir + "/dense.json",
+                                 "--epochs", "1", "--batch-size", "16", "--threads", "1"])
+        try #require(train.status == 0, "\(train.output)")
+        let r = try CLI.run([CLI.binary, "visualize", "--run-dir", dir + "/run", "--data", model.data, "--index", "0", "--out", dir + "/viz"])
+        #expect(r.status == 0, "\(r.output)")
+        let html = try String(contentsOfFile: dir + "/viz/index.html", encoding: .utf8)
+        #expect(html.contains("No filters: model 'dense-only' has no convolution.") && !html.contains("filters.png"))
+        for file in ["input.png", "confusion.png", "loss.png", "accuracy.png"] {
+            #expect(html.contains("src=\"\(file)\"") && (try? RGBImage(contentsOf: "\(dir)/viz/\(file)")) != nil, "\(file)")
+        }
+    }
+
     @Test("every subcommand's --help shows an example")
     func helpExamples() throws {
         for command in ["train", "eval", "predict", "visualize", "bench", "inspect", "export", "synth", "models"] {
