@@ -50,6 +50,8 @@ struct Bench: ParsableCommand {
         config.repeats = repeats
         config.bucketBytes = parallel.bucketBytes
         config.gradientCompression = parallel.gradientCompression
+        config.reduceGroup = parallel.reduceGroup
+        config.reduceOrder = parallel.reduceOrder
         config.batchNorm = parallel.batchNorm
         let result = try exitingOnSetupFailure {
             try comm.agreeOnSetup(Result { () -> BenchmarkConfig in

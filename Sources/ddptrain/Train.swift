@@ -155,6 +155,8 @@ struct Train: ParsableCommand {
         config.collectiveTimeout = collectiveTimeout
         config.bucketBytes = parallel.bucketBytes
         config.gradientCompression = parallel.gradientCompression
+        config.reduceGroup = parallel.reduceGroup
+        config.reduceOrder = parallel.reduceOrder
         switch resume {
         case "auto": config.resume = .auto
         case "none": config.resume = .none

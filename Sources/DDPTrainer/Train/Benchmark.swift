@@ -12,6 +12,9 @@ public struct BenchmarkConfig: Sendable {
     /// As `TrainingConfig.bucketBytes` and `.gradientCompression`.
     public var bucketBytes = 1 << 20
     public var gradientCompression = GradientCompression.none
+    /// As `TrainingConfig.reduceGroup` and `.reduceOrder`.
+    public var reduceGroup: Int?
+    public var reduceOrder = ReductionOrder.fixed
     public var batchNorm = BatchNormMode.global
     public var optimizer = OptimizerConfig(kind: .sgd, learningRate: 0.01, momentum: 0.9)
     public init() {}
@@ -52,7 +55,11 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
         throw UsageError("global batch \(config.globalBatch) is not divisible by \(comm.size) ranks")
     }
     let batch = config.globalBatch / comm.size
-    let network = Network(spec: spec, maxBatch: batch, threads: threads.threads)
+    if let group = config.reduceGroup, config.globalBatch % group != 0 {
+        throw UsageError("--reduce-group \(group) must divide the global batch \(config.globalBatch)")
+    }
+    let groups = config.reduceGroup.map { SampleGroups(size: $0) } ?? .standard(globalBatch: config.globalBatch)
+    let network = Network(spec: spec, maxBatch: batch, threads: threads.threads, sampleGroups: groups)
     network.initializeParameters(seed: 1)
     let optimizer = Optimizer(config.optimizer, tensors: network.tensors)
     if config.batchNorm == .global && comm.size > 1 { network.statistics = comm }
@@ -62,7 +69,7 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
     let ids = (0..<batch).map { Int32(comm.rank * batch + $0) }
     var allReduceNanoseconds: UInt64 = 0
     let reducer = GradientReducer.make(comm: comm, network: network, bucketBytes: config.bucketBytes,
-                                       compression: config.gradientCompression)
+                                       compression: config.gradientCompression, order: config.reduceOrder)
 
     func step(_ index: Int, communicate: Bool = true) {
         ids.withUnsafeBufferPointer { network.forward(batch: batch, training: DropoutKey(seed: 1, epoch: index, sampleIDs: $0.baseAddress!)) }
