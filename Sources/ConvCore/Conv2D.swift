@@ -135,7 +135,7 @@ public func conv2DBackwardWeights(_ s: ConvShape, input x: UnsafePointer<Float>,
 /// Floats of per-group partial weight and bias gradients a shape needs.
 func partialGradientCount(_ s: ConvShape, _ ws: ConvWorkspace) -> Int {
     let groups = ws.pool.sampleGroups.count(batch: s.batch)
-    if let algorithm = s.winograd { return groups * algorithm.gradientSliceCount(s) }
+    if let algorithm = s.winograd { return groups * (algorithm.gradientSliceCount(s) + algorithm.weightSliceCount(s)) }
     return groups * partialSliceCount(s)
 }
 

@@ -27,6 +27,8 @@ public enum WinogradAlgorithm: String, Sendable {
     func tilesPerImage(_ s: ConvShape) -> Int { ((s.outHeight + m - 1) / m) * ((s.outWidth + m - 1) / m) }
     /// Floats of one group's partial sums: dU, then the bias gradient.
     func gradientSliceCount(_ s: ConvShape) -> Int { positions * s.inChannels * s.outChannels + s.outChannels }
+    /// Floats of one group's dW, then its bias gradient.
+    func weightSliceCount(_ s: ConvShape) -> Int { s.weightCount + s.outChannels }
 }
 
 extension ConvShape {
@@ -69,8 +71,11 @@ extension ConvWorkspace {
     }
 
     /// dW and dBias (both overwritten; no bias work when `db` is nil): each sample group sums its
-    /// tiles' terms into its own slice of `partials`, the slices are added in the groups' tree
-    /// order, and dU is transformed back to dW.
+    /// tiles' terms (dU) into its own slice of `partials` and transforms them back to its dW
+    /// (after the slices, `weightSliceCount` floats a group); the groups' dW are then added in
+    /// their tree order. Transforming before adding keeps the sum one over samples: a rank's dW
+    /// is then exactly its subtree of the sum one rank computes alone, which summing dU first and
+    /// transforming the total would not be (the transform does not commute with rounding).
     func winogradBackwardWeights(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
                                  outputGradient dy: UnsafePointer<Float>, weightGradient dw: UnsafeMutablePointer<Float>,
                                  biasGradient db: UnsafeMutablePointer<Float>?) {
@@ -78,8 +83,10 @@ extension ConvWorkspace {
         let slice = algorithm.gradientSliceCount(s), tilesPerImage = algorithm.tilesPerImage(s)
         let products = algorithm.positions * s.inChannels * s.outChannels, withBias = db != nil
         let partials = self.partials, scratch = winogradScratch, perWorker = winogradPerWorker, kernels = self.kernels, m = algorithm.m
+        let weightSlice = algorithm.weightSliceCount(s), weightPartials = partials + groups * slice
+        let cin = s.inChannels, cout = s.outChannels, weights = s.weightCount
         pool.run(tasks: groups) { group, worker in
-            let sum = partials + group * slice
+            let sum = partials + group * slice, out = weightPartials + group * weightSlice
             sum.update(repeating: 0, count: withBias ? slice : products)
             let images = sampleGroups.samples(group, batch: s.batch)
             let first = images.lowerBound * tilesPerImage, end = images.upperBound * tilesPerImage
@@ -87,23 +94,23 @@ extension ConvWorkspace {
             case .avx2:
                 ConvKernels.winogradWeightGradientTiles(m: m, s.geometry, input: x, outputGradient: dy, first: first, end: end,
                                                         into: sum, biasGradient: withBias, scratch: scratch + worker * perWorker)
+                for ci in 0..<cin {
+                    ConvKernels.winogradWeightsFromGradient(m: m, inChannels: cin, outChannels: cout, channel: ci,
+                                                            transformedGradient: sum, into: out)
+                }
             case .avx512:
                 ConvKernelsAVX512.winogradWeightGradientTiles(m: m, s.geometry512, input: x, outputGradient: dy, first: first, end: end,
                                                               into: sum, biasGradient: withBias, scratch: scratch + worker * perWorker)
+                for ci in 0..<cin {
+                    ConvKernelsAVX512.winogradWeightsFromGradient(m: m, inChannels: cin, outChannels: cout, channel: ci,
+                                                                  transformedGradient: sum, into: out)
+                }
             }
+            if withBias { (out + weights).update(from: sum + products, count: cout) }
         }
-        addSlicesInTree(partials, slice: slice, count: withBias ? slice : products, groups: groups, pool: pool)
-        db?.update(from: partials + products, count: s.outChannels)
-        pool.run(tasks: s.inChannels) { ci, _ in
-            switch kernels {
-            case .avx2:
-                ConvKernels.winogradWeightsFromGradient(m: m, inChannels: s.inChannels, outChannels: s.outChannels, channel: ci,
-                                                        transformedGradient: partials, into: dw)
-            case .avx512:
-                ConvKernelsAVX512.winogradWeightsFromGradient(m: m, inChannels: s.inChannels, outChannels: s.outChannels, channel: ci,
-                                                              transformedGradient: partials, into: dw)
-            }
-        }
+        addSlicesInTree(weightPartials, slice: weightSlice, count: withBias ? weightSlice : weights, groups: groups, pool: pool)
+        dw.update(from: weightPartials, count: weights)
+        db?.update(from: weightPartials + weights, count: cout)
     }
 
     /// The 3x3 kernel `tap(ky, kx, k, n)` transformed into `packedWeights`, one task per row k.
