@@ -28,7 +28,7 @@ public func denseBackwardWeights(_ s: DenseShape, input x: UnsafePointer<Float>,
                                  workspace ws: ConvWorkspace) {
     let sampleGroups = ws.pool.sampleGroups, groups = sampleGroups.count(batch: s.batch), n = s.outputs
     let perWorker = denseGradientScratchCount(s, groups: groups), kernels = ws.kernels
-    precondition(ws.partialCapacity >= ws.pool.threads * perWorker, "workspace too small for \(s)")
+    ws.reservePartials(ws.pool.threads * perWorker)  // grows on the first call only; networks reserve up front
     let scratch = ws.partials, blocks = (s.inputs + denseGradientRows - 1) / denseGradientRows
     // The last task sums the bias gradient, the others one row block of dW each.
     ws.pool.run(tasks: blocks + 1) { task, worker in
