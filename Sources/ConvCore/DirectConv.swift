@@ -115,11 +115,11 @@ func convolvePointwise(_ kernels: ConvKernelSet, _ s: ConvShape, input x: Unsafe
 func convolutionWeightGradientDirect(_ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                                      weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>?,
                                      partials: UnsafeMutablePointer<Float>, pool: WorkerPool) {
-    let groups = pool.sampleGroups.count(batch: s.batch)
+    let sampleGroups = pool.sampleGroups, groups = sampleGroups.count(batch: s.batch)
     let count = s.weightCount, slice = partialSliceCount(s), cout = s.outChannels
     let pixelsPerImage = s.outHeight * s.outWidth
     pool.run(tasks: groups) { index, _ in
-        let images = pool.sampleGroups.samples(index, batch: s.batch)
+        let images = sampleGroups.samples(index, batch: s.batch)
         let out = partials + index * slice
         switch kernels {
         case .avx2:
