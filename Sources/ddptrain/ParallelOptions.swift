@@ -12,7 +12,7 @@ struct ParallelOptions: ParsableArguments {
     @Option(help: "Gradients on the wire: none (float32) or bf16 (half the bytes, rounded to 8 significant bits; for slow links).")
     var gradientCompression = GradientCompression.none
 
-    @Option(help: "Batch norm statistics in training: global (over the whole global batch, summed across ranks: 1, 2 or 4 ranks train alike) or local (each rank's slice, as PyTorch DDP by default).")
+    @Option(help: "Batch norm statistics in training: global (over the whole global batch, summed across ranks: 1, 2, 4 or 8 ranks train the same bits) or local (each rank's slice, as PyTorch DDP by default).")
     var batchNorm = BatchNormMode.global
 
     @Option(help: "Samples per group of every sum over the global batch (default: the global batch / 8). 1, 2, 4 or 8 ranks train the same bits when the world size is a power of two dividing the number of groups.")

@@ -7,8 +7,8 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a model (the default subcommand).",
         discussion: """
-            Every rank trains on its slice of each global batch; 1, 2 or 4 ranks follow the same \
-            trajectory. Examples:
+            Every rank trains on its slice of each global batch; 1, 2, 4 or 8 ranks train the same \
+            bits (--reduce-group, --reduce-order). Examples:
               mpirun -n 4 ddptrain --data ../shared/cifar10-sample --epochs 30
               ddptrain --model keras-cnn --optimizer sgd --lr 0.01 --augment
             """)

@@ -101,7 +101,8 @@ public final class GradientReducer: GradientSink {
         if order == .fixed {
             // Made during the first step only: the buckets are the same every step.
             if active == buckets.count {
-                buckets.append(FixedOrderBucket(range: pendingStart..<pendingEnd, ranks: comm.size, rank: comm.rank))
+                buckets.append(FixedOrderBucket(range: pendingStart..<pendingEnd, ranks: comm.size, rank: comm.rank,
+                                                compressed: compressed != nil))
                 gathering.append(nil)
             }
             precondition(buckets[active].range == pendingStart..<pendingEnd, "the buckets changed between steps")
@@ -155,12 +156,12 @@ private final class FixedOrderBucket {
     /// Every rank's copy of this rank's chunk, row q from rank q.
     let receiveCounts: UnsafeMutablePointer<Int32>, receiveOffsets: UnsafeMutablePointer<Int32>
     let rows: UnsafeMutablePointer<Float>
-    /// The same rows as received in bfloat16 (compression only).
+    /// The same rows as received in bfloat16 (compression only; one element otherwise).
     let compressedRows: UnsafeMutablePointer<UInt16>
     var chunk: Int { Int(counts[rank]) }
     var request: MPI_Request? = ddp_request_null()
 
-    init(range: Range<Int>, ranks: Int, rank: Int) {
+    init(range: Range<Int>, ranks: Int, rank: Int, compressed: Bool) {
         self.range = range
         self.ranks = ranks
         self.rank = rank
@@ -179,7 +180,7 @@ private final class FixedOrderBucket {
             receiveOffsets[q] = Int32(q * own)
         }
         rows = .allocate(capacity: max(1, ranks * own))
-        compressedRows = .allocate(capacity: max(1, ranks * own))
+        compressedRows = .allocate(capacity: compressed ? max(1, ranks * own) : 1)
     }
 
     deinit {

@@ -151,8 +151,8 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
 
 /// Which samples batch norm's statistics cover in training.
 public enum BatchNormMode: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
-    /// The whole global batch, summed across ranks (PyTorch's SyncBatchNorm): 1, 2 or 4 ranks
-    /// train the same trajectory, like every other layer.
+    /// The whole global batch, summed across ranks (PyTorch's SyncBatchNorm) in the fixed order:
+    /// 1, 2, 4 or 8 ranks train the same bits, like every other layer.
     case global
     /// Each rank's own slice (PyTorch DDP's default): no communication, but the statistics,
     /// and so the training, change with the world size.
