@@ -4,7 +4,7 @@ import ConvCore
 ///
 /// It is a function of `(count, seed, epoch)` alone, never of the world size or of what ran
 /// before, so every rank computes the same order without communicating, a resumed run picks
-/// up the same order mid-epoch, and 1, 2 or 4 ranks follow the same global trajectory.
+/// up the same order mid-epoch, and 1, 2, 4 or 8 ranks follow the same global trajectory.
 /// Fisher–Yates, drawing from `KeyedRandom(seed:stream: .permutation, epoch)`.
 public func epochPermutation(count: Int, seed: UInt64, epoch: Int) -> [Int32] {
     precondition(count >= 0 && count <= Int(Int32.max), "cannot permute \(count) samples")

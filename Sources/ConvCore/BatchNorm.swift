@@ -13,9 +13,10 @@
 ///                           sums: g, count: N, inputGradient: dx, pool: pool)
 ///
 /// Sums are in double precision (var = E[x²] − mean² cancels when |mean| ≫ std). Each image's
-/// sums are formed in pixel order into its own slice of the pool's partial-sum scratch and the
-/// slices are added in image order, so the result depends neither on the thread count nor on
-/// how images are grouped into tasks. Channels are contiguous per pixel, so every kernel works
+/// sums are formed in pixel order into its own slice of the pool's partial-sum scratch; the
+/// slices are added in image order within each sample group and the groups in their tree order
+/// (`SampleGroups`), so the result depends neither on the thread count nor on how many ranks
+/// share the batch. Channels are contiguous per pixel, so every kernel works
 /// 16 channels at a time (a narrower last block is padded in registers).
 
 /// The extent of a normalised tensor: `batch` images of `pixels` (height·width) positions with
@@ -32,7 +33,7 @@ public struct NormShape: Sendable, Equatable {
 }
 
 /// sums[c] = Σ x and sums[channels + c] = Σ x² over all batch·pixels positions of channel c, in
-/// double precision (overwritten). Per-image sums are added in image order.
+/// double precision (overwritten), per-image sums added in the sample groups' order.
 public func batchNormStatistics(_ s: NormShape, input x: UnsafePointer<Float>, sums: UnsafeMutablePointer<Double>,
                                 pool: WorkerPool) {
     let c = s.channels, perImage = s.pixels * c
@@ -50,7 +51,7 @@ public func batchNormStatistics(_ s: NormShape, input x: UnsafePointer<Float>, s
             acc.store(first: out + c0, second: out + c + c0, count: width)
         }
     }
-    addImageSums(partials, images: s.batch, width: 2 * c, into: sums)
+    addImageSums(partials, images: s.batch, width: 2 * c, groups: pool.sampleGroups, into: sums)
 }
 
 /// y = (x − mean[c])·invStd[c]·scale[c] + shift[c]. `y` may be `x` (in place).
@@ -71,7 +72,7 @@ public func batchNormForward(_ s: NormShape, input x: UnsafePointer<Float>, mean
 }
 
 /// sums[c] = Σ dy and sums[channels + c] = Σ dy·x̂ with x̂ = (x − mean)·invStd, in double
-/// precision (overwritten), per-image sums added in image order. These are the shift and scale
+/// precision (overwritten), per-image sums added in the sample groups' order. These are the shift and scale
 /// gradients (dβ, dγ) and, all-reduced, the input of `batchNormBackwardData`.
 public func batchNormBackwardStatistics(_ s: NormShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                                         mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
@@ -91,7 +92,7 @@ public func batchNormBackwardStatistics(_ s: NormShape, input x: UnsafePointer<F
             acc.store(first: out + c0, second: out + c + c0, count: width)
         }
     }
-    addImageSums(partials, images: s.batch, width: 2 * c, into: sums)
+    addImageSums(partials, images: s.batch, width: 2 * c, groups: pool.sampleGroups, into: sums)
 }
 
 /// The training-mode input gradient, dx = scale·invStd·(dy − Σdy/count − x̂·Σ(dy·x̂)/count), with
@@ -163,11 +164,19 @@ private struct DoubleSums {
     }
 }
 
-/// out[j] = Σ_n partials[n·width + j], added in image order.
-private func addImageSums(_ partials: UnsafePointer<Double>, images: Int, width: Int, into out: UnsafeMutablePointer<Double>) {
-    out.update(repeating: 0, count: width)
-    for n in 0..<images {
-        let row = partials + n * width
-        for j in 0..<width { out[j] += row[j] }
+/// out[j] = Σ_n partials[n·width + j]: image order within each sample group, then the groups'
+/// tree. The partials are overwritten.
+private func addImageSums(_ partials: UnsafeMutablePointer<Double>, images: Int, width: Int, groups: SampleGroups,
+                          into out: UnsafeMutablePointer<Double>) {
+    @inline(__always) func add(into a: Int, from b: Int) {
+        let dst = partials + a * width, src = partials + b * width
+        for j in 0..<width { dst[j] += src[j] }
     }
+    let count = groups.count(batch: images)
+    for g in 0..<count {
+        let samples = groups.samples(g, batch: images)
+        for n in samples.dropFirst() { add(into: samples.lowerBound, from: n) }
+    }
+    SampleGroups.combineInTree(count) { into, from in add(into: into * groups.size, from: from * groups.size) }
+    out.update(from: partials, count: width)
 }

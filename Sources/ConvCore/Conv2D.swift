@@ -53,6 +53,8 @@ public final class ConvWorkspace: @unchecked Sendable {
     var zeros: UnsafeMutablePointer<Float> { zeroRow.pointer }
     var partials: UnsafeMutablePointer<Float> { partialSums.pointer }
     var partialCapacity: Int { partialSums.capacity }
+    /// Grows the partial-sum scratch (per sample group or per worker) to `count` floats.
+    func reservePartials(_ count: Int) { partialSums.reserve(count) }
     /// Per worker, `winogradPerWorker` floats from `winogradScratch`: a Winograd task's
     /// transformed inputs and products.
     var winogradScratch: UnsafeMutablePointer<Float> { winograd.pointer }
@@ -82,7 +84,7 @@ public final class ConvWorkspace: @unchecked Sendable {
         }
         // A zero row as long as any kernel row (of the forward or the flipped convolution).
         zeroRow.reserve(shape.kernelWidth * max(shape.inChannels, shape.outChannels), zeroed: true)
-        partialSums.reserve(partialGradientCount(shape))
+        partialSums.reserve(partialGradientCount(shape, self))
         // A strided input gradient needs a phase image per worker (StridedConv.swift), or, for
         // the odd shape that cannot run by phases, im2col and a GEMM.
         if shape.inputGradientByPhases {
@@ -121,7 +123,7 @@ public func conv2DBackwardWeights(_ s: ConvShape, input x: UnsafePointer<Float>,
                                   weightGradient dw: UnsafeMutablePointer<Float>,
                                   biasGradient db: UnsafeMutablePointer<Float>?,
                                   workspace ws: ConvWorkspace) {
-    precondition(ws.partialCapacity >= partialGradientCount(s), "conv workspace too small for \(s)")
+    precondition(ws.partialCapacity >= partialGradientCount(s, ws), "conv workspace too small for \(s)")
     if let algorithm = s.winograd {
         ws.winogradBackwardWeights(algorithm, s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db)
         return
@@ -131,9 +133,10 @@ public func conv2DBackwardWeights(_ s: ConvShape, input x: UnsafePointer<Float>,
 }
 
 /// Floats of per-group partial weight and bias gradients a shape needs.
-func partialGradientCount(_ s: ConvShape) -> Int {
-    if let algorithm = s.winograd { return algorithm.gradientGroups(s) * algorithm.gradientSliceCount(s) }
-    return weightGradientGroups(s) * partialSliceCount(s)
+func partialGradientCount(_ s: ConvShape, _ ws: ConvWorkspace) -> Int {
+    let groups = ws.pool.sampleGroups.count(batch: s.batch)
+    if let algorithm = s.winograd { return groups * (algorithm.gradientSliceCount(s) + algorithm.weightSliceCount(s)) }
+    return groups * partialSliceCount(s)
 }
 
 /// dX = the input gradient (overwritten). For stride 1 it is itself a convolution: dY, padded

@@ -1,3 +1,6 @@
+import ConvKernels
+import ConvKernelsAVX512
+
 /// Fully connected layer: y[batch][out] = x[batch][in] · W[in][out] + b.
 public struct DenseShape: Sendable, Equatable {
     public let batch: Int, inputs: Int, outputs: Int
@@ -16,15 +19,53 @@ public func denseForward(_ s: DenseShape, input x: UnsafePointer<Float>, weights
          scratch: ws.gemmScratch, pool: ws.pool)
 }
 
-/// dW = xᵀ·dy, db = Σ dy (both overwritten).
+/// dW = xᵀ·dy, db = Σ dy (both overwritten), summed over the batch in the sample groups' order
+/// (`SampleGroups`): each task takes a block of `denseGradientRows` rows of dW (inputs), forms
+/// every group's partial product for them in its worker's scratch and adds the partials in
+/// tree order. Scratch is per row block, not per group copy of dW.
 public func denseBackwardWeights(_ s: DenseShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                                  weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>,
                                  workspace ws: ConvWorkspace) {
-    gemm(m: s.inputs, n: s.outputs, k: s.batch, a: GemmOperand(x, stride: s.inputs, transposed: true),
-         b: GemmOperand(dy, stride: s.outputs), c: dw, ldc: s.outputs, accumulate: false,
-         scratch: ws.gemmScratch, pool: ws.pool)
-    sumRows(dy, rows: s.batch, columns: s.outputs, into: db)
+    let sampleGroups = ws.pool.sampleGroups, groups = sampleGroups.count(batch: s.batch), n = s.outputs
+    let perWorker = denseGradientScratchCount(s, groups: groups), kernels = ws.kernels
+    ws.reservePartials(ws.pool.threads * perWorker)  // grows on the first call only; networks reserve up front
+    let scratch = ws.partials, blocks = (s.inputs + denseGradientRows - 1) / denseGradientRows
+    // The last task sums the bias gradient, the others one row block of dW each.
+    ws.pool.run(tasks: blocks + 1) { task, worker in
+        let partials = scratch + worker * perWorker
+        if task == blocks {
+            for g in 0..<groups {
+                let samples = sampleGroups.samples(g, batch: s.batch)
+                sumRows(dy + samples.lowerBound * n, rows: samples.count, columns: n, into: partials + g * n)
+            }
+            SampleGroups.combineInTree(groups) { into, from in addInPlace(partials + into * n, partials + from * n, count: n) }
+            db.update(from: partials, count: n)
+            return
+        }
+        let i = task * denseGradientRows, rows = min(denseGradientRows, s.inputs - i), slice = rows * n
+        for g in 0..<groups {
+            let samples = sampleGroups.samples(g, batch: s.batch)
+            let a = x + samples.lowerBound * s.inputs + i, b = dy + samples.lowerBound * n
+            switch kernels {
+            case .avx2:
+                ConvKernels.transposedProduct(count: samples.count, a: a, lda: s.inputs, rows: rows, b: b, ldb: n, columns: n,
+                                              c: partials + g * slice, ldc: n, accumulate: false)
+            case .avx512:
+                ConvKernelsAVX512.transposedProduct(count: samples.count, a: a, lda: s.inputs, rows: rows, b: b, ldb: n, columns: n,
+                                                    c: partials + g * slice, ldc: n, accumulate: false)
+            }
+        }
+        SampleGroups.combineInTree(groups) { into, from in addInPlace(partials + into * slice, partials + from * slice, count: slice) }
+        (dw + i * n).update(from: partials, count: slice)
+    }
 }
+
+/// Rows of dW per task of the dense weight gradient.
+let denseGradientRows = 48
+
+/// Floats of one worker's scratch for a dense weight gradient: every group's partial for one
+/// row block (the bias gradient's partials fit in it too).
+func denseGradientScratchCount(_ s: DenseShape, groups: Int) -> Int { groups * max(denseGradientRows, 1) * s.outputs }
 
 /// dx = dy·Wᵀ (overwritten).
 public func denseBackwardData(_ s: DenseShape, outputGradient dy: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
@@ -38,7 +79,7 @@ extension ConvWorkspace {
     /// Sizes the GEMM's packing for a dense layer's three products; called while a network is built.
     public func reserve(for s: DenseShape) {
         gemmScratch.reserve(k: s.inputs, n: s.outputs)
-        gemmScratch.reserve(k: s.batch, n: s.outputs)
         gemmScratch.reserve(k: s.outputs, n: s.inputs)
+        reservePartials(pool.threads * denseGradientScratchCount(s, groups: pool.sampleGroups.count(batch: s.batch)))
     }
 }

@@ -106,31 +106,20 @@ func convolvePointwise(_ kernels: ConvKernelSet, _ s: ConvShape, input x: Unsafe
     }
 }
 
-/// How many image groups the weight gradient is split into: each group's inputs and output
-/// gradients should stay in a core's L2 cache (about 512 KB of them) while every tile is
-/// computed, and the count is rounded up to a multiple of 4 so that 2 or 4 workers get equal
-/// shares. Depends on the shape alone, never on the thread count.
-func weightGradientGroups(_ s: ConvShape) -> Int {
-    let bytesPerImage = 4 * (s.height * s.width * s.inChannels + s.outHeight * s.outWidth * s.outChannels)
-    let imagesPerGroup = max(1, min(s.batch, (512 * 1024) / max(bytesPerImage, 1)))
-    let groups = (s.batch + imagesPerGroup - 1) / imagesPerGroup
-    return min(s.batch, (groups + 3) / 4 * 4)
-}
-
 /// dW[tap][ci][co] = Σ_pixels X[pixel shifted by tap, ci] · dY[pixel, co], without im2col, and
 /// dBias[co] = Σ_pixels dY[pixel, co] while the group's dY is in cache (skipped when `db` is nil).
 ///
-/// Each task takes one group of images and writes that group's sums into its own slice of
-/// `partials` (weights, then bias); the slices are then added in group order, so the result
-/// does not depend on the number of threads.
+/// Each task takes one sample group (`pool.sampleGroups`) and writes that group's sums into its
+/// own slice of `partials` (weights, then bias); the slices are then added in the groups' tree
+/// order, so the result depends neither on the thread count nor on how many ranks share the batch.
 func convolutionWeightGradientDirect(_ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                                      weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>?,
                                      partials: UnsafeMutablePointer<Float>, pool: WorkerPool) {
-    let groups = weightGradientGroups(s)
+    let sampleGroups = pool.sampleGroups, groups = sampleGroups.count(batch: s.batch)
     let count = s.weightCount, slice = partialSliceCount(s), cout = s.outChannels
     let pixelsPerImage = s.outHeight * s.outWidth
     pool.run(tasks: groups) { index, _ in
-        let images = (index * s.batch / groups)..<((index + 1) * s.batch / groups)
+        let images = sampleGroups.samples(index, batch: s.batch)
         let out = partials + index * slice
         switch kernels {
         case .avx2:
@@ -143,10 +132,10 @@ func convolutionWeightGradientDirect(_ kernels: ConvKernelSet, _ s: ConvShape, i
         }
     }
     // Without a bias gradient only the weight part of each slice is summed.
-    addSlicesIntoFirst(partials, slice: slice, count: db == nil ? count : slice, groups: groups, pool: pool)
+    addSlicesInTree(partials, slice: slice, count: db == nil ? count : slice, groups: groups, pool: pool)
     dw.update(from: partials, count: count)
     db?.update(from: partials + count, count: cout)
 }
 
-/// Floats of one image group's partial sums: the weight gradient, then the bias gradient.
+/// Floats of one sample group's partial sums: the weight gradient, then the bias gradient.
 func partialSliceCount(_ s: ConvShape) -> Int { s.weightCount + s.outChannels }

@@ -11,15 +11,6 @@ public func forEachChunk(_ count: Int, pool: WorkerPool, _ body: (_ start: Int, 
     }
 }
 
-/// Adds slices 1..<groups of `partials` (`slice` floats apart) into slice 0, in group order, so
-/// the sum of per-task partial results does not depend on the number of threads. Only the first
-/// `count` floats of each slice are added (all of it by default).
-func addSlicesIntoFirst(_ partials: UnsafeMutablePointer<Float>, slice: Int, count: Int? = nil, groups: Int, pool: WorkerPool) {
-    forEachChunk(count ?? slice, pool: pool) { start, end in
-        for g in 1..<max(groups, 1) { addInPlace(partials + start, partials + g * slice + start, count: end - start) }
-    }
-}
-
 /// y = max(x, 0).
 public func reluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, pool: WorkerPool) {
     forEachChunk(count, pool: pool) { start, end in

@@ -7,8 +7,9 @@ import Foundation
 /// the scratch, splits the work and adds the partial sums.
 ///
 /// Work is split by the shape alone: convolution tasks of `tilesPerTask` consecutive tiles, and
-/// for the weight gradient a fixed number of tile groups whose partial sums are added in order,
-/// so the results do not depend on the number of threads.
+/// for the weight gradient one task per sample group (`SampleGroups`) whose partial sums are
+/// added in the groups' tree order, so the results depend neither on the number of threads nor
+/// on the number of ranks sharing the batch.
 public enum WinogradAlgorithm: String, Sendable {
     case f2x2 = "F(2x2,3x3)", f4x4 = "F(4x4,3x3)"
 
@@ -21,11 +22,13 @@ public enum WinogradAlgorithm: String, Sendable {
     func scratchCount(inChannels: Int, outChannels: Int) -> Int { positions * tilesPerTask * (inChannels + outChannels) }
     /// Floats of transformed weights: positions × K × N padded to whole slivers.
     func weightCount(k: Int, n: Int) -> Int { positions * k * ((n + 31) / 32 * 32) }
-    func tiles(_ s: ConvShape) -> Int { s.batch * ((s.outHeight + m - 1) / m) * ((s.outWidth + m - 1) / m) }
-    /// Tile groups of the weight gradient: 8, fewer for small shapes.
-    func gradientGroups(_ s: ConvShape) -> Int { min(8, max(1, tiles(s) / tilesPerTask)) }
+    func tiles(_ s: ConvShape) -> Int { s.batch * tilesPerImage(s) }
+    /// Tiles of one image (tiles are numbered image by image).
+    func tilesPerImage(_ s: ConvShape) -> Int { ((s.outHeight + m - 1) / m) * ((s.outWidth + m - 1) / m) }
     /// Floats of one group's partial sums: dU, then the bias gradient.
     func gradientSliceCount(_ s: ConvShape) -> Int { positions * s.inChannels * s.outChannels + s.outChannels }
+    /// Floats of one group's dW, then its bias gradient.
+    func weightSliceCount(_ s: ConvShape) -> Int { s.weightCount + s.outChannels }
 }
 
 extension ConvShape {
@@ -67,40 +70,47 @@ extension ConvWorkspace {
         convolve(algorithm, flipped, input: dy, bias: nil, output: dx)
     }
 
-    /// dW and dBias (both overwritten; no bias work when `db` is nil): each tile group sums its
-    /// terms into its own slice of `partials`, the slices are added in group order, and dU is
-    /// transformed back to dW.
+    /// dW and dBias (both overwritten; no bias work when `db` is nil): each sample group sums its
+    /// tiles' terms (dU) into its own slice of `partials` and transforms them back to its dW
+    /// (after the slices, `weightSliceCount` floats a group); the groups' dW are then added in
+    /// their tree order. Transforming before adding keeps the sum one over samples: a rank's dW
+    /// is then exactly its subtree of the sum one rank computes alone, which summing dU first and
+    /// transforming the total would not be (the transform does not commute with rounding).
     func winogradBackwardWeights(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
                                  outputGradient dy: UnsafePointer<Float>, weightGradient dw: UnsafeMutablePointer<Float>,
                                  biasGradient db: UnsafeMutablePointer<Float>?) {
-        let groups = algorithm.gradientGroups(s), slice = algorithm.gradientSliceCount(s), tiles = algorithm.tiles(s)
+        let sampleGroups = pool.sampleGroups, groups = sampleGroups.count(batch: s.batch)
+        let slice = algorithm.gradientSliceCount(s), tilesPerImage = algorithm.tilesPerImage(s)
         let products = algorithm.positions * s.inChannels * s.outChannels, withBias = db != nil
         let partials = self.partials, scratch = winogradScratch, perWorker = winogradPerWorker, kernels = self.kernels, m = algorithm.m
+        let weightSlice = algorithm.weightSliceCount(s), weightPartials = partials + groups * slice
+        let cin = s.inChannels, cout = s.outChannels, weights = s.weightCount
         pool.run(tasks: groups) { group, worker in
-            let sum = partials + group * slice
+            let sum = partials + group * slice, out = weightPartials + group * weightSlice
             sum.update(repeating: 0, count: withBias ? slice : products)
-            let first = group * tiles / groups, end = (group + 1) * tiles / groups
+            let images = sampleGroups.samples(group, batch: s.batch)
+            let first = images.lowerBound * tilesPerImage, end = images.upperBound * tilesPerImage
             switch kernels {
             case .avx2:
                 ConvKernels.winogradWeightGradientTiles(m: m, s.geometry, input: x, outputGradient: dy, first: first, end: end,
                                                         into: sum, biasGradient: withBias, scratch: scratch + worker * perWorker)
+                for ci in 0..<cin {
+                    ConvKernels.winogradWeightsFromGradient(m: m, inChannels: cin, outChannels: cout, channel: ci,
+                                                            transformedGradient: sum, into: out)
+                }
             case .avx512:
                 ConvKernelsAVX512.winogradWeightGradientTiles(m: m, s.geometry512, input: x, outputGradient: dy, first: first, end: end,
                                                               into: sum, biasGradient: withBias, scratch: scratch + worker * perWorker)
+                for ci in 0..<cin {
+                    ConvKernelsAVX512.winogradWeightsFromGradient(m: m, inChannels: cin, outChannels: cout, channel: ci,
+                                                                  transformedGradient: sum, into: out)
+                }
             }
+            if withBias { (out + weights).update(from: sum + products, count: cout) }
         }
-        addSlicesIntoFirst(partials, slice: slice, count: withBias ? slice : products, groups: groups, pool: pool)
-        db?.update(from: partials + products, count: s.outChannels)
-        pool.run(tasks: s.inChannels) { ci, _ in
-            switch kernels {
-            case .avx2:
-                ConvKernels.winogradWeightsFromGradient(m: m, inChannels: s.inChannels, outChannels: s.outChannels, channel: ci,
-                                                        transformedGradient: partials, into: dw)
-            case .avx512:
-                ConvKernelsAVX512.winogradWeightsFromGradient(m: m, inChannels: s.inChannels, outChannels: s.outChannels, channel: ci,
-                                                              transformedGradient: partials, into: dw)
-            }
-        }
+        addSlicesInTree(weightPartials, slice: weightSlice, count: withBias ? weightSlice : weights, groups: groups, pool: pool)
+        dw.update(from: weightPartials, count: weights)
+        db?.update(from: weightPartials + weights, count: cout)
     }
 
     /// The 3x3 kernel `tap(ky, kx, k, n)` transformed into `packedWeights`, one task per row k.

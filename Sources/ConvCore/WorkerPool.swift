@@ -25,6 +25,12 @@ public final class WorkerPool: @unchecked Sendable {
     private var partials: UnsafeMutablePointer<Double>
     private var partialCapacity = 0
 
+    /// The partition of a batch into sample groups that every reduction over samples run on
+    /// this pool follows (weight gradients, batch norm's sums; see `SampleGroups`). Set it before
+    /// the buffers are sized (`ConvWorkspace.reserve`): the partial sums take one slice per group.
+    /// The default, one sample per group, fixes an order too; a trainer sets its run's grouping.
+    public var sampleGroups = SampleGroups(size: 1)
+
     /// How long an idle helper polls for the next job before it sleeps.
     public static let spinTime: UInt64 = 200_000  // ns
 

@@ -24,6 +24,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Timed windows; the median is reported.")
     var repeats = 5
     @OptionGroup var parallel: ParallelOptions
+    @Flag(help: "Under mpirun: also alternate windows of the fixed and the MPI reduction order (--reduce-order) in this one run and report both.")
+    var compareReduceOrders = false
     @Flag(help: "Print one JSON object instead of the table.")
     var json = false
     @Flag(help: "Benchmark the conv core instead: GEMM 1024³ and each distinct convolution of --model (default: models S and M) at --batch-size.")
@@ -50,6 +52,9 @@ struct Bench: ParsableCommand {
         config.repeats = repeats
         config.bucketBytes = parallel.bucketBytes
         config.gradientCompression = parallel.gradientCompression
+        config.reduceGroup = parallel.reduceGroup
+        config.reduceOrder = parallel.reduceOrder
+        config.compareReduceOrders = compareReduceOrders
         config.batchNorm = parallel.batchNorm
         let result = try exitingOnSetupFailure {
             try comm.agreeOnSetup(Result { () -> BenchmarkConfig in
@@ -71,6 +76,12 @@ struct Bench: ParsableCommand {
         if let solo = r.singleRankImagesPerSecond, let efficiency = r.scalingEfficiency {
             print(String(format: "exposed communication %.1f%% of the step; scaling efficiency %.1f%% (rank 0 alone, same %d images × %d thread(s), no all-reduce: %.1f images/s)",
                          100 * r.allReduceMs / r.stepMs, 100 * efficiency, r.globalBatch / r.ranks, r.threadsPerRank, solo))
+        }
+        if let c = r.reduceOrders {
+            let list = { (v: [Double]) in v.map { String(format: "%.0f", $0) }.joined(separator: " ") }
+            print(String(format: "reduce order, alternated windows: fixed %.1f images/s (%@), mpi %.1f (%@); fixed ÷ mpi %.3f (median of pairs)",
+                         c.fixedMedian, list(c.fixedImagesPerSecond), c.mpiMedian,
+                         list(c.mpiImagesPerSecond), c.medianRatio))
         }
         if let a = r.allReduce {
             print(String(format: "all-reduce of the %.2f MB gradient: %.3f ms; algorithm bandwidth %.2f GB/s, bus bandwidth %.2f GB/s",

@@ -12,12 +12,19 @@ struct ParallelOptions: ParsableArguments {
     @Option(help: "Gradients on the wire: none (float32) or bf16 (half the bytes, rounded to 8 significant bits; for slow links).")
     var gradientCompression = GradientCompression.none
 
-    @Option(help: "Batch norm statistics in training: global (over the whole global batch, summed across ranks: 1, 2 or 4 ranks train alike) or local (each rank's slice, as PyTorch DDP by default).")
+    @Option(help: "Batch norm statistics in training: global (over the whole global batch, summed across ranks: 1, 2, 4 or 8 ranks train the same bits) or local (each rank's slice, as PyTorch DDP by default).")
     var batchNorm = BatchNormMode.global
+
+    @Option(help: "Samples per group of every sum over the global batch (default: the global batch / 8). 1, 2, 4 or 8 ranks train the same bits when the world size is a power of two dividing the number of groups.")
+    var reduceGroup: Int?
+
+    @Option(help: "How ranks' gradients are added: fixed (a tree over ranks in a fixed order: the same bits on any power-of-two world size) or mpi (MPI_Iallreduce's order, which changes with the world size).")
+    var reduceOrder = ReductionOrder.fixed
 
     func validate() throws {
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
         if bucketKb < 0 { throw ValidationError("--bucket-kb must not be negative") }
+        if let g = reduceGroup, g < 1 { throw ValidationError("--reduce-group must be at least 1") }
     }
 
     var bucketBytes: Int { bucketKb * 1024 }
@@ -31,3 +38,4 @@ struct ParallelOptions: ParsableArguments {
 
 extension GradientCompression: ExpressibleByArgument {}
 extension BatchNormMode: ExpressibleByArgument {}
+extension ReductionOrder: ExpressibleByArgument {}

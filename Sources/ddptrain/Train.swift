@@ -7,8 +7,8 @@ struct Train: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Train a model (the default subcommand).",
         discussion: """
-            Every rank trains on its slice of each global batch; 1, 2 or 4 ranks follow the same \
-            trajectory. Examples:
+            Every rank trains on its slice of each global batch; 1, 2, 4 or 8 ranks train the same \
+            bits (--reduce-group, --reduce-order). Examples:
               mpirun -n 4 ddptrain --data ../shared/cifar10-sample --epochs 30
               ddptrain --model keras-cnn --optimizer sgd --lr 0.01 --augment
             """)
@@ -155,6 +155,8 @@ struct Train: ParsableCommand {
         config.collectiveTimeout = collectiveTimeout
         config.bucketBytes = parallel.bucketBytes
         config.gradientCompression = parallel.gradientCompression
+        config.reduceGroup = parallel.reduceGroup
+        config.reduceOrder = parallel.reduceOrder
         switch resume {
         case "auto": config.resume = .auto
         case "none": config.resume = .none

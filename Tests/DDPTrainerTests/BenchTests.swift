@@ -20,12 +20,13 @@ import Testing
         #expect(r.layers.count > 5 && r.layers.allSatisfy { $0.forwardMs >= 0 && $0.backwardMs >= 0 })
         #expect(r.layers.contains { $0.gflops > 0 })
         #expect(r.kernels.contains("AVX"), "\(r.kernels)")
-        #expect(r.allReduce == nil && r.scalingEfficiency == nil)
+        #expect(r.allReduce == nil && r.scalingEfficiency == nil && r.reduceOrders == nil)
     }
 
-    @Test("under mpirun: all-reduce bandwidth and scaling efficiency against rank 0 alone")
+    @Test("under mpirun: all-reduce bandwidth, scaling efficiency against rank 0 alone, and both reduction orders")
     func underMPI() throws {
-        let r = try bench([CLI.launcher, "-n", "2"], ["--model", "tf-tutorial", "--batch-size", "8", "--threads", "1"])
+        let r = try bench([CLI.launcher, "-n", "2"], ["--model", "tf-tutorial", "--batch-size", "8", "--threads", "1",
+                                                      "--repeats", "2", "--compare-reduce-orders"])
         #expect(r.ranks == 2)
         let allReduce = try #require(r.allReduce)
         #expect(allReduce.bytes == 4 * 122_570)
@@ -33,6 +34,10 @@ import Testing
         let efficiency = try #require(r.scalingEfficiency)
         let solo = try #require(r.singleRankImagesPerSecond)
         #expect(abs(efficiency - r.imagesPerSecond / (2 * solo)) < 1e-9)
+        let orders = try #require(r.reduceOrders)
+        #expect(orders.fixedImagesPerSecond.count == 2 && orders.mpiImagesPerSecond.count == 2)
+        #expect(orders.fixedImagesPerSecond.allSatisfy { $0 > 0 } && orders.mpiImagesPerSecond.allSatisfy { $0 > 0 })
+        #expect(orders.medianRatio > 0)
     }
 
     @Test("--kernels: GEMM and every convolution of models S and M")

@@ -137,12 +137,67 @@ public final class Communicator: BatchStatisticsReducer {
 
     public var ranks: Int { size }
 
-    /// Batch norm's per-channel sums, summed in place across ranks (double precision).
+    /// Batch norm's per-channel sums, summed in place across ranks (double precision): every
+    /// rank gathers all ranks' values and adds them in `SampleGroups`' tree order over rank
+    /// index, so the totals are the same bits on every rank and, for a power-of-two world size,
+    /// those of one rank summing the whole batch.
     public func sumAcrossRanks(_ values: UnsafeMutablePointer<Double>, count: Int) {
         if size == 1 { return }
-        watched(.batchNormAllReduce, bytes: 8 * count) {
-            _ = MPI_Allreduce(ddp_in_place(), values, Int32(count), ddp_double(), ddp_sum(), world)
+        if gathered.count < size * count { gathered = [Double](repeating: 0, count: size * count) }
+        gathered.withUnsafeMutableBufferPointer { all in
+            let rows = all.baseAddress!
+            watched(.batchNormAllReduce, bytes: 8 * count) {
+                _ = MPI_Allgather(values, Int32(count), ddp_double(), rows, Int32(count), ddp_double(), world)
+            }
+            SampleGroups.combineInTree(size) { into, from in
+                for j in 0..<count { rows[into * count + j] += rows[from * count + j] }
+            }
+            values.update(from: rows, count: count)
         }
+    }
+
+    /// Every rank's batch norm sums, gathered (kept between calls so that no step allocates).
+    private var gathered: [Double] = []
+
+    /// A communicator of the same ranks for a stream of collectives of its own: non-blocking
+    /// collectives must be started in the same order on every rank of a communicator, and the
+    /// fixed-order reducer's two phases progress independently. Collective: every rank calls it
+    /// at the same point.
+    func makeChannel() -> MPI_Comm {
+        var channel: MPI_Comm? = nil
+        MPI_Comm_dup(world, &channel)
+        return channel!
+    }
+
+    /// Starts an all-to-all on `channel`: rank r receives `sendCounts[r]` elements of `datatype` from
+    /// `send + sendOffsets[r]` of every rank, into `receive + receiveOffsets[q]` for the sender q.
+    /// The arrays must stay valid until the request completes.
+    func startAllToAll(_ send: UnsafeRawPointer, sendCounts: UnsafePointer<Int32>, sendOffsets: UnsafePointer<Int32>,
+                       _ receive: UnsafeMutableRawPointer, receiveCounts: UnsafePointer<Int32>, receiveOffsets: UnsafePointer<Int32>,
+                       datatype: MPI_Datatype, channel: MPI_Comm) -> MPI_Request? {
+        var request: MPI_Request? = ddp_request_null()
+        MPI_Ialltoallv(send, sendCounts, sendOffsets, datatype, receive, receiveCounts, receiveOffsets, datatype, channel, &request)
+        return request
+    }
+
+    /// Starts an in-place all-gather on `channel`: rank r's `counts[r]` elements at `buffer + offsets[r]` reach every rank.
+    func startAllGather(_ buffer: UnsafeMutableRawPointer, counts: UnsafePointer<Int32>, offsets: UnsafePointer<Int32>,
+                        datatype: MPI_Datatype, channel: MPI_Comm) -> MPI_Request? {
+        var request: MPI_Request? = ddp_request_null()
+        MPI_Iallgatherv(ddp_in_place(), 0, datatype, buffer, counts, offsets, datatype, channel, &request)
+        return request
+    }
+
+    /// Whether `request` has completed (it becomes null then); lets MPI progress it otherwise.
+    func test(_ request: inout MPI_Request?) -> Bool {
+        var done: Int32 = 0
+        MPI_Test(&request, &done, ddp_status_ignore())
+        return done != 0
+    }
+
+    /// Waits for one request of the gradient reduction (watched like `waitAll`).
+    func wait(_ request: inout MPI_Request?, bytes: Int) {
+        watched(.gradientAllReduce, bytes: bytes) { _ = MPI_Wait(&request, ddp_status_ignore()) }
     }
 
     /// Sums small statistics (losses, counts) across ranks, in double precision.

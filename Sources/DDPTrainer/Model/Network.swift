@@ -34,6 +34,10 @@ public struct DropoutKey {
 public protocol BatchStatisticsReducer: AnyObject {
     /// Ranks whose statistics `sumAcrossRanks` adds together (each holds the same local batch).
     var ranks: Int { get }
+    /// This rank's index among them (rank 0 holds batch norm's scale and shift gradients).
+    var rank: Int { get }
+    /// Sums in place across ranks, combining the ranks' values in `SampleGroups`' tree order
+    /// over rank index, so the totals are the same bits whatever the world size.
     func sumAcrossRanks(_ values: UnsafeMutablePointer<Double>, count: Int)
 }
 
@@ -89,7 +93,9 @@ public final class Network {
     public var threads: Int { workspace.pool.threads }
 
     /// Built-in models always compile; a model from a file is validated first (`ModelSpec.validate`).
-    public init(spec: ModelSpec, maxBatch: Int, threads: Int) {
+    /// `sampleGroups` orders every sum over samples (`SampleGroups`): training passes its run's
+    /// grouping of the global batch; the default is that of a global batch of `maxBatch`.
+    public init(spec: ModelSpec, maxBatch: Int, threads: Int, sampleGroups: SampleGroups? = nil) {
         let plan: LayerPlan
         do { plan = try LayerPlan(spec) } catch { preconditionFailure("invalid model \(spec.name): \(error)") }
         self.spec = spec
@@ -99,6 +105,7 @@ public final class Network {
         bufferTensors = plan.buffers
         bufferCount = plan.bufferCount
         workspace = ConvWorkspace(threads: threads)
+        workspace.pool.sampleGroups = sampleGroups ?? .standard(globalBatch: maxBatch)
         var compiler = LayerCompiler(maxBatch: maxBatch, workspace: workspace)
         parameters = compiler.floats(plan.parameterCount)
         gradients = compiler.floats(plan.parameterCount)
@@ -316,21 +323,25 @@ public final class Network {
                          shift: parameters + bn.shift, output: y, pool: workspace.pool)
     }
 
-    /// Training mode only: the scale and shift gradients are this rank's sums (the gradient
-    /// all-reduce adds them up); the input gradient needs the sums over the whole global batch.
+    /// Training mode only: the input gradient needs the sums over the whole global batch. With
+    /// statistics summed across ranks, the scale and shift gradients are those global sums, held
+    /// by rank 0 alone (the others contribute zeros to the gradient all-reduce, which adds them
+    /// exactly), so they are the same bits on any world size; with per-rank statistics they are
+    /// this rank's sums.
     private func normalizeBackward(_ bn: CompiledBatchNorm, batch n: Int, input x: UnsafePointer<Float>,
                                    outputGradient dy: UnsafePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>,
                                    sink: GradientSink?) {
         let c = bn.channels, shape = NormShape(batch: n, pixels: bn.pixels, channels: c)
         batchNormBackwardStatistics(shape, input: x, outputGradient: dy, mean: bn.mean, invStd: bn.invStd,
                                     sums: bn.sums, pool: workspace.pool)
-        for ch in 0..<c {
-            gradients[bn.shift + ch] = Float(bn.sums[ch])
-            gradients[bn.scale + ch] = Float(bn.sums[c + ch])
-        }
-        sink?.gradientsReady(bn.scale..<(bn.shift + c))
         let ranks = statistics?.ranks ?? 1
         statistics?.sumAcrossRanks(bn.sums, count: 2 * c)
+        let holdsGradients = (statistics?.rank ?? 0) == 0
+        for ch in 0..<c {
+            gradients[bn.shift + ch] = holdsGradients ? Float(bn.sums[ch]) : 0
+            gradients[bn.scale + ch] = holdsGradients ? Float(bn.sums[c + ch]) : 0
+        }
+        sink?.gradientsReady(bn.scale..<(bn.shift + c))
         batchNormBackwardData(shape, input: x, outputGradient: dy, mean: bn.mean, invStd: bn.invStd,
                               scale: parameters + bn.scale, sums: bn.sums, count: n * bn.pixels * ranks,
                               inputGradient: dx, pool: workspace.pool)

@@ -12,6 +12,12 @@ public struct BenchmarkConfig: Sendable {
     /// As `TrainingConfig.bucketBytes` and `.gradientCompression`.
     public var bucketBytes = 1 << 20
     public var gradientCompression = GradientCompression.none
+    /// As `TrainingConfig.reduceGroup` and `.reduceOrder`.
+    public var reduceGroup: Int?
+    public var reduceOrder = ReductionOrder.fixed
+    /// Under mpirun: also time windows that alternate the fixed and the MPI reduction order in
+    /// this one process, so that both see the same machine (`BenchmarkResult.reduceOrders`).
+    public var compareReduceOrders = false
     public var batchNorm = BatchNormMode.global
     public var optimizer = OptimizerConfig(kind: .sgd, learningRate: 0.01, momentum: 0.9)
     public init() {}
@@ -38,6 +44,8 @@ public struct BenchmarkResult: Codable, Sendable {
     /// while the other ranks sleep, and the job's images/s over `ranks` × that.
     public let singleRankImagesPerSecond: Double?
     public let scalingEfficiency: Double?
+    /// With `compareReduceOrders`: images/s of alternated windows in each order.
+    public let reduceOrders: ReduceOrderComparison?
     public let layers: [Layer]
     public let peakMemoryMB: Double
     public let cpu: String
@@ -52,7 +60,11 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
         throw UsageError("global batch \(config.globalBatch) is not divisible by \(comm.size) ranks")
     }
     let batch = config.globalBatch / comm.size
-    let network = Network(spec: spec, maxBatch: batch, threads: threads.threads)
+    if let group = config.reduceGroup, config.globalBatch % group != 0 {
+        throw UsageError("--reduce-group \(group) must divide the global batch \(config.globalBatch)")
+    }
+    let groups = config.reduceGroup.map { SampleGroups(size: $0) } ?? .standard(globalBatch: config.globalBatch)
+    let network = Network(spec: spec, maxBatch: batch, threads: threads.threads, sampleGroups: groups)
     network.initializeParameters(seed: 1)
     let optimizer = Optimizer(config.optimizer, tensors: network.tensors)
     if config.batchNorm == .global && comm.size > 1 { network.statistics = comm }
@@ -62,13 +74,13 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
     let ids = (0..<batch).map { Int32(comm.rank * batch + $0) }
     var allReduceNanoseconds: UInt64 = 0
     let reducer = GradientReducer.make(comm: comm, network: network, bucketBytes: config.bucketBytes,
-                                       compression: config.gradientCompression)
+                                       compression: config.gradientCompression, order: config.reduceOrder)
 
-    func step(_ index: Int, communicate: Bool = true) {
+    func step(_ index: Int, communicate: Bool = true, through chosen: GradientReducer? = nil) {
         ids.withUnsafeBufferPointer { network.forward(batch: batch, training: DropoutKey(seed: 1, epoch: index, sampleIDs: $0.baseAddress!)) }
         _ = network.loss(labels: labels, batch: batch, gradientScale: 1 / Float(config.globalBatch))
         if communicate {
-            allReduceNanoseconds += backwardSummingGradients(network, batch: batch, reducer: reducer, comm: comm)
+            allReduceNanoseconds += backwardSummingGradients(network, batch: batch, reducer: chosen ?? reducer, comm: comm)
         } else {
             network.backward(batch: batch)
         }
@@ -90,10 +102,12 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
         samples.append(Double(config.steps * config.globalBatch) / seconds)
     }
     let totalSteps = Double(config.steps * config.repeats)
+    let exposedNanoseconds = allReduceNanoseconds
     network.profile = nil
 
     var singleRank: Double?
     var allReduce: AllReduceBandwidth?
+    var reduceOrders: ReduceOrderComparison?
     if comm.size > 1 {
         if comm.isRoot {
             let reducer = network.statistics
@@ -106,6 +120,19 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
             })
         }
         comm.sleepingBarrier()
+        if config.compareReduceOrders {
+            let reducers = ReductionOrder.allCases.map {
+                GradientReducer.make(comm: comm, network: network, bucketBytes: config.bucketBytes,
+                                     compression: config.gradientCompression, order: $0)
+            }
+            reduceOrders = compareOrders(repeats: config.repeats) { order, r in
+                comm.barrier()
+                let start = DispatchTime.now().uptimeNanoseconds
+                for i in 0..<config.steps { step(r * config.steps + i, through: reducers[order]) }
+                comm.barrier()
+                return Double(config.steps * config.globalBatch) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+        }
         allReduce = measureAllReduce(comm: comm, buffer: network.gradients, count: network.parameterCount, repeats: config.repeats)
     }
     let cpu = CPUInfo.current
@@ -122,10 +149,35 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
     return BenchmarkResult(
         model: spec.name, ranks: comm.size, threadsPerRank: threads.threads, globalBatch: config.globalBatch,
         imagesPerSecond: throughput, imagesPerSecondSamples: samples, stepMs: 1000 * Double(config.globalBatch) / throughput,
-        allReduceMs: Double(allReduceNanoseconds) / totalSteps / 1e6, allReduce: allReduce,
+        allReduceMs: Double(exposedNanoseconds) / totalSteps / 1e6, allReduce: allReduce,
         singleRankImagesPerSecond: singleRank, scalingEfficiency: singleRank.map { throughput / (Double(comm.size) * $0) },
-        layers: layers,
+        reduceOrders: reduceOrders, layers: layers,
         peakMemoryMB: peakResidentMegabytes(), cpu: cpu.summary, kernels: "convolution: \(network.workspace.kernels.description); \(network.workspace.kernels.gemmDescription)", peakGflops: peak)
+}
+
+/// Images/s of the fixed and the MPI reduction order, measured in pairs of back-to-back windows
+/// (which goes first alternates), so that a busy machine slows both alike.
+public struct ReduceOrderComparison: Codable, Sendable {
+    public let fixedImagesPerSecond: [Double]
+    public let mpiImagesPerSecond: [Double]
+    /// The median over pairs of fixed ÷ mpi.
+    public let medianRatio: Double
+    public var fixedMedian: Double { median(fixedImagesPerSecond) }
+    public var mpiMedian: Double { median(mpiImagesPerSecond) }
+}
+
+/// `window(order, repeat)` (order indexes `ReductionOrder.allCases`) timed `repeats` times for each order, alternating.
+func compareOrders(repeats: Int, _ window: (_ order: Int, _ repeat: Int) -> Double) -> ReduceOrderComparison {
+    let fixed = ReductionOrder.allCases.firstIndex(of: .fixed)!, mpi = ReductionOrder.allCases.firstIndex(of: .mpi)!
+    var a: [Double] = [], b: [Double] = []
+    for r in 0..<repeats {
+        if r % 2 == 0 {
+            a.append(window(fixed, r)); b.append(window(mpi, r))
+        } else {
+            b.append(window(mpi, r)); a.append(window(fixed, r))
+        }
+    }
+    return ReduceOrderComparison(fixedImagesPerSecond: a, mpiImagesPerSecond: b, medianRatio: median(zip(a, b).map { $0 / $1 }))
 }
 
 /// All-reduce throughput as nccl-tests defines it: the algorithm bandwidth is the message size

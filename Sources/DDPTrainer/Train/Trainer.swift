@@ -46,12 +46,12 @@ public final class Trainer {
                                               classNames: loadClassNames(directory: config.dataDirectory))
         assembler = BatchAssembler(images: train, normalization: setup.normalization)
         testAssembler = BatchAssembler(images: test, normalization: setup.normalization)
-        network = Network(spec: setup.spec, maxBatch: shard.localBatch, threads: threads.threads)
+        network = Network(spec: setup.spec, maxBatch: shard.localBatch, threads: threads.threads, sampleGroups: config.sampleGroups)
         optimizer = Optimizer(config.optimizer, tensors: network.tensors)
         network.labelSmoothing = config.labelSmoothing
         if config.batchNorm == .global && comm.size > 1 { network.statistics = comm }
         reducer = GradientReducer.make(comm: comm, network: network, bucketBytes: config.bucketBytes,
-                                       compression: config.gradientCompression)
+                                       compression: config.gradientCompression, order: config.reduceOrder)
         sampleIDs = .allocate(capacity: shard.localBatch)
         labels = .allocate(capacity: shard.localBatch)
         snapshot = comm.isRoot ? .allocate(capacity: network.parameterCount + optimizer.stateCount + network.bufferCount) : nil
@@ -61,6 +61,7 @@ public final class Trainer {
             global batch \(config.globalBatch) (\(shard.localBatch) per rank), \(stepsPerEpoch) steps/epoch, \
             \(train.count) train / \(test.count) test images from \(config.dataDirectory)
             """)
+        if let caveat = config.worldSizeCaveat(worldSize: comm.size) { log.warn(caveat) }
 
         if let checkpoint = setup.resume {
             checkpoint.parameters.withUnsafeBufferPointer { network.parameters.update(from: $0.baseAddress!, count: $0.count) }

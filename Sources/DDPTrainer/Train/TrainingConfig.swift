@@ -1,3 +1,5 @@
+import ConvCore
+
 /// Everything that defines a training run. Parsed by the CLI, saved in the run directory.
 public struct TrainingConfig: Sendable, Codable, Equatable {
     public var model: String = ModelSpec.tfTutorial.name
@@ -28,6 +30,12 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public var bucketBytes = 1 << 20
     /// bfloat16 halves the all-reduce's bytes, for slow links.
     public var gradientCompression = GradientCompression.none
+    /// Samples per group of every sum over the global batch (`SampleGroups`); nil: the global
+    /// batch over 8 (`SampleGroups.standard`).
+    public var reduceGroup: Int?
+    /// How ranks' gradients are added: in the fixed tree order (the same bits on 1, 2, 4 or 8
+    /// ranks) or in `MPI_Iallreduce`'s.
+    public var reduceOrder = ReductionOrder.fixed
     /// A collective that has not completed after this many seconds ends the job (0: wait forever).
     public var collectiveTimeout = 300.0
     /// Rank 0 logs the training loss, accuracy, learning rate and images/s every this many
@@ -87,6 +95,8 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         collectiveTimeout = try c.decodeIfPresent(Double.self, forKey: .collectiveTimeout) ?? collectiveTimeout
         bucketBytes = try c.decodeIfPresent(Int.self, forKey: .bucketBytes) ?? bucketBytes
         gradientCompression = try c.decodeIfPresent(GradientCompression.self, forKey: .gradientCompression) ?? gradientCompression
+        reduceGroup = try c.decodeIfPresent(Int.self, forKey: .reduceGroup)
+        reduceOrder = try c.decodeIfPresent(ReductionOrder.self, forKey: .reduceOrder) ?? reduceOrder
         schedule = try c.decodeIfPresent(LearningRateSchedule.self, forKey: .schedule) ?? schedule
         labelSmoothing = try c.decodeIfPresent(Float.self, forKey: .labelSmoothing) ?? labelSmoothing
         batchNorm = try c.decodeIfPresent(BatchNormMode.self, forKey: .batchNorm) ?? batchNorm
@@ -106,6 +116,33 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         augment = recipe.augment
     }
 
+    /// The grouping of the global batch that orders every sum over samples.
+    public var sampleGroups: SampleGroups {
+        reduceGroup.map { SampleGroups(size: $0) } ?? .standard(globalBatch: globalBatch)
+    }
+
+    /// Why `worldSize` ranks would not train the very bits one rank trains, or nil when they do
+    /// (README, *What "data-parallel" means here*).
+    public func worldSizeCaveat(worldSize: Int) -> String? {
+        if worldSize == 1 { return nil }
+        let groups = sampleGroups, count = groups.count(batch: globalBatch)
+        let ranks = "\(worldSize) ranks"
+        if reduceOrder == .mpi {
+            return "\(ranks) with --reduce-order mpi add gradients in Open MPI's order: training matches other world sizes only up to summation order"
+        }
+        if gradientCompression == .bfloat16 {
+            return "\(ranks) with bf16 gradients round each rank's partial sums: training is reproducible on \(ranks) but not bit-identical to other world sizes"
+        }
+        if !groups.treeIsIndependent(ofWorldSize: worldSize, globalBatch: globalBatch) {
+            return """
+                \(ranks) do not split the global batch's \(count) sample groups (of \(groups.size), --reduce-group) into equal \
+                power-of-two shares: training is reproducible on \(ranks) but not bit-identical to 1 rank \
+                (that needs a power-of-two world size dividing \(count))
+                """
+        }
+        return nil
+    }
+
     /// The learning rate of the update made at `globalStep`.
     public func learningRate(atStep globalStep: Int, stepsPerEpoch: Int) -> Float {
         optimizer.learningRate * schedule.factor(step: globalStep, stepsPerEpoch: stepsPerEpoch, epochs: epochs)
@@ -114,8 +151,8 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
 
 /// Which samples batch norm's statistics cover in training.
 public enum BatchNormMode: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
-    /// The whole global batch, summed across ranks (PyTorch's SyncBatchNorm): 1, 2 or 4 ranks
-    /// train the same trajectory, like every other layer.
+    /// The whole global batch, summed across ranks (PyTorch's SyncBatchNorm) in the fixed order:
+    /// 1, 2, 4 or 8 ranks train the same bits, like every other layer.
     case global
     /// Each rank's own slice (PyTorch DDP's default): no communication, but the statistics,
     /// and so the training, change with the world size.

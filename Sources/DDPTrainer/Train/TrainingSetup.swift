@@ -20,6 +20,9 @@ public struct TrainingSetup {
     public init(config: TrainingConfig, rank: Int, worldSize: Int) throws {
         let spec = try ModelSpec.resolve(config.model)
         guard config.epochs >= 1 else { throw UsageError("--epochs must be at least 1 (got \(config.epochs))") }
+        if let group = config.reduceGroup, group < 1 || config.globalBatch % group != 0 {
+            throw UsageError("--reduce-group \(group) must divide the global batch \(config.globalBatch)")
+        }
         do {
             shard = try ShardPlan(globalBatch: config.globalBatch, worldSize: worldSize, rank: rank)
         } catch {
