@@ -47,7 +47,7 @@ public func runKernelBenchmark(models: [ModelSpec], batch: Int, threads: Int, re
             let db = randomBuffer(shape.outChannels)
             defer { [x, w, bias, y, dx, dw, db].forEach { $0.deallocate() } }
             let f = shape.forwardFlops
-            let algorithm = shape.winograd?.rawValue ?? (shape.inputGradientIsConvolution ? "direct" : "direct, strided")
+            let algorithm = shape.forwardAlgorithm + (shape.winograd == nil && !shape.inputGradientIsConvolution ? ", strided" : "")
             let rates = [
                 "forward": medianRate(f) { conv2DForward(shape, input: x, weights: w, bias: bias, output: y, workspace: ws) },
                 "input gradient": medianRate(f) { conv2DBackwardData(shape, outputGradient: y, weights: w, inputGradient: dx, workspace: ws) },

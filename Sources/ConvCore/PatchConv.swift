@@ -1,0 +1,142 @@
+import ConvKernels
+import ConvKernelsAVX512
+import Foundation
+
+/// Convolutions with few input channels (a network's first layer reads 3 colours) on patch rows:
+/// each output pixel's receptive field copied into one contiguous row, [ky][kx][ci] like the
+/// weights, followed by a 1 that multiplies the bias. The direct tiles would spend as much on
+/// a pixel's tap bookkeeping as on its 27 multiply-adds; here the forward pass is the GEMM tile
+/// reading the rows in place (K = 27 + 1 for the bias), and the weight gradient is a sum of
+/// outer products of patch rows with output gradients whose every tile is full (its bias row
+/// is the one of the constant 1). A block of rows is built per task in a worker's scratch and
+/// costs little next to the products: one row per output pixel, K floats long.
+///
+/// The input gradient keeps the direct path: the first layer's is never computed.
+
+private let patchRowsEnabled = ProcessInfo.processInfo.environment["DDPTRAIN_PATCH_ROWS"] != "0"
+
+/// Output pixels per block of patch rows: the rows and the block's output gradients stay in L1.
+let patchBlock = 96
+
+extension ConvShape {
+    /// Whether this convolution runs on patch rows: fewer input channels than half a 16-wide
+    /// vector and a kernel larger than 1x1 (a 1x1 kernel reads its rows in place already).
+    /// `DDPTRAIN_PATCH_ROWS=0` keeps such layers on the direct tiles, for comparison.
+    public var usesPatchRows: Bool { patchRowsEnabled && inChannels < 8 && kernelHeight * kernelWidth > 1 && winograd == nil }
+
+    /// How the forward pass runs, for reports: the Winograd variant, "patch rows" or "direct".
+    public var forwardAlgorithm: String { winograd?.rawValue ?? (usesPatchRows ? "patch rows" : "direct") }
+
+    /// Floats per patch row: the patch, the bias's 1, then zeros up to whole weight-gradient
+    /// tiles of either kernel set (6 rows with AVX2, 8 with AVX-512).
+    var patchRowLength: Int {
+        let k = patchSize + 1
+        return max((k + 5) / 6 * 6, (k + 7) / 8 * 8)
+    }
+
+    /// Floats of patch-row scratch one worker needs: a block of rows, and the weight gradient's
+    /// running sums (tile rows × output channels).
+    var patchScratchPerWorker: Int { patchBlock * patchRowLength + patchRowLength * outChannels }
+}
+
+/// Writes the patch rows of output pixels `pixels` (numbered over the batch), `s.patchRowLength`
+/// floats apart from `rows` on.
+func writePatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, pixels: Range<Int>, into rows: UnsafeMutablePointer<Float>) {
+    let oh = s.outHeight, ow = s.outWidth, cin = s.inChannels, kw = s.kernelWidth
+    let length = s.patchRowLength, run = kw * cin
+    // Coordinates advanced pixel by pixel: a division per pixel would cost as much as the copy.
+    var n = pixels.lowerBound / (oh * ow), oy = (pixels.lowerBound % (oh * ow)) / ow, ox = pixels.lowerBound % ow
+    var row = rows
+    for _ in pixels {
+        let top = oy * s.stride - s.padding, left = ox * s.stride - s.padding
+        let inside = left >= 0 && left + kw <= s.width
+        var dst = row
+        for ky in 0..<s.kernelHeight {
+            let iy = top + ky
+            if iy < 0 || iy >= s.height {
+                for i in 0..<run { dst[i] = 0 }
+            } else {
+                let src = x + ((n * s.height + iy) * s.width + left) * cin
+                if inside {
+                    for i in 0..<run { dst[i] = src[i] }
+                } else {
+                    for kx in 0..<kw {
+                        let ix = left + kx, out = dst + kx * cin
+                        if ix < 0 || ix >= s.width {
+                            for c in 0..<cin { out[c] = 0 }
+                        } else {
+                            for c in 0..<cin { out[c] = src[kx * cin + c] }
+                        }
+                    }
+                }
+            }
+            dst += run
+        }
+        dst[0] = 1
+        for i in 1..<(length - s.patchSize) { dst[i] = 0 }
+        row += length
+        ox += 1
+        if ox == ow {
+            ox = 0
+            oy += 1
+            if oy == oh { oy = 0; n += 1 }
+        }
+    }
+}
+
+extension ConvWorkspace {
+    /// Y = conv(X, W) + bias: per block of output pixels, its patch rows times the weights packed
+    /// with the bias as one more row.
+    func convolveByPatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
+                             bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
+        let cout = s.outChannels, k = s.patchSize + (bias == nil ? 0 : 1)
+        packConvWeights(kernels, k: k, n: cout, into: packedWeights) { p, j in p < s.patchSize ? w[p * cout + j] : bias![j] }
+        let weights = UnsafePointer(packedWeights), scratch = patchScratch, perWorker = s.patchScratchPerWorker
+        let length = s.patchRowLength, kernels = self.kernels
+        pool.run(tasks: (s.outputPixels + patchBlock - 1) / patchBlock) { task, worker in
+            let first = task * patchBlock, count = min(patchBlock, s.outputPixels - first)
+            let rows = scratch + worker * perWorker
+            writePatchRows(s, input: x, pixels: first..<(first + count), into: rows)
+            switch kernels {
+            case .avx2:
+                ConvKernels.gemmBlock(kc: k, a: rows, lda: length, rows: count, packedB: weights, columns: cout,
+                                      c: y + first * cout, ldc: cout)
+            case .avx512:
+                ConvKernelsAVX512.gemmBlock(kc: k, a: rows, lda: length, rows: count, packedB: weights, columns: cout,
+                                            c: y + first * cout, ldc: cout)
+            }
+        }
+    }
+
+    /// dW = Σ patch rowᵀ · dY over pixels, and dBias (the row of the constant 1) unless `db` is
+    /// nil. Each image group sums its pixels block by block into the worker's running sums,
+    /// then hands them to `sumOverImageGroups`.
+    func weightGradientByPatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
+                                   weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>?) {
+        let cout = s.outChannels, length = s.patchRowLength, perImage = s.outHeight * s.outWidth
+        let rowsOut = s.patchSize + (db == nil ? 0 : 1)
+        let tileRows = (rowsOut + kernels.outerProductRows - 1) / kernels.outerProductRows * kernels.outerProductRows
+        let scratch = patchScratch, perWorker = s.patchScratchPerWorker, kernels = self.kernels
+        sumOverImageGroups(s, weightGradient: dw, biasGradient: db) { images, worker, out in
+            let rows = scratch + worker * perWorker, sums = rows + patchBlock * length
+            let pixels = (images.lowerBound * perImage)..<(images.upperBound * perImage)
+            var first = pixels.lowerBound
+            while first < pixels.upperBound {
+                let count = min(patchBlock, pixels.upperBound - first)
+                writePatchRows(s, input: x, pixels: first..<(first + count), into: rows)
+                let accumulate = first > pixels.lowerBound
+                switch kernels {
+                case .avx2:
+                    ConvKernels.transposedProduct(count: count, a: rows, lda: length, rows: tileRows, b: dy + first * cout, ldb: cout,
+                                                  columns: cout, c: sums, ldc: cout, accumulate: accumulate)
+                case .avx512:
+                    ConvKernelsAVX512.transposedProduct(count: count, a: rows, lda: length, rows: tileRows, b: dy + first * cout, ldb: cout,
+                                                        columns: cout, c: sums, ldc: cout, accumulate: accumulate)
+                }
+                first += count
+            }
+            // Rows past the patch (and the bias) are the zero padding's sums.
+            out.update(from: sums, count: rowsOut * cout)
+        }
+    }
+}
