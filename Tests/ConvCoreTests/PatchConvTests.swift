@@ -1,4 +1,5 @@
 import ConvCore
+import Foundation
 import Testing
 
 /// Convolutions with few input channels (PatchConv.swift): the first layer of every model.
@@ -67,5 +68,63 @@ import Testing
             return (r.y + r.dx + r.dw + r.db!).map(\.bitPattern)
         }
         #expect(run(.avx2) == run(.avx512))
+    }
+
+    /// A quick timing, not a test: `DDPTRAIN_CONV_TIMING=1 swift test -c release --disable-xctest
+    /// --filter patchRowTiming` prints GFLOP/s of the first layers of models S and M and of
+    /// model M's dense layers, one thread, against the FMA peak measured the same way. Times are
+    /// the thread's CPU time (best of 9), so that other processes on a shared machine count less.
+    @Test("timing of first layers and dense layers in thread CPU time (set DDPTRAIN_CONV_TIMING=1)",
+          .enabled(if: ProcessInfo.processInfo.environment["DDPTRAIN_CONV_TIMING"] != nil))
+    func patchRowTiming() {
+        func cpuNanoseconds() -> Double {
+            var t = timespec()
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+            return Double(t.tv_sec) * 1e9 + Double(t.tv_nsec)
+        }
+        func rate(_ flops: Double, _ body: () -> Void) -> Double {
+            body()
+            var best = Double.infinity
+            for _ in 0..<9 {
+                let start = cpuNanoseconds()
+                body()
+                best = min(best, cpuNanoseconds() - start)
+            }
+            return flops / best
+        }
+        let shapes = [64].flatMap { batch in [
+            ConvShape(batch: batch, height: 32, width: 32, inChannels: 3, outChannels: 32, kernelHeight: 3, kernelWidth: 3, padding: 0),
+            ConvShape(batch: batch, height: 32, width: 32, inChannels: 3, outChannels: 32, kernelHeight: 3, kernelWidth: 3, padding: 1),
+        ] }
+        let dense = [DenseShape(batch: 64, inputs: 2304, outputs: 512), DenseShape(batch: 64, inputs: 1024, outputs: 64)]
+        let ws = layer.workspace(shapes, threads: 1)
+        dense.forEach(ws.reserve(for:))
+        let peakIterations = 20_000_000
+        let peak = rate(Double(peakIterations / 12 * 12 * 32)) { _ = ws.kernels.measuredPeakGflopsPerCore() }
+        print("FMA peak of 1 core in CPU time: \(String(format: "%.0f", peak)) GFLOP/s (\(ws.kernels.rawValue))")
+        func report(_ name: String, _ rates: [(String, Double)]) {
+            print(name + ": " + rates.map { "\($0.0) " + String(format: "%6.1f (%3.0f%%)", $0.1, 100 * $0.1 / peak) }.joined(separator: "   "))
+        }
+        let buffers = (0..<6).map { _ in UnsafeMutablePointer<Float>.allocate(capacity: 64 * 32 * 32 * 32) }
+        defer { buffers.forEach { $0.deallocate() } }
+        for b in buffers { b.initialize(from: randomArray(64 * 32 * 32 * 32, seed: 1), count: 64 * 32 * 32 * 32) }
+        let (x, w, y, dw, db, bias) = (buffers[0], buffers[1], buffers[2], buffers[3], buffers[4], buffers[5])
+        for s in shapes {
+            report("\(s.forwardAlgorithm) \(s.height)x\(s.width)x\(s.inChannels)→\(s.outChannels) p\(s.padding)", [
+                ("forward", rate(s.forwardFlops) { conv2DForward(s, input: x, weights: w, bias: bias, output: y, workspace: ws) }),
+                ("weight gradient", rate(s.forwardFlops) {
+                    conv2DBackwardWeights(s, input: x, outputGradient: y, weightGradient: dw, biasGradient: db, workspace: ws)
+                }),
+            ])
+        }
+        for s in dense {
+            report("dense \(s.inputs)→\(s.outputs) batch \(s.batch)", [
+                ("forward", rate(s.forwardFlops) { denseForward(s, input: x, weights: w, bias: bias, output: y, workspace: ws) }),
+                ("input gradient", rate(s.forwardFlops) { denseBackwardData(s, outputGradient: y, weights: w, inputGradient: dw, workspace: ws) }),
+                ("weight gradient", rate(s.forwardFlops) {
+                    denseBackwardWeights(s, input: x, outputGradient: y, weightGradient: dw, biasGradient: db, workspace: ws)
+                }),
+            ])
+        }
     }
 }
