@@ -57,7 +57,7 @@ public func gemm(m: Int, n: Int, k: Int, a: GemmOperand, b: GemmOperand,
     }
     let kernels = scratch.kernels, nr = kernels.sliverWidth, kcMax = GemmScratch.kc
     if !a.transposed && !b.transposed && m <= 96 && n % nr == 0 {
-        multiplyFewRows(m: m, n: n, k: k, a: a, b: b, c: c, ldc: ldc, accumulate: accumulate, scratch: scratch, pool: pool)
+        multiplyUnpacked(m: m, n: n, k: k, a: a, b: b, c: c, ldc: ldc, accumulate: accumulate, kernels: kernels, pool: pool)
         return
     }
     if a.transposed && !b.transposed && k <= 128 {
@@ -111,29 +111,20 @@ public func gemm(m: Int, n: Int, k: Int, a: GemmOperand, b: GemmOperand,
 
 @inline(__always) private func roundUp(_ x: Int, _ q: Int) -> Int { (x + q - 1) / q * q }
 
-/// A·B for a few rows of A (a dense layer's batch): one task per sliver of columns, so B is
-/// read once. The task copies its sliver of B, kc rows at a time, into its worker's A buffer:
-/// read in place, B's rows (a whole row of the weights apart, a multiple of 4 KB for most
-/// layers) alias in L1 and every tile of A streams them again from L2. A is read in place.
-private func multiplyFewRows(m: Int, n: Int, k: Int, a: GemmOperand, b: GemmOperand, c: UnsafeMutablePointer<Float>, ldc: Int,
-                              accumulate: Bool, scratch: GemmScratch, pool: WorkerPool) {
-    let kernels = scratch.kernels, nr = kernels.sliverWidth, kcMax = GemmScratch.kc
-    pool.run(tasks: n / nr) { sliver, worker in
-        let j = sliver * nr, packed = scratch.packedA[worker]
-        var p0 = 0
-        while p0 < k {
-            let kc = min(kcMax, k - p0)
-            for p in 0..<kc { (packed + p * nr).update(from: b.base + (p0 + p) * b.stride + j, count: nr) }
-            let add = accumulate || p0 > 0
-            switch kernels {
-            case .avx2:
-                ConvKernels.gemmBlock(kc: kc, a: a.base + p0, lda: a.stride, rows: m, packedB: packed, columns: nr,
-                                      c: c + j, ldc: ldc, accumulate: add)
-            case .avx512:
-                ConvKernelsAVX512.gemmBlock(kc: kc, a: a.base + p0, lda: a.stride, rows: m, packedB: packed, columns: nr,
-                                            c: c + j, ldc: ldc, accumulate: add)
-            }
-            p0 += kc
+/// A·B for a few rows of A (a dense layer's batch): the tiles read A and B in place, one task
+/// per sliver of columns, so B is read once and never packed.
+private func multiplyUnpacked(m: Int, n: Int, k: Int, a: GemmOperand, b: GemmOperand, c: UnsafeMutablePointer<Float>, ldc: Int,
+                              accumulate: Bool, kernels: ConvKernelSet, pool: WorkerPool) {
+    let nr = kernels.sliverWidth
+    pool.run(tasks: n / nr) { sliver, _ in
+        let j = sliver * nr
+        switch kernels {
+        case .avx2:
+            ConvKernels.gemmBlock(kc: k, a: a.base, lda: a.stride, rows: m, b: b.base + j, ldb: b.stride, columns: nr,
+                                  c: c + j, ldc: ldc, accumulate: accumulate)
+        case .avx512:
+            ConvKernelsAVX512.gemmBlock(kc: k, a: a.base, lda: a.stride, rows: m, b: b.base + j, ldb: b.stride, columns: nr,
+                                        c: c + j, ldc: ldc, accumulate: accumulate)
         }
     }
 }

@@ -15,8 +15,10 @@ import Foundation
 
 private let patchRowsEnabled = ProcessInfo.processInfo.environment["DDPTRAIN_PATCH_ROWS"] != "0"
 
-/// Output pixels per block of patch rows: the rows and the block's output gradients stay in L1.
-let patchBlock = 96
+/// Output pixels per block of patch rows in the forward pass: the rows and the block's outputs
+/// stay in L1. The weight gradient takes blocks twice as long: each of its tiles reads only a
+/// few floats of every row, and its running sums are loaded and stored once per block.
+let patchBlock = 96, patchGradientBlock = 192
 
 extension ConvShape {
     /// Whether this convolution runs on patch rows: fewer input channels than half a 16-wide
@@ -36,7 +38,7 @@ extension ConvShape {
 
     /// Floats of patch-row scratch one worker needs: a block of rows, and the weight gradient's
     /// running sums (tile rows × output channels).
-    var patchScratchPerWorker: Int { patchBlock * patchRowLength + patchRowLength * outChannels }
+    var patchScratchPerWorker: Int { patchGradientBlock * patchRowLength + patchRowLength * outChannels }
 }
 
 /// Writes the patch rows of output pixels `pixels` (numbered over the batch), `s.patchRowLength`
@@ -148,11 +150,11 @@ extension ConvWorkspace {
         let tileRows = (rowsOut + kernels.outerProductRows - 1) / kernels.outerProductRows * kernels.outerProductRows
         let scratch = patchScratch, perWorker = s.patchScratchPerWorker, kernels = self.kernels
         sumOverImageGroups(s, weightGradient: dw, biasGradient: db) { images, worker, out in
-            let rows = scratch + worker * perWorker, sums = rows + patchBlock * length
+            let rows = scratch + worker * perWorker, sums = rows + patchGradientBlock * length
             let pixels = (images.lowerBound * perImage)..<(images.upperBound * perImage)
             var first = pixels.lowerBound
             while first < pixels.upperBound {
-                let count = min(patchBlock, pixels.upperBound - first)
+                let count = min(patchGradientBlock, pixels.upperBound - first)
                 writePatchRows(s, input: x, pixels: first..<(first + count), into: rows)
                 let accumulate = first > pixels.lowerBound
                 switch kernels {

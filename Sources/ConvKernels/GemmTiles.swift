@@ -36,16 +36,24 @@ private func gemmTile(kc: Int, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
     acc.write(to: c, ldc: ldc, rows: rows, columns: columns)
 }
 
-/// The same product, overwriting C (or adding to it when `accumulate`), with A not packed: row i
-/// of A is kc contiguous floats at a + i·lda, and each tile broadcasts from its 6 rows directly
-/// (as the direct convolution does from its 6 pixels). For A that is produced on the fly, such
-/// as Winograd-transformed inputs, this saves the strided packing pass.
+/// The same product, overwriting C, with A not packed: row i of A is kc contiguous floats at
+/// a + i·lda, and each tile broadcasts from its 6 rows directly (as the direct convolution
+/// does from its 6 pixels). For A that is produced on the fly, such as Winograd-transformed
+/// inputs, this saves the strided packing pass.
 public func gemmBlock(kc: Int, a: UnsafePointer<Float>, lda: Int, rows: Int,
-                      packedB b: UnsafePointer<Float>, columns: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
-                      accumulate: Bool = false) {
-    multiplyRows(kc: kc, a: a, lda: lda, rows: rows, columns: columns, c: c, ldc: ldc, accumulate: accumulate, ldb: sliverWidth) {
+                      packedB b: UnsafePointer<Float>, columns: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    multiplyRows(kc: kc, a: a, lda: lda, rows: rows, columns: columns, c: c, ldc: ldc, accumulate: false, ldb: sliverWidth) {
         b + ($0 / sliverWidth) * kc * sliverWidth
     }
+}
+
+/// C (+)= A·B with neither packed: A's rows at a + i·lda, B's rows (kc of them) at b + p·ldb.
+/// `columns` must be a multiple of `sliverWidth`: B's rows are read a whole sliver at a time.
+/// For a small A (a dense layer's batch) packing B would cost more than it saves.
+public func gemmBlock(kc: Int, a: UnsafePointer<Float>, lda: Int, rows: Int, b: UnsafePointer<Float>, ldb: Int,
+                      columns: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+    precondition(columns % sliverWidth == 0, "unpacked B needs whole slivers")
+    multiplyRows(kc: kc, a: a, lda: lda, rows: rows, columns: columns, c: c, ldc: ldc, accumulate: accumulate, ldb: ldb) { b + $0 }
 }
 
 /// Tiles of 6 rows of A (read in place) × one sliver of B, whose rows are `ldb` apart starting at `sliver(j)`.
