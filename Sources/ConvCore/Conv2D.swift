@@ -45,7 +45,7 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// The compiled convolution kernels this workspace runs.
     public let kernels: ConvKernelSet
     private let im2col = ScratchBuffer(), packed = ScratchBuffer(), zeroRow = ScratchBuffer()
-    private let partialSums = ScratchBuffer(), winograd = ScratchBuffer()
+    private let partialSums = ScratchBuffer(), winograd = ScratchBuffer(), patchRows = ScratchBuffer()
     public var columns: UnsafeMutablePointer<Float> { im2col.pointer }
     public var columnCapacity: Int { im2col.capacity }
     var packedWeights: UnsafeMutablePointer<Float> { packed.pointer }
@@ -59,6 +59,8 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// transformed inputs and products.
     var winogradScratch: UnsafeMutablePointer<Float> { winograd.pointer }
     private(set) var winogradPerWorker = 0
+    /// Per worker, `patchScratchPerWorker` floats: a block of patch rows (PatchConv.swift).
+    var patchScratch: UnsafeMutablePointer<Float> { patchRows.pointer }
     /// Floats of im2col scratch a strided layer may use at once (its input gradient is built
     /// image group by image group; 4M floats = 16 MB).
     public static let columnBudget = 1 << 22
@@ -74,7 +76,9 @@ public final class ConvWorkspace: @unchecked Sendable {
     public func reserve(for shape: ConvShape) {
         let roundUpSliver = { (n: Int) in (n + 31) / 32 * 32 }  // the widest sliver of any kernel set
         let taps = shape.kernelHeight * shape.kernelWidth
-        packed.reserve(max(shape.patchSize * roundUpSliver(shape.outChannels), taps * shape.outChannels * roundUpSliver(shape.inChannels)))
+        // The patch-row path packs the bias as one more weight row.
+        packed.reserve(max((shape.patchSize + 1) * roundUpSliver(shape.outChannels), taps * shape.outChannels * roundUpSliver(shape.inChannels)))
+        if shape.usesPatchRows { patchRows.reserve(pool.threads * shape.patchScratchPerWorker) }
         if let algorithm = shape.winograd {
             packed.reserve(max(algorithm.weightCount(k: shape.inChannels, n: shape.outChannels),
                                algorithm.weightCount(k: shape.outChannels, n: shape.inChannels)))
@@ -108,6 +112,10 @@ public func conv2DForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights
         ws.winogradForward(algorithm, s, input: x, weights: w, bias: bias, output: y)
         return
     }
+    if s.usesPatchRows {
+        ws.convolveByPatchRows(s, input: x, weights: w, bias: bias, output: y)
+        return
+    }
     packConvWeights(ws.kernels, k: s.patchSize, n: cout, into: ws.packedWeights) { p, j in w[p * cout + j] }
     if s.kernelHeight == 1 && s.kernelWidth == 1 && s.padding == 0 {
         convolvePointwise(ws.kernels, s, input: x, packedWeights: ws.packedWeights, bias: bias, output: y, pool: ws.pool)
@@ -128,8 +136,11 @@ public func conv2DBackwardWeights(_ s: ConvShape, input x: UnsafePointer<Float>,
         ws.winogradBackwardWeights(algorithm, s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db)
         return
     }
-    convolutionWeightGradientDirect(ws.kernels, s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db,
-                                    partials: ws.partials, pool: ws.pool)
+    if s.usesPatchRows {
+        ws.weightGradientByPatchRows(s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db)
+        return
+    }
+    convolutionWeightGradientDirect(ws.kernels, s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db, workspace: ws)
 }
 
 /// Floats of per-group partial weight and bias gradients a shape needs.

@@ -37,6 +37,8 @@ public enum ConvKernelSet: String, Sendable {
 
     /// Output channels per packed weight sliver.
     var sliverWidth: Int { self == .avx512 ? ConvKernelsAVX512.sliverWidth : ConvKernels.sliverWidth }
+    /// Rows per full weight-gradient (outer-product) tile.
+    var outerProductRows: Int { self == .avx512 ? ConvKernelsAVX512.outerProductTileRows : ConvKernels.outerProductTileRows }
 }
 
 extension ConvShape {
@@ -108,19 +110,12 @@ func convolvePointwise(_ kernels: ConvKernelSet, _ s: ConvShape, input x: Unsafe
 
 /// dW[tap][ci][co] = Σ_pixels X[pixel shifted by tap, ci] · dY[pixel, co], without im2col, and
 /// dBias[co] = Σ_pixels dY[pixel, co] while the group's dY is in cache (skipped when `db` is nil).
-///
-/// Each task takes one sample group (`pool.sampleGroups`) and writes that group's sums into its
-/// own slice of `partials` (weights, then bias); the slices are then added in the groups' tree
-/// order, so the result depends neither on the thread count nor on how many ranks share the batch.
 func convolutionWeightGradientDirect(_ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                                      weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>?,
-                                     partials: UnsafeMutablePointer<Float>, pool: WorkerPool) {
-    let sampleGroups = pool.sampleGroups, groups = sampleGroups.count(batch: s.batch)
-    let count = s.weightCount, slice = partialSliceCount(s), cout = s.outChannels
+                                     workspace ws: ConvWorkspace) {
+    let count = s.weightCount, cout = s.outChannels
     let pixelsPerImage = s.outHeight * s.outWidth
-    pool.run(tasks: groups) { index, _ in
-        let images = sampleGroups.samples(index, batch: s.batch)
-        let out = partials + index * slice
+    ws.sumOverImageGroups(s, weightGradient: dw, biasGradient: db) { images, _, out in
         switch kernels {
         case .avx2:
             ConvKernels.weightGradientGroup(s.geometry, input: x, outputGradient: dy, images: images, into: out)
@@ -131,10 +126,26 @@ func convolutionWeightGradientDirect(_ kernels: ConvKernelSet, _ s: ConvShape, i
             sumRows(dy + images.lowerBound * pixelsPerImage * cout, rows: images.count * pixelsPerImage, columns: cout, into: out + count)
         }
     }
-    // Without a bias gradient only the weight part of each slice is summed.
-    addSlicesInTree(partials, slice: slice, count: db == nil ? count : slice, groups: groups, pool: pool)
-    dw.update(from: partials, count: count)
-    db?.update(from: partials + count, count: cout)
+}
+
+extension ConvWorkspace {
+    /// The one way a convolution's weight and bias gradients are summed over images: each task
+    /// takes one sample group (`pool.sampleGroups`) and `group(images, worker, slice)` writes that
+    /// group's sums into its own slice of `partials` (the weights, then the bias unless `db` is
+    /// nil); the slices are then added in the groups' tree order, so the result depends neither
+    /// on the thread count nor on how many ranks share the batch.
+    func sumOverImageGroups(_ s: ConvShape, weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>?,
+                            _ group: (_ images: Range<Int>, _ worker: Int, _ slice: UnsafeMutablePointer<Float>) -> Void) {
+        let sampleGroups = pool.sampleGroups, groups = sampleGroups.count(batch: s.batch)
+        let count = s.weightCount, slice = partialSliceCount(s), partials = self.partials
+        pool.run(tasks: groups) { index, worker in
+            group(sampleGroups.samples(index, batch: s.batch), worker, partials + index * slice)
+        }
+        // Without a bias gradient only the weight part of each slice is summed.
+        addSlicesInTree(partials, slice: slice, count: db == nil ? count : slice, groups: groups, pool: pool)
+        dw.update(from: partials, count: count)
+        db?.update(from: partials + count, count: s.outChannels)
+    }
 }
 
 /// Floats of one sample group's partial sums: the weight gradient, then the bias gradient.

@@ -3,6 +3,9 @@
 /// modules like ConvTiles.swift. A tile is `weightGradientRows` rows (6 with AVX2, 8 with
 /// AVX-512) × one sliver of columns.
 
+/// Rows per full outer-product tile: a sum whose row count is a multiple of it has no edge tile.
+public let outerProductTileRows = weightGradientRows
+
 /// The (a, b) pairs one tile sums over, starting at the tile's first row and column.
 protocol OuterProductTerms {
     func forEach(_ body: (_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Void)

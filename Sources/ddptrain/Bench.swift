@@ -113,9 +113,12 @@ extension Bench {
         let models = try model.map { [try ModelSpec.resolve($0)] } ?? [.tfTutorial, .kerasCNN]
         let rows = runKernelBenchmark(models: models, batch: batchSize, threads: plan.threads, repeats: repeats)
         if json { return try printJSON(rows) }
-        print("ddptrain bench --kernels: batch \(batchSize), \(plan); GFLOP/s, median of \(repeats)")
+        print("ddptrain bench --kernels: batch \(batchSize), \(plan); GFLOP/s, median of \(repeats), "
+              + "(% of the FMA peak of the row's threads, measured right after it)")
         for row in rows {
-            let rates = row.gflops.sorted { $0.key < $1.key }.map { "\($0.key) " + String(format: "%.1f", $0.value) }
+            let rates = row.gflops.sorted { $0.key < $1.key }.map {
+                "\($0.key) " + String(format: "%.1f (%.0f%%)", $0.value, row.peakGflops > 0 ? 100 * $0.value / row.peakGflops : 0)
+            }
             print("  " + row.name.padding(toLength: 18, withPad: " ", startingAt: 0)
                   + row.shape.padding(toLength: 56, withPad: " ", startingAt: 0) + rates.joined(separator: "   "))
         }

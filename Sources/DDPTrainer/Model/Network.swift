@@ -375,7 +375,7 @@ public final class Network {
                 }
                 switch layer.op {
                 case let .conv(s, _, b):
-                    let algorithm = s.winograd.map { " " + $0.rawValue } ?? " direct"
+                    let algorithm = " " + s.forwardAlgorithm
                     add(name("conv") + " \(s.kernelHeight)x\(s.kernelWidth)/\(s.stride) \(s.inChannels)→\(s.outChannels)"
                             + (b == nil ? " no bias" : "") + algorithm,
                         [s.outHeight, s.outWidth, s.outChannels], forwardFlops: s.forwardFlops)

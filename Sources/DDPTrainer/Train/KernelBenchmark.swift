@@ -3,11 +3,14 @@ import Dispatch
 
 /// The conv-core micro-benchmark: GEMM at 1024³ and every distinct convolution of the given
 /// models at a given batch, forward, input gradient and weight gradient, in GFLOP/s (median of
-/// repeats; Winograd layers in the direct convolution's FLOPs).
+/// repeats; Winograd layers in the direct convolution's FLOPs), and each as a share of the FMA
+/// peak of the threads' cores, measured right after the row (the machine may be shared).
 public struct KernelBenchmarkRow: Codable, Sendable {
     public let name: String
     public let shape: String
     public let gflops: [String: Double]
+    /// FMA peak of the row's threads' cores at the kernels' vector width, GFLOP/s.
+    public let peakGflops: Double
 }
 
 public func runKernelBenchmark(models: [ModelSpec], batch: Int, threads: Int, repeats: Int) -> [KernelBenchmarkRow] {
@@ -26,17 +29,18 @@ public func runKernelBenchmark(models: [ModelSpec], batch: Int, threads: Int, re
     let n = 1024
     let a = randomBuffer(n * n), b = randomBuffer(n * n), c = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
     defer { a.deallocate(); b.deallocate(); c.deallocate() }
-    var gemmRates: [String: Double] = [:]
+    let ws = ConvWorkspace(threads: threads)
+    func peak(_ threads: Int) -> Double { ws.kernels.measuredPeakGflopsPerCore() * Double(threads) }
     for t in Set([1, threads]).sorted() {
         let pool = WorkerPool(threads: t), scratch = GemmScratch(workers: t)
-        gemmRates["\(t) thread\(t == 1 ? "" : "s")"] = medianRate(2 * Double(n * n * n)) {
+        let rate = medianRate(2 * Double(n * n * n)) {
             gemm(m: n, n: n, k: n, a: GemmOperand(a, stride: n), b: GemmOperand(b, stride: n), c: c, ldc: n,
                  accumulate: false, scratch: scratch, pool: pool)
         }
+        rows.append(KernelBenchmarkRow(name: "gemm", shape: "1024x1024x1024", gflops: ["\(t) thread\(t == 1 ? "" : "s")": rate],
+                                       peakGflops: peak(t)))
     }
-    rows.append(KernelBenchmarkRow(name: "gemm", shape: "1024x1024x1024", gflops: gemmRates))
 
-    let ws = ConvWorkspace(threads: threads)
     for spec in models {
         var seen: [ConvShape] = []
         for (index, shape) in convolutionShapes(of: spec, batch: batch).enumerated() where !seen.contains(shape) {
@@ -47,7 +51,7 @@ public func runKernelBenchmark(models: [ModelSpec], batch: Int, threads: Int, re
             let db = randomBuffer(shape.outChannels)
             defer { [x, w, bias, y, dx, dw, db].forEach { $0.deallocate() } }
             let f = shape.forwardFlops
-            let algorithm = shape.winograd?.rawValue ?? (shape.inputGradientIsConvolution ? "direct" : "direct, strided")
+            let algorithm = shape.forwardAlgorithm + (shape.winograd == nil && !shape.inputGradientIsConvolution ? ", strided" : "")
             let rates = [
                 "forward": medianRate(f) { conv2DForward(shape, input: x, weights: w, bias: bias, output: y, workspace: ws) },
                 "input gradient": medianRate(f) { conv2DBackwardData(shape, outputGradient: y, weights: w, inputGradient: dx, workspace: ws) },
@@ -58,7 +62,7 @@ public func runKernelBenchmark(models: [ModelSpec], batch: Int, threads: Int, re
             rows.append(KernelBenchmarkRow(
                 name: "\(spec.name) conv\(index + 1)",
                 shape: "\(shape.height)x\(shape.width)x\(shape.inChannels) → \(shape.outHeight)x\(shape.outWidth)x\(shape.outChannels), k\(shape.kernelHeight) s\(shape.stride) p\(shape.padding), \(algorithm)",
-                gflops: rates))
+                gflops: rates, peakGflops: peak(threads)))
         }
     }
     return rows

@@ -1,0 +1,174 @@
+import ConvKernels
+import ConvKernelsAVX512
+import Foundation
+
+/// Convolutions with few input channels (a network's first layer reads 3 colours) on patch rows:
+/// each output pixel's receptive field copied into one contiguous row, [ky][kx][ci] like the
+/// weights, followed by a 1 that multiplies the bias. The direct tiles would spend as much on
+/// a pixel's tap bookkeeping as on its 27 multiply-adds; here the forward pass is the GEMM tile
+/// reading the rows in place (K = 27 + 1 for the bias), and the weight gradient is a sum of
+/// outer products of patch rows with output gradients whose every tile is full (its bias row
+/// is the one of the constant 1). A block of rows is built per task in a worker's scratch and
+/// costs little next to the products: one row per output pixel, K floats long.
+///
+/// The input gradient keeps the direct path: the first layer's is never computed.
+
+private let patchRowsEnabled = ProcessInfo.processInfo.environment["DDPTRAIN_PATCH_ROWS"] != "0"
+
+/// Output pixels per block of patch rows in the forward pass: the rows and the block's outputs
+/// stay in L1. The weight gradient takes blocks twice as long: each of its tiles reads only a
+/// few floats of every row, and its running sums are loaded and stored once per block.
+let patchBlock = 96, patchGradientBlock = 192
+
+extension ConvShape {
+    /// Whether this convolution runs on patch rows: fewer input channels than half a 16-wide
+    /// vector and a kernel larger than 1x1 (a 1x1 kernel reads its rows in place already).
+    /// `DDPTRAIN_PATCH_ROWS=0` keeps such layers on the direct tiles, for comparison.
+    public var usesPatchRows: Bool { patchRowsEnabled && inChannels < 8 && kernelHeight * kernelWidth > 1 && winograd == nil }
+
+    /// How the forward pass runs, for reports: the Winograd variant, "patch rows" or "direct".
+    public var forwardAlgorithm: String { winograd?.rawValue ?? (usesPatchRows ? "patch rows" : "direct") }
+
+    /// Floats per patch row: the patch, the bias's 1, then zeros up to whole weight-gradient
+    /// tiles of either kernel set (6 rows with AVX2, 8 with AVX-512).
+    var patchRowLength: Int {
+        let k = patchSize + 1
+        return max((k + 5) / 6 * 6, (k + 7) / 8 * 8)
+    }
+
+    /// Floats of patch-row scratch one worker needs: a block of rows, and the weight gradient's
+    /// running sums (tile rows × output channels).
+    var patchScratchPerWorker: Int { patchGradientBlock * patchRowLength + patchRowLength * outChannels }
+}
+
+/// Writes the patch rows of output pixels `pixels` (numbered over the batch), `s.patchRowLength`
+/// floats apart from `rows` on. It goes output row by output row and, within one, kernel row by
+/// kernel row, so that the inner loop only steps its source and destination (the per-pixel
+/// index arithmetic of a first attempt cost as much as the products).
+func writePatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, pixels: Range<Int>, into rows: UnsafeMutablePointer<Float>) {
+    let oh = s.outHeight, ow = s.outWidth, cin = s.inChannels, kw = s.kernelWidth
+    let length = s.patchRowLength, run = kw * cin, step = s.stride * cin
+    var p = pixels.lowerBound, segment = rows
+    while p < pixels.upperBound {
+        let n = p / (oh * ow), oy = (p % (oh * ow)) / ow, ox0 = p % ow
+        let count = min(ow - ox0, pixels.upperBound - p)
+        // Output columns whose kernel row lies inside the image: [interiorLow, interiorHigh).
+        let interiorLow = max(ox0, min(ox0 + count, (s.padding + s.stride - 1) / s.stride))
+        let interiorHigh = max(interiorLow, min(ox0 + count, s.width - kw + s.padding >= 0 ? (s.width - kw + s.padding) / s.stride + 1 : 0))
+        for ky in 0..<s.kernelHeight {
+            let iy = oy * s.stride - s.padding + ky
+            var dst = segment + ky * run
+            if iy < 0 || iy >= s.height {
+                for _ in 0..<count {
+                    for i in 0..<run { dst[i] = 0 }
+                    dst += length
+                }
+                continue
+            }
+            let line = x + (n * s.height + iy) * s.width * cin
+            for ox in ox0..<interiorLow {
+                copyPartialRun(s, line: line, left: ox * s.stride - s.padding, into: dst)
+                dst += length
+            }
+            var src = line + (interiorLow * s.stride - s.padding) * cin
+            for _ in interiorLow..<interiorHigh {
+                copyRun(dst, src, count: run)
+                src += step
+                dst += length
+            }
+            for ox in interiorHigh..<(ox0 + count) {
+                copyPartialRun(s, line: line, left: ox * s.stride - s.padding, into: dst)
+                dst += length
+            }
+        }
+        var tail = segment + s.patchSize
+        for _ in 0..<count {
+            tail[0] = 1
+            for i in 1..<(length - s.patchSize) { tail[i] = 0 }
+            tail += length
+        }
+        segment += count * length
+        p += count
+    }
+}
+
+/// One kernel row of a pixel whose row reaches into the left or right padding.
+@inline(__always) private func copyPartialRun(_ s: ConvShape, line: UnsafePointer<Float>, left: Int, into dst: UnsafeMutablePointer<Float>) {
+    let cin = s.inChannels
+    for kx in 0..<s.kernelWidth {
+        let ix = left + kx, out = dst + kx * cin
+        if ix < 0 || ix >= s.width {
+            for c in 0..<cin { out[c] = 0 }
+        } else {
+            for c in 0..<cin { out[c] = line[ix * cin + c] }
+        }
+    }
+}
+
+/// Copies a kernel row's floats 8 at a time: scalar copies of the 27 floats of a 3x3x3 patch
+/// took as long as the patch's 28 × 32 multiply-adds.
+@inline(__always) private func copyRun(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int) {
+    var i = 0
+    while i + 8 <= count {
+        UnsafeMutableRawPointer(dst + i).storeBytes(of: UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < count { dst[i] = src[i]; i += 1 }
+}
+
+extension ConvWorkspace {
+    /// Y = conv(X, W) + bias: per block of output pixels, its patch rows times the weights packed
+    /// with the bias as one more row.
+    func convolveByPatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
+                             bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
+        let cout = s.outChannels, k = s.patchSize + (bias == nil ? 0 : 1)
+        packConvWeights(kernels, k: k, n: cout, into: packedWeights) { p, j in p < s.patchSize ? w[p * cout + j] : bias![j] }
+        let weights = UnsafePointer(packedWeights), scratch = patchScratch, perWorker = s.patchScratchPerWorker
+        let length = s.patchRowLength, kernels = self.kernels
+        pool.run(tasks: (s.outputPixels + patchBlock - 1) / patchBlock) { task, worker in
+            let first = task * patchBlock, count = min(patchBlock, s.outputPixels - first)
+            let rows = scratch + worker * perWorker
+            writePatchRows(s, input: x, pixels: first..<(first + count), into: rows)
+            switch kernels {
+            case .avx2:
+                ConvKernels.gemmBlock(kc: k, a: rows, lda: length, rows: count, packedB: weights, columns: cout,
+                                      c: y + first * cout, ldc: cout)
+            case .avx512:
+                ConvKernelsAVX512.gemmBlock(kc: k, a: rows, lda: length, rows: count, packedB: weights, columns: cout,
+                                            c: y + first * cout, ldc: cout)
+            }
+        }
+    }
+
+    /// dW = Σ patch rowᵀ · dY over pixels, and dBias (the row of the constant 1) unless `db` is
+    /// nil. Each image group sums its pixels block by block into the worker's running sums,
+    /// then hands them to `sumOverImageGroups`.
+    func weightGradientByPatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
+                                   weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>?) {
+        let cout = s.outChannels, length = s.patchRowLength, perImage = s.outHeight * s.outWidth
+        let rowsOut = s.patchSize + (db == nil ? 0 : 1)
+        let tileRows = (rowsOut + kernels.outerProductRows - 1) / kernels.outerProductRows * kernels.outerProductRows
+        let scratch = patchScratch, perWorker = s.patchScratchPerWorker, kernels = self.kernels
+        sumOverImageGroups(s, weightGradient: dw, biasGradient: db) { images, worker, out in
+            let rows = scratch + worker * perWorker, sums = rows + patchGradientBlock * length
+            let pixels = (images.lowerBound * perImage)..<(images.upperBound * perImage)
+            var first = pixels.lowerBound
+            while first < pixels.upperBound {
+                let count = min(patchGradientBlock, pixels.upperBound - first)
+                writePatchRows(s, input: x, pixels: first..<(first + count), into: rows)
+                let accumulate = first > pixels.lowerBound
+                switch kernels {
+                case .avx2:
+                    ConvKernels.transposedProduct(count: count, a: rows, lda: length, rows: tileRows, b: dy + first * cout, ldb: cout,
+                                                  columns: cout, c: sums, ldc: cout, accumulate: accumulate)
+                case .avx512:
+                    ConvKernelsAVX512.transposedProduct(count: count, a: rows, lda: length, rows: tileRows, b: dy + first * cout, ldb: cout,
+                                                        columns: cout, c: sums, ldc: cout, accumulate: accumulate)
+                }
+                first += count
+            }
+            // Rows past the patch (and the bias) are the zero padding's sums.
+            out.update(from: sums, count: rowsOut * cout)
+        }
+    }
+}
