@@ -111,13 +111,15 @@ struct Train: ParsableCommand {
     func run() throws {
         let comm = Communicator(collectiveTimeout: collectiveTimeout)
         defer { comm.finish() }
+        StopSignal.install()
         let threadPlan = parallel.threadPlan(comm)
         let setup = try exitingOnSetupFailure {
             try comm.agreeOnSetup(Result { try TrainingSetup(config: makeConfig(), rank: comm.rank, worldSize: comm.size) })
         }
-        try comm.endingJobOnError {
+        let end = try comm.endingJobOnError {
             try Trainer(setup, comm: comm, threads: threadPlan).run()
         }
+        if case .stopped = end { throw ExitCode(StopSignal.exitStatus) }
     }
 
     func makeConfig() throws -> TrainingConfig {
