@@ -41,7 +41,7 @@ struct SlurmCluster {
     func submit(_ arguments: [String]) throws -> Int {
         let r = try run(["sbatch", "--parsable"] + arguments)
         try #require(r.status == 0, "sbatch: \(r.output)")
-        return try #require(Int(r.output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ";").first ?? ""), r.output)
+        return try #require(Int(r.output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: ";").first ?? ""), "sbatch printed \(r.output)")
     }
 
     /// `scontrol show job`'s fields (JobState, Restarts, ExitCode, …).

@@ -81,12 +81,12 @@ import Testing
         }
     }
 
-    @Test("4 ranks under mpirun: SIGUSR1 to mpirun (forwarded to all), SIGTERM to every rank, SIGTERM to one rank only: all stop at one step, the rerun is bit-for-bit the uninterrupted run")
+    @Test("4 ranks under mpirun: SIGINT to ddprun (Ctrl-C; mpirun forwards it as SIGUSR1), SIGTERM to every rank (as Slurm signals), SIGTERM to one rank only: all stop at one step, the rerun is bit-for-bit the uninterrupted run")
     func fourRanks() throws {
         let data = try CLI.makeData(trainPerFile: 60)
         let straight = try reference(ranks: 4, data: data)
         try stopAndResume(ranks: 4, signalName: "SIGUSR1", data: data, reference: straight) { launcher, _ in
-            kill(launcher, SIGUSR1)
+            kill(launcher, SIGINT)
         }
         try stopAndResume(ranks: 4, signalName: "SIGTERM", data: data, reference: straight) { _, ranks in
             for pid in ranks { kill(pid, SIGTERM) }
