@@ -50,6 +50,19 @@ down() {
     rm -rf "$dir"
 }
 
+# detached COMMAND...: a daemon holding none of our descriptors but /dev/null, so that whoever
+# waits for this script's output or exit (a test harness watching a pipe or socket) is not
+# kept waiting by the daemon.
+detached() {
+    (
+        for fd in /proc/$BASHPID/fd/*; do
+            fd=${fd##*/}
+            if [ "$fd" -gt 2 ]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+        done
+        exec "$@" </dev/null >/dev/null 2>&1
+    )
+}
+
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
     local seconds=$1 what=$2; shift 2
     for _ in $(seq $((seconds * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
@@ -70,7 +83,7 @@ up() {
     chmod 700 "$dir/munge"
     dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none
     chmod 400 "$dir/munge/munge.key"
-    munged --force --socket="$dir/munge/munge.socket" --key-file="$dir/munge/munge.key" \
+    detached munged --force --socket="$dir/munge/munge.socket" --key-file="$dir/munge/munge.key" \
         --pid-file="$dir/munged.pid" --log-file="$dir/munged.log" --seed-file="$dir/munge/seed"
     wait_for 10 munged test -S "$dir/munge/munge.socket"
     cat > "$conf" <<EOF
@@ -112,9 +125,9 @@ NodeName=$host NodeAddr=127.0.0.1 CPUs=$(nproc) State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
 EOF
     echo "SLURM_CONF=$conf" > "$dir/env"
-    SLURM_CONF=$conf slurmctld -i -f "$conf"
+    SLURM_CONF=$conf detached slurmctld -i -f "$conf"
     wait_for 20 slurmctld env SLURM_CONF="$conf" scontrol ping
-    SLURM_CONF=$conf slurmd -f "$conf" -N "$host"
+    SLURM_CONF=$conf detached slurmd -f "$conf" -N "$host"
     wait_for 30 "slurmd (node $host idle)" \
         bash -c "SLURM_CONF='$conf' sinfo -h -N -o %T | grep -q -E '^idle'"
     echo "export SLURM_CONF=$conf"

@@ -11,6 +11,9 @@ struct Train: ParsableCommand {
             trajectory. Examples:
               mpirun -n 4 ddptrain --data ../shared/cifar10-sample --epochs 30
               ddptrain --model keras-cnn --optimizer sgd --lr 0.01 --augment
+            Ctrl-C, SIGTERM or SIGUSR1 at any rank: every rank stops after the same step, its \
+            checkpoint is saved and the exit status is 3 (rerun to continue); a second signal ends \
+            the run at once.
             """)
 
     @Option(help: "CIFAR-10 binary directory (default: $CIFAR10_DIR, else data/cifar-10-batches-bin).")
