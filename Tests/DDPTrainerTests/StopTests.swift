@@ -109,7 +109,7 @@ import Testing
         Thread.sleep(forTimeInterval: 0.03)
         kill(pids[0], SIGINT)
         let outcome = CLI.finish(process, log: log, timeout: 60)
-        // ddprun execs mpirun, which reports a rank killed by a signal as a failure.
+        // mpirun reports a rank killed by a signal as a failure.
         #expect(outcome.status != 0 && outcome.status != StopSignal.exitStatus, "status \(outcome.status): \(outcome.output)")
         #expect(outcome.output.contains("second stop signal"), "\(outcome.output)")
         #expect(stoppedSteps(outcome.output, signal: "SIGINT").isEmpty, "\(outcome.output)")
