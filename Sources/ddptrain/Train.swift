@@ -122,7 +122,10 @@ struct Train: ParsableCommand {
         let end = try comm.endingJobOnError {
             try Trainer(setup, comm: comm, threads: threadPlan).run()
         }
-        if case .stopped = end { throw ExitCode(StopSignal.exitStatus) }
+        if case .stopped = end {
+            StopSignal.stopCompleted()
+            throw ExitCode(StopSignal.exitStatus)
+        }
     }
 
     func makeConfig() throws -> TrainingConfig {

@@ -19,10 +19,16 @@ public enum StopSignal {
 
     /// The first stop signal's number, 0 while none has arrived.
     private static let first = Atomic<Int32>(0)
+    /// Set once the stop's checkpoint is saved: from then on a signal ends the process quietly
+    /// with `exitStatus` (mpirun sends SIGTERM to the other ranks as soon as one has exited).
+    private static let saved = Atomic<Bool>(false)
 
     /// Installs the handler for `signals` (once, before training starts; idempotent).
     public static func install() {
-        _ = first.load(ordering: .relaxed)  // initialise the global now, never inside the handler
+        // Initialise the globals now, never inside the handler.
+        _ = first.load(ordering: .relaxed)
+        _ = saved.load(ordering: .relaxed)
+        _ = exitStatus
         for signal in signals {
             var action = sigaction()
             action.__sigaction_handler.sa_handler = handle
@@ -31,6 +37,9 @@ public enum StopSignal {
             sigaction(signal, &action, nil)
         }
     }
+
+    /// The stop is done and its checkpoint saved: what is left is MPI_Finalize and the exit.
+    public static func stopCompleted() { saved.store(true, ordering: .relaxed) }
 
     /// The signal that asked to stop on this process, or 0.
     public static var received: Int32 { first.load(ordering: .relaxed) }
@@ -48,6 +57,7 @@ public enum StopSignal {
     private static let handle: @convention(c) (Int32) -> Void = { signal in
         let (exchanged, _) = first.compareExchange(expected: 0, desired: signal, ordering: .relaxed)
         if exchanged { return }
+        if saved.load(ordering: .relaxed) { _exit(exitStatus) }
         let message: StaticString = "ddptrain: second stop signal: ending now without a checkpoint\n"
         _ = write(2, message.utf8Start, message.utf8CodeUnitCount)
         var action = sigaction()
