@@ -13,18 +13,20 @@ struct DDPTrain: ParsableCommand {
         subcommands: [Train.self, Eval.self, Predict.self, Visualize.self, Bench.self, Inspect.self, Export.self, Synth.self, Models.self],
         defaultSubcommand: Train.self)
 
-    /// Under mpirun every rank parses the same command line: a mistake in it (or `--help`) is
-    /// reported by rank 0 alone, not once per rank. Errors while running are each rank's own.
+    /// Under mpirun every rank parses the same command line: a mistake in it, `--help` or `help`
+    /// is reported by rank 0 alone, not once per rank. Errors while running are each rank's own.
     static func main() {
+        let otherRank = (Communicator.environmentInt("OMPI_COMM_WORLD_RANK") ?? 0) > 0
         var command: ParsableCommand
         do {
             command = try parseAsRoot()
         } catch {
-            if let rank = Communicator.environmentInt("OMPI_COMM_WORLD_RANK"), rank > 0 {
-                Foundation.exit(exitCode(for: error).rawValue)
-            }
+            if otherRank { Foundation.exit(exitCode(for: error).rawValue) }
             exit(withError: error)
         }
+        // `--help` and `help` parse to ArgumentParser's own help command, which prints when run.
+        let isHelp = !configuration.subcommands.contains { $0 == type(of: command) }
+        if otherRank && (isHelp || command is SingleProcessCommand) { Foundation.exit(0) }
         do {
             try command.run()
         } catch {
@@ -32,6 +34,11 @@ struct DDPTrain: ParsableCommand {
         }
     }
 }
+
+/// A command that runs in one process and never joins MPI (`predict`, `export`, `inspect`,
+/// `synth`, `models`): under mpirun rank 0 alone runs it, so its output and its errors appear once
+/// and its files are written once.
+protocol SingleProcessCommand: ParsableCommand {}
 
 /// `Communicator.agreeOnSetup` has already printed why setup failed: exit 1 without
 /// ArgumentParser's own "Error: …" line.

@@ -15,6 +15,8 @@ struct Eval: ParsableCommand {
 
     @OptionGroup var source: TrainedModelOptions
 
+    @OptionGroup var compute: InferenceThreads
+
     @Option(help: "CIFAR-10 binary directory (default: $CIFAR10_DIR, else data/cifar-10-batches-bin).")
     var data: String?
 
@@ -54,9 +56,7 @@ struct Eval: ParsableCommand {
                              dataDirectory: directory, classNames: classNames(of: model, dataDirectory: directory))
             })
         }
-        let threads = ThreadPlan.decide(requested: source.threads, localRanks: comm.localSize,
-                                        launchedByMPI: Communicator.environmentInt("OMPI_COMM_WORLD_SIZE") != nil)
-        let network = setup.model.makeNetwork(maxBatch: batchSize, threads: threads.threads)
+        let network = setup.model.makeNetwork(maxBatch: batchSize, threads: compute.threads(sharing: comm))
         let result = Evaluation.run(network, on: BatchAssembler(images: setup.test, normalization: setup.normalization),
                                     comm: comm, batch: batchSize, recordPredictions: predictions != nil)
         guard comm.isRoot else { return }

@@ -2,7 +2,7 @@ import ArgumentParser
 import DDPTrainer
 import Foundation
 
-struct Export: ParsableCommand {
+struct Export: SingleProcessCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a trained model as ONNX: the inference graph, its weights and the input normalisation.",
         discussion: """

@@ -2,7 +2,7 @@ import ArgumentParser
 import DDPTrainer
 import Foundation
 
-struct Inspect: ParsableCommand {
+struct Inspect: SingleProcessCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show a checkpoint's (or model.safetensors') metadata and tensors, and whether its checksum holds.",
         discussion: "Example: ddptrain inspect runs/tf-tutorial/checkpoints/step-00000790.safetensors")

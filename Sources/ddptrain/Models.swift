@@ -2,7 +2,7 @@ import ArgumentParser
 import DDPTrainer
 import Foundation
 
-struct Models: ParsableCommand {
+struct Models: SingleProcessCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the built-in models, or print one (or check a model file) in the model file format.",
         discussion: """

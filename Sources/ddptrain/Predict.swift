@@ -4,7 +4,7 @@ import DDPTrainer
 import Foundation
 import Images
 
-struct Predict: ParsableCommand {
+struct Predict: SingleProcessCommand {
     static let configuration = CommandConfiguration(
         abstract: "Classify image files (PNG, JPEG or binary PPM, any size) with a trained model.",
         discussion: """
@@ -17,6 +17,8 @@ struct Predict: ParsableCommand {
             """)
 
     @OptionGroup var source: TrainedModelOptions
+
+    @OptionGroup var compute: InferenceThreads
 
     @Argument(help: "PNG, JPEG or binary PPM (P6) files.")
     var images: [String] = []
@@ -47,8 +49,7 @@ struct Predict: ParsableCommand {
         var planes: [UInt8] = []
         for image in decoded { planes += cifarPlanes(image.resizedToFill(width: side, height: side)) }
         let batch = LabeledImages(pixels: planes, labels: [UInt8](repeating: 0, count: decoded.count))
-        let threads = ThreadPlan.decide(requested: source.threads, localRanks: 1, launchedByMPI: false)
-        let network = model.makeNetwork(maxBatch: min(decoded.count, 64), threads: threads.threads)
+        let network = model.makeNetwork(maxBatch: min(decoded.count, 64), threads: compute.alone)
         let scores = classify(network, BatchAssembler(images: batch, normalization: normalization))
 
         let results = zip(zip(images, decoded), scores).map { item, score in

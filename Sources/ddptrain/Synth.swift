@@ -1,7 +1,7 @@
 import ArgumentParser
 import CIFAR10
 
-struct Synth: ParsableCommand {
+struct Synth: SingleProcessCommand {
     static let configuration = CommandConfiguration(
         abstract: "Write a learnable synthetic data set in the CIFAR-10 binary layout.",
         discussion: "For trying ddptrain without the download, and for tests:\n  ddptrain synth --out data/synthetic")

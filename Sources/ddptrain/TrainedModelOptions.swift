@@ -3,7 +3,8 @@ import CIFAR10
 import DDPTrainer
 import Foundation
 
-/// Where `eval` and `predict` find a trained model: a file, or a run directory's newest.
+/// Where `eval`, `predict`, `visualize` and `export` find a trained model: a file, or a run
+/// directory's newest.
 struct TrainedModelOptions: ParsableArguments {
     @Option(help: "A checkpoint (RUN_DIR/checkpoints/step-*.safetensors) or a run's final RUN_DIR/model.safetensors.")
     var checkpoint: String?
@@ -11,16 +12,12 @@ struct TrainedModelOptions: ParsableArguments {
     @Option(help: "A run directory: the checkpoint its `latest` names, else its model.safetensors.")
     var runDir: String?
 
-    @Option(help: "Compute threads (default: this process's share of the node's cores).")
-    var threads: Int?
-
     func validate() throws {
         switch (checkpoint, runDir) {
         case (nil, nil): throw ValidationError("give the model: --checkpoint PATH or --run-dir DIR")
         case (.some, .some): throw ValidationError("--checkpoint and --run-dir both name a model; give one of them")
         default: break
         }
-        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
     }
 
     /// Reads and validates the model; it must take CIFAR-10 images.
@@ -29,6 +26,26 @@ struct TrainedModelOptions: ParsableArguments {
         let model = try TrainedModel.load(path)
         try model.requireCIFAR10Shape()
         return model
+    }
+}
+
+/// `--threads` for the commands that run a model forward (`eval`, `predict`, `visualize`; not
+/// `export`, which only copies weights).
+struct InferenceThreads: ParsableArguments {
+    @Option(help: "Compute threads (default: this process's share of the node's cores).")
+    var threads: Int?
+
+    func validate() throws {
+        if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
+    }
+
+    /// The threads of a process that is not one of several on its node.
+    var alone: Int { ThreadPlan.decide(requested: threads, localRanks: 1, launchedByMPI: false).threads }
+
+    /// The threads of one of `comm`'s ranks: --threads, else its share of the node.
+    func threads(sharing comm: Communicator) -> Int {
+        ThreadPlan.decide(requested: threads, localRanks: comm.localSize,
+                          launchedByMPI: Communicator.environmentInt("OMPI_COMM_WORLD_SIZE") != nil).threads
     }
 }
 

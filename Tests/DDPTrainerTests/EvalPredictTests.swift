@@ -234,12 +234,66 @@ import Testing
             let tile = side * max(1, 64 / side)
             #expect(maps.width == 2 + 16 * (tile + 2) && maps.height == 2 + channels / 16 * (tile + 2), "\(name): \(maps.width)x\(maps.height)")
         }
-        let confusion = try String(contentsOfFile: out + "/confusion.svg", encoding: .utf8)
-        for c in 0..<10 { #expect(confusion.contains(">synthetic-\(c)</text>")) }
         let html = try String(contentsOfFile: out + "/index.html", encoding: .utf8)
-        for file in ["filters.png", "input.png", "features-conv1.png", "features-conv3.png", "confusion.svg", "accuracy.svg", "loss.svg"] {
-            #expect(html.contains("src=\"\(file)\""), "index.html lacks \(file)")
-            #expect(FileManager.default.fileExists(atPath: "\(out)/\(file)"))
+        let pictures = ["filters.png", "input.png", "features-conv1.png", "features-conv2.png", "features-conv3.png",
+                        "confusion.png", "loss.png", "accuracy.png"]
+        for file in pictures { #expect(html.contains("src=\"\(file)\""), "index.html lacks \(file)") }
+        #expect(!html.contains(".svg"))
+
+        // Every picture is a valid PNG to Pillow too (it checks the chunks' CRCs), with the pixels libpng gives.
+        let script = "import sys; from PIL import Image\nfor a in sys.argv[1:]:\n im = Image.open(a); im.verify(); Image.open(a).convert('RGB').save(a + '.ppm')"
+        let py = try CLI.run(["python3", "-c", script] + pictures.map { "\(out)/\($0)" })
+        try #require(py.status == 0, "Pillow (installed by scripts/install-deps.sh --tests) refused a picture: \(py.output)")
+        for file in pictures {
+            #expect(try RGBImage(contentsOf: "\(out)/\(file).ppm") == RGBImage(contentsOf: "\(out)/\(file)"), "\(file)")
+        }
+
+        // The heat map shows eval's confusion matrix with the data's class names: in each row the
+        // cell of the largest count is the darkest.
+        let report = try evalJSON([CLI.binary, "eval", "--run-dir", model.runDir, "--data", model.data, "--json"])
+        let counts = try #require(report["confusion"] as? [[Int]])
+        let accuracy = try #require(report["accuracy"] as? Double)
+        let expected = HeatMap(counts: counts, labels: (0..<10).map { "synthetic-\($0)" }, rowTitle: "true class",
+                               columnTitle: "predicted class", title: String(format: "50 test images, accuracy %.2f%%", 100 * accuracy))
+        let heatMap = try RGBImage(contentsOf: out + "/confusion.png"), at = expected.layout
+        #expect(heatMap.width == at.width && heatMap.height == at.height)
+        #expect(heatMap == expected.draw(), "confusion.png should be the heat map of eval's matrix")
+        for (i, row) in counts.enumerated() where row.contains(where: { $0 > 0 }) {
+            let luma = row.indices.map { j in
+                (0..<3).map { Double(heatMap[x: at.cell(i, j).x + 2, y: at.cell(i, j).y + 2, c: $0]) }.reduce(0, +)
+            }
+            let darkest = Set(row.indices.filter { luma[$0] == luma.min() }), largest = Set(row.indices.filter { row[$0] == row.max() })
+            #expect(darkest == largest, "row \(i): counts \(row), brightness \(luma)")
+        }
+
+        // The curves: train and test lines in their colours; accuracy rose and loss fell over the
+        // 12 epochs, so the train line ends higher up (accuracy) or lower down (loss) than it starts.
+        let epochs = try String(contentsOfFile: model.runDir + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
+            .map { try JSONDecoder().decode(EpochStats.self, from: Data($0.utf8)) }
+        try #require(epochs.count == 12 && epochs[11].trainAccuracy > epochs[0].trainAccuracy && epochs[11].trainLoss < epochs[0].trainLoss)
+        for (file, rises) in [("accuracy.png", true), ("loss.png", false)] {
+            let chart = try RGBImage(contentsOf: "\(out)/\(file)")
+            #expect(chart.width == 560 && chart.height == 340)
+            let plot = { (colour: Color) in
+                (40..<chart.height).flatMap { y in (0..<chart.width).map { (x: $0, y: y) } }.filter { p in
+                    (0..<3).allSatisfy { chart[x: p.x, y: p.y, c: $0] == [colour.red, colour.green, colour.blue][$0] }
+                }
+            }
+            let train = plot(LineChart.palette[0]), test = plot(LineChart.palette[1])
+            #expect(train.count > 300 && test.count > 300, "\(file): \(train.count) train and \(test.count) test pixels")
+            let left = train.filter { $0.x < train.map(\.x).min()! + 10 }, right = train.filter { $0.x > train.map(\.x).max()! - 10 }
+            let mean = { (points: [(x: Int, y: Int)]) in Double(points.map(\.y).reduce(0, +)) / Double(max(points.count, 1)) }
+            #expect(rises ? mean(right) < mean(left) : mean(right) > mean(left), "\(file): the train line starts at y \(mean(left)), ends at \(mean(right))")
+        }
+
+        // The same model draws the same bytes, also when 2 ranks share the evaluation (rank 0 draws).
+        let again = CLI.temporaryDirectory() + "/viz"
+        let second = try CLI.run([CLI.launcher, "-n", "2", CLI.binary, "visualize", "--run-dir", model.runDir, "--data", model.data,
+                                  "--index", "3", "--out", again, "--threads", "1"])
+        #expect(second.status == 0, "\(second.output)")
+        #expect(second.output.components(separatedBy: "wrote ").count == 2, "rank 0 alone reports:\n\(second.output)")
+        for file in pictures + ["index.html"] {
+            #expect(FileManager.default.contents(atPath: "\(out)/\(file)") == FileManager.default.contents(atPath: "\(again)/\(file)"), "\(file) differs")
         }
         #expect(html.contains("12 epochs"), "the curves come from the run's 12 epochs")
 
@@ -247,13 +301,54 @@ import Testing
                           mentions: "--index 50: the test set has 50 images")
     }
 
-    @Test("eval --help, predict --help and visualize --help show an example")
+    @Test("visualize a model without convolutions: no filter grid, a note saying why, the other pictures")
+    func visualizeDenseModel() throws {
+        let model = try Self.trained.get()
+        let dir = CLI.temporaryDirectory()
+        try #"{"name": "dense-only", "layers": ["flatten", {"dense": 16}, "relu", {"dense": 10}]}"#
+            .write(toFile: dir + "/dense.json", atomically: true, encoding: .utf8)
+        let train = try CLI.run([CLI.binary, "--data", model.data, "--run-dir", dir + "/run", "--model", dir + "/dense.json",
+                                 "--epochs", "1", "--batch-size", "16", "--threads", "1"])
+        try #require(train.status == 0, "\(train.output)")
+        let r = try CLI.run([CLI.binary, "visualize", "--run-dir", dir + "/run", "--data", model.data, "--index", "0", "--out", dir + "/viz"])
+        #expect(r.status == 0, "\(r.output)")
+        let html = try String(contentsOfFile: dir + "/viz/index.html", encoding: .utf8)
+        #expect(html.contains("No filters: model 'dense-only' has no convolution.") && !html.contains("filters.png"))
+        for file in ["input.png", "confusion.png", "loss.png", "accuracy.png"] {
+            #expect(html.contains("src=\"\(file)\"") && (try? RGBImage(contentsOf: "\(dir)/viz/\(file)")) != nil, "\(file)")
+        }
+    }
+
+    @Test("every subcommand's --help shows an example")
     func helpExamples() throws {
-        for command in ["eval", "predict", "visualize"] {
+        for command in ["train", "eval", "predict", "visualize", "bench", "inspect", "export", "synth", "models"] {
             let r = try CLI.run([CLI.binary, command, "--help"])
             #expect(r.status == 0)
-            #expect(r.output.contains("Examples:") && r.output.contains("ddptrain \(command) --"), "\(r.output)")
+            #expect(r.output.contains("ddptrain \(command == "train" ? "--" : command + " ")"), "\(command):\n\(r.output)")
         }
+    }
+
+    @Test("under mpirun, --help and help print the help once (rank 0), not once per rank")
+    func helpOnce() throws {
+        for arguments in [["eval", "--help"], ["--help"], ["help", "visualize"]] {
+            let r = try CLI.run([CLI.launcher, "-n", "4", CLI.binary] + arguments, timeout: 120)
+            #expect(r.status == 0, "\(arguments): \(r.output)")
+            #expect(r.output.components(separatedBy: "USAGE:").count == 2, "\(arguments): the help should appear once:\n\(r.output)")
+        }
+    }
+
+    @Test("under mpirun, a one-process command (predict) answers once, and reports a bad file once")
+    func singleProcessOnce() throws {
+        let model = try Self.trained.get()
+        let png = CLI.temporaryDirectory() + "/one.png"
+        try testImages(model.data, count: 1)[0].writePNG(to: png)
+        let r = try CLI.run([CLI.launcher, "-n", "3", CLI.binary, "predict", "--checkpoint", model.weights, "--json", png], timeout: 120)
+        #expect(r.status == 0, "\(r.output)")
+        let object = try JSONSerialization.jsonObject(with: Data(r.output.utf8)) as? [String: Any]
+        #expect((object?["predictions"] as? [Any])?.count == 1, "one JSON document from rank 0:\n\(r.output)")
+        let missing = try CLI.run([CLI.launcher, "-n", "3", CLI.binary, "predict", "--checkpoint", model.weights, png + ".gone"], timeout: 120)
+        #expect(missing.status != 0)
+        #expect(missing.output.components(separatedBy: "no such file").count == 2, "the error should appear once:\n\(missing.output)")
     }
 }
 

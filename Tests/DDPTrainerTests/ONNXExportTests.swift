@@ -243,6 +243,8 @@ import Testing
             (["export", "--onnx", dir + "/a.onnx", "--run-dir", dir], "run directory \(dir) holds no checkpoints/step-*.safetensors and no model.safetensors"),
             (["export", "--onnx", dir + "/a.onnx", "--checkpoint", dir + "/missing.safetensors"], "checkpoint \(dir)/missing.safetensors: no such file or not readable"),
             (["export", "--onnx", dir + "/a.onnx", "--checkpoint", plain], "not a ddptrain checkpoint or model.safetensors"),
+            // Export only copies weights: it offers no --threads that would do nothing.
+            (["export", "--onnx", dir + "/a.onnx", "--checkpoint", plain, "--threads", "2"], "Unknown option '--threads'"),
         ]
         for (arguments, message) in cases {
             let r = try CLI.run([CLI.binary] + arguments)
