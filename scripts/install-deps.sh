@@ -3,7 +3,8 @@
 # libjpeg-turbo (headers; `predict` decodes images with them), and for the tests Python's
 # safetensors and numpy (to prove Python users can load our checkpoints), tensorboard (to prove
 # TensorBoard reads our event files), Pillow (to write the JPEG renderings `predict` is tested
-# on) and onnx and onnxruntime (the ONNX checker and runtime the exported models must pass).
+# on), onnx and onnxruntime (the ONNX checker and runtime the exported models must pass), and
+# Slurm with munge (a real one-node cluster for the Slurm tests).
 set -euo pipefail
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
@@ -28,6 +29,16 @@ pip_for_tests() {
     python3 -m pip install --quiet --disable-pip-version-check $2
 }
 tests=no; [ "${1:-}" = "--tests" ] && tests=yes
+# The Slurm tests start a one-node cluster of their own (cluster/slurm-local.sh) from Debian's
+# packages; installing them starts no daemon here (no systemd), and SlurmTests skip themselves
+# with the reason where they are missing or not root.
+if [ "$tests" = yes ] && { ! command -v slurmctld >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; }; then
+    echo "installing Slurm and munge (slurm-wlm, munge) for the Slurm tests..."
+    export DEBIAN_FRONTEND=noninteractive
+    if $SUDO apt-get update -qq && $SUDO apt-get install -y -qq slurm-wlm munge >/dev/null; then :; else
+        echo "warning: could not install slurm-wlm and munge; the Slurm tests will be skipped" >&2
+    fi
+fi
 pip_for_tests "safetensors, numpy" "safetensors numpy" "for the checkpoint interoperability test"
 pip_for_tests "tensorboard" "tensorboard" "the tests read our event files with it"
 pip_for_tests "PIL" "pillow" "writes the JPEG test images for predict"

@@ -7,6 +7,7 @@ static inline MPI_Comm     ddp_comm_world(void)     { return MPI_COMM_WORLD; }
 static inline MPI_Datatype ddp_float(void)          { return MPI_FLOAT; }
 static inline MPI_Datatype ddp_double(void)         { return MPI_DOUBLE; }
 static inline MPI_Datatype ddp_int64(void)          { return MPI_INT64_T; }
+static inline MPI_Datatype ddp_int32(void)          { return MPI_INT32_T; }
 static inline MPI_Datatype ddp_byte(void)           { return MPI_BYTE; }
 static inline MPI_Datatype ddp_uint16(void)         { return MPI_UINT16_T; }
 static inline MPI_Op       ddp_sum(void)            { return MPI_SUM; }

@@ -11,6 +11,9 @@ struct Train: ParsableCommand {
             bits (--reduce-group, --reduce-order). Examples:
               mpirun -n 4 ddptrain --data ../shared/cifar10-sample --epochs 30
               ddptrain --model keras-cnn --optimizer sgd --lr 0.01 --augment
+            Ctrl-C, SIGTERM or SIGUSR1 at any rank: every rank stops after the same step, its \
+            checkpoint is saved and the exit status is 3 (rerun to continue); a second signal ends \
+            the run at once.
             """)
 
     @Option(help: "CIFAR-10 binary directory (default: $CIFAR10_DIR, else data/cifar-10-batches-bin).")
@@ -111,12 +114,17 @@ struct Train: ParsableCommand {
     func run() throws {
         let comm = Communicator(collectiveTimeout: collectiveTimeout)
         defer { comm.finish() }
+        StopSignal.install()
         let threadPlan = parallel.threadPlan(comm)
         let setup = try exitingOnSetupFailure {
             try comm.agreeOnSetup(Result { try TrainingSetup(config: makeConfig(), rank: comm.rank, worldSize: comm.size) })
         }
-        try comm.endingJobOnError {
+        let end = try comm.endingJobOnError {
             try Trainer(setup, comm: comm, threads: threadPlan).run()
+        }
+        if case .stopped = end {
+            StopSignal.stopCompleted()
+            throw ExitCode(StopSignal.exitStatus)
         }
     }
 

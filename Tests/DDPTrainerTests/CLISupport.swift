@@ -18,7 +18,9 @@ enum CLI {
         let sink = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = arguments
+        // Foundation starts children with SIGINT, SIGTERM and SIGUSR1 blocked (the mask of the
+        // thread that spawns them); a shell gives them unblocked, and the stop tests need that.
+        process.arguments = ["--default-signal=INT,TERM,USR1"] + arguments
         process.standardOutput = sink
         process.standardError = sink
         try process.run()

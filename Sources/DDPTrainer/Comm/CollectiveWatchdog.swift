@@ -15,6 +15,7 @@ final class CollectiveWatchdog: @unchecked Sendable {
         case batchNormAllReduce = "all-reduce of batch norm statistics"
         case broadcast = "broadcast from rank 0 (parameters, optimizer state, resume point)"
         case replicaCheck = "comparison of the replicas' parameter checksums"
+        case stopAgreement = "agreement on a requested stop (a rank's signal flag)"
         case barrier = "barrier"
     }
 

@@ -213,6 +213,14 @@ public final class Communicator: BatchStatisticsReducer {
         watched(.statisticsAllReduce) { _ = MPI_Allreduce(ddp_in_place(), &values, Int32(values.count), ddp_double(), ddp_sum(), world) }
     }
 
+    /// The largest of one small value over all ranks: the stop signal any rank received (0: none).
+    public func allReduceMax(_ value: Int32) -> Int32 {
+        if size == 1 { return value }
+        var v = value
+        watched(.stopAgreement) { _ = MPI_Allreduce(ddp_in_place(), &v, 1, ddp_int32(), ddp_max(), world) }
+        return v
+    }
+
     /// (minimum, maximum) of one value over all ranks.
     public func allReduceRange(_ value: Int64) -> (min: Int64, max: Int64) {
         if size == 1 { return (value, value) }

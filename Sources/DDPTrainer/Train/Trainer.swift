@@ -95,13 +95,24 @@ public final class Trainer {
 
     public var stepsPerEpoch: Int { shard.stepsPerEpoch(samples: train.count) }
 
+    /// How a run ended: every epoch done (or --max-steps reached), or stopped by a signal
+    /// (`StopSignal`) at a global step that every rank agreed on, with that step's checkpoint saved.
+    public enum End: Equatable, Sendable {
+        case finished
+        case stopped(signal: Int32, globalStep: Int)
+    }
+
     /// Trains until the configured epochs are done (or maxSteps), checkpointing on the way.
-    public func run() throws {
+    @discardableResult
+    public func run() throws -> End {
         defer { log.clearStatus() }  // an error's message starts on a line of its own
         if progress.epoch >= config.epochs {
             log.say("nothing to do: this run already finished \(config.epochs) epochs (raise --epochs to train further, or use another --run-dir)")
-            return
+            return .finished
         }
+        // The stop signal any rank has received, agreed after every step (so at the same step
+        // everywhere); its cost is one 4-byte all-reduce a step (BENCHMARKS.md).
+        var stopSignal: Int32 = 0
         while progress.epoch < config.epochs {
             let epoch = progress.epoch
             let permutation = epochPermutation(count: train.count, seed: config.seed, epoch: epoch)
@@ -113,7 +124,7 @@ public final class Trainer {
                     try saveCheckpoint()
                     try finish()
                     log.say("stopped at --max-steps \(limit); run again without it to continue")
-                    return
+                    return .finished
                 }
                 comm.step = progress.globalStep
                 let result = trainStep(step: progress.stepInEpoch, epoch: epoch, permutation: permutation)
@@ -125,6 +136,7 @@ public final class Trainer {
                 progress.optimizerSteps = optimizer.steps
                 stepsRun += 1
                 reporter.stepDone(progress)
+                stopSignal = comm.allReduceMax(StopSignal.received)
                 if config.verifyEvery > 0 && progress.globalStep % config.verifyEvery == 0 {
                     try verifyReplicas(when: "at global step \(progress.globalStep)", quiet: true)
                 }
@@ -132,6 +144,8 @@ public final class Trainer {
                     && progress.stepInEpoch < stepsPerEpoch {
                     try saveCheckpoint()
                 }
+                // At an epoch's last step the epoch ends first: its line and checkpoint as usual.
+                if stopSignal != 0 && progress.stepInEpoch < stepsPerEpoch { return try stop(on: stopSignal) }
             }
             let seconds = Date().timeIntervalSince(started)
             let totals = comm.allReduceSum([progress.lossSum, progress.correct, progress.seen])
@@ -145,8 +159,24 @@ public final class Trainer {
             progress.stepInEpoch = 0
             (progress.lossSum, progress.correct, progress.seen) = (0, 0, 0)
             try saveCheckpoint()
+            if stopSignal != 0 && progress.epoch < config.epochs { return try stop(on: stopSignal) }
         }
         try finish()
+        return .finished
+    }
+
+    /// Every rank calls this at the same step: the step's checkpoint is written (and waited for,
+    /// so nothing is lost when the process exits), and each rank says where it stopped.
+    func stop(on signal: Int32) throws -> End {
+        try saveCheckpoint()
+        try store?.waitForPendingSave()
+        log.clearStatus()
+        let step = progress.globalStep
+        let message = comm.isRoot
+            ? "ddptrain: stopped on \(StopSignal.name(signal)) at global step \(step) (epoch \(progress.epoch + 1), step \(progress.stepInEpoch) of \(stepsPerEpoch)); its checkpoint is saved: run the same command again to continue"
+            : "ddptrain: rank \(comm.rank): stopped on \(StopSignal.name(signal)) at global step \(step)"
+        FileHandle.standardError.write(Data((message + "\n").utf8))
+        return .stopped(signal: signal, globalStep: step)
     }
 
     /// One global step: next batch, forward, loss, backward, all-reduce, update.
