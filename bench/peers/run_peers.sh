@@ -34,7 +34,7 @@ if [ ! -x "$PY" ]; then
 fi
 # Quiet when everything is already installed. The CPU-only torch wheel is used when an
 # index or find-links dir offers it (pip's config here points find-links at one).
-"$VENV/bin/pip" install -q --disable-pip-version-check -r requirements.txt >&2
+"$PY" -m pip install -q --disable-pip-version-check -r requirements.txt >&2
 
 # Peers run with the machine's defaults, not the OpenBLAS overrides some shells export.
 PEER_ENV=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE -u OMP_NUM_THREADS -u OMP_WAIT_POLICY
@@ -115,7 +115,7 @@ echo "host:      $(hostname)  cores: $(nproc)  load: $(cut -d' ' -f1-3 /proc/loa
 echo "cpu:       $CPU"
 echo "AVX-512:   $AVX512"
 echo "python:    $("$PY" -c 'import platform; print(platform.python_version())')"
-echo "versions:  $("$VENV/bin/pip" freeze 2>/dev/null | grep -iE '^(torch|tensorflow|keras|numpy)==' | tr '\n' ' ')"
+echo "versions:  $("$PY" -m pip freeze 2>/dev/null | grep -iE '^(torch|tensorflow|keras|numpy)==' | tr '\n' ' ')"
 echo "TF oneDNN default on this CPU (TF_ENABLE_ONEDNN_OPTS unset): $TF_DEFAULT"
 if [ "$AVX2" = 1 ]; then
     echo "ISA cap:   AVX2=1 -> ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2$(grep -qw avx512f /proc/cpuinfo || echo ' (no AVX-512 here: no effect)')"
