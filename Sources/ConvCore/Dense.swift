@@ -38,7 +38,7 @@ public func denseBackwardWeights(_ s: DenseShape, input x: UnsafePointer<Float>,
                 let samples = sampleGroups.samples(g, batch: s.batch)
                 sumRows(dy + samples.lowerBound * n, rows: samples.count, columns: n, into: partials + g * n)
             }
-            SampleGroups.combineInTree(groups) { into, from in addInPlace(partials + into * n, partials + from * n, count: n) }
+            addSlicesInTree(partials, slice: n, count: n, groups: groups)
             db.update(from: partials, count: n)
             return
         }
@@ -55,7 +55,7 @@ public func denseBackwardWeights(_ s: DenseShape, input x: UnsafePointer<Float>,
                                                     c: partials + g * slice, ldc: n, accumulate: false)
             }
         }
-        SampleGroups.combineInTree(groups) { into, from in addInPlace(partials + into * slice, partials + from * slice, count: slice) }
+        addSlicesInTree(partials, slice: slice, count: slice, groups: groups)
         (dw + i * n).update(from: partials, count: slice)
     }
 }

@@ -65,14 +65,17 @@ public struct SampleGroups: Sendable, Equatable {
 }
 
 /// Adds `groups` slices of `partials` (`slice` floats apart) in the tree order of
-/// `SampleGroups.combineInTree`, leaving the total in slice 0. Only the first `count` floats of
-/// each slice are added (all of it by default). Chunks of the slice are independent tasks, so
-/// nothing depends on the thread count.
+/// `SampleGroups.combineInTree`, leaving the total in slice 0; only the first `count` floats of
+/// each slice are added. One thread; `addSlicesInTree(_:slice:count:groups:pool:)` splits it.
+public func addSlicesInTree(_ partials: UnsafeMutablePointer<Float>, slice: Int, count: Int, groups: Int) {
+    SampleGroups.combineInTree(groups) { into, from in addInPlace(partials + into * slice, partials + from * slice, count: count) }
+}
+
+/// The same over the pool: only the first `count` floats of each slice (all of it by default),
+/// in chunks that are independent tasks, so nothing depends on the thread count.
 func addSlicesInTree(_ partials: UnsafeMutablePointer<Float>, slice: Int, count: Int? = nil, groups: Int, pool: WorkerPool) {
     if groups <= 1 { return }
     forEachChunk(count ?? slice, pool: pool) { start, end in
-        SampleGroups.combineInTree(groups) { into, from in
-            addInPlace(partials + into * slice + start, partials + from * slice + start, count: end - start)
-        }
+        addSlicesInTree(partials + start, slice: slice, count: end - start, groups: groups)
     }
 }

@@ -210,7 +210,7 @@ private final class FixedOrderBucket {
     func sumOwnChunk(into buffer: UnsafeMutablePointer<Float>, compressed: UnsafeMutablePointer<UInt16>?) {
         let n = chunk, rows = self.rows
         if compressed != nil { convertFromBFloat16(compressedRows, rows, count: ranks * n) }
-        SampleGroups.combineInTree(ranks) { into, from in addInPlace(rows + into * n, rows + from * n, count: n) }
+        addSlicesInTree(rows, slice: n, count: n, groups: ranks)
         let at = range.lowerBound + Int(offsets[rank])
         if let compressed {
             convertToBFloat16(rows, compressed + at, count: n)
