@@ -35,11 +35,24 @@ enum NetnsCluster {
         try #require(r.status == 0, "netns-cluster.sh \(arguments.joined(separator: " ")) failed:\n\(r.output)")
     }
 
-    /// This cluster's namespaces, as `ip netns list` shows them.
-    static func namespaces() -> [String] {
+    /// The namespaces of this cluster (or of the one under `prefix`), as `ip netns list` shows them.
+    static func namespaces(prefix: String = prefix) -> [String] {
         let r = try? CLI.run(["ip", "netns", "list"], timeout: 20)
         return (r?.output ?? "").split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) }
             .filter { $0.hasPrefix(prefix + "-") }
+    }
+
+    /// The namespaces under `prefix` by inode (that of /run/netns/NAME), to tell where a process
+    /// runs from its /proc/PID/ns/net link (`namespaceInode(of:)`).
+    static func namespacesByInode(prefix: String = prefix) -> [UInt64: String] {
+        Dictionary(namespaces(prefix: prefix).compactMap { ns in
+            ((try? FileManager.default.attributesOfItem(atPath: "/run/netns/\(ns)"))?[.systemFileNumber] as? NSNumber).map { ($0.uint64Value, ns) }
+        }, uniquingKeysWith: { first, _ in first })
+    }
+
+    /// The inode of process `pid`'s network namespace ("net:[4026532871]").
+    static func namespaceInode(of pid: Int32) -> UInt64? {
+        (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/net")).flatMap { UInt64($0.filter(\.isNumber)) }
     }
 
     /// PIDs of every process inside this cluster's namespaces.

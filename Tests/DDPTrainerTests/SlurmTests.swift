@@ -2,8 +2,11 @@ import DDPTrainer
 import Foundation
 import Testing
 
-/// A real single-node Slurm cluster (cluster/slurm-local.sh: munged, slurmctld, slurmd from
-/// Debian's packages), started by each test and stopped when it ends.
+/// A real Slurm cluster (cluster/slurm-local.sh: munged, slurmctld and slurmd from Debian's
+/// packages), started by each test and stopped when it ends. Where network namespaces can be
+/// made it has 2 nodes, one slurmd on each host of a simulated multi-host cluster
+/// (cluster/netns-cluster.sh); elsewhere one node. `DDPTRAIN_TEST_SLURM_HOSTS=1` asks for one
+/// node anyway.
 struct SlurmCluster {
     static let script = CLI.root.appendingPathComponent("cluster/slurm-local.sh").path
 
@@ -18,24 +21,49 @@ struct SlurmCluster {
         return nil
     }()
 
+    /// Nodes of the tests' clusters: 2 where the simulated hosts can be made, else 1 (said once).
+    static let hosts: Int = {
+        if ProcessInfo.processInfo.environment["DDPTRAIN_TEST_SLURM_HOSTS"] == "1" {
+            print("SlurmTests: one node (DDPTRAIN_TEST_SLURM_HOSTS=1); the 2-node cases are skipped")
+            return 1
+        }
+        if NetnsCluster.available { return 2 }
+        print("SlurmTests: one node, the 2-node cases are skipped: no simulated hosts here (needs root, iproute2, mpirun, unshare and permission to create network namespaces)")
+        return 1
+    }()
+
     let name = "ddpslurmt\(getpid())"
+    /// The namespaces of the simulated hosts (PREFIX-h1, PREFIX-h2), beside MultiHostTests' own.
+    static let prefix = NetnsCluster.prefix + "s"
+    let hosts = SlurmCluster.hosts
     let conf: String
 
     init() throws {
-        let up = try CLI.run(["DDP_SLURM_NAME=\(name)", SlurmCluster.script, "up"], timeout: 120)
-        try #require(up.status == 0, "cluster/slurm-local.sh up failed: \(up.output)")
+        let up = try CLI.run(["DDP_SLURM_NAME=\(name)", "DDP_NETNS_PREFIX=\(SlurmCluster.prefix)", SlurmCluster.script, "up",
+                              "--hosts", "\(hosts)"], timeout: 120)
         conf = "/tmp/\(name)/slurm.conf"
+        if up.status != 0 { stop() }
+        try #require(up.status == 0, "cluster/slurm-local.sh up --hosts \(hosts) failed: \(up.output)")
     }
 
+    /// Stops the cluster; records whatever it leaves behind (a daemon, slurmstepd, a job's
+    /// process or a namespace).
     func stop() {
         let down = try? CLI.run(["DDP_SLURM_NAME=\(name)", SlurmCluster.script, "down"], timeout: 120)
         #expect(down?.status == 0, "cluster/slurm-local.sh down: \(down?.output ?? "did not run")")
+        #expect(processes(job: false).isEmpty, "processes of the cluster left running: \(processes(job: false))")
+        let namespaces = NetnsCluster.namespaces(prefix: SlurmCluster.prefix)
+        #expect(namespaces.isEmpty, "namespaces left behind: \(namespaces)")
     }
 
-    /// A Slurm command, run from the repository's root (where cluster/slurm.sbatch expects to start).
+    /// A Slurm command, run from the repository's root (where cluster/slurm.sbatch expects to
+    /// start) on the login node (host 1 of a multi-node cluster).
     func run(_ arguments: [String], timeout: TimeInterval = 600) throws -> CLI.Outcome {
-        try CLI.run(["-C", CLI.root.path, "SLURM_CONF=\(conf)"] + arguments, timeout: timeout)
+        try CLI.run(["-C", CLI.root.path, "DDP_SLURM_NAME=\(name)", SlurmCluster.script, "run"] + arguments, timeout: timeout)
     }
+
+    /// `--nodes` and `--ntasks-per-node` for 2 ranks on this cluster: one per node on 2 nodes.
+    var twoRanks: [String] { ["--nodes", "\(hosts)", "--ntasks-per-node", "\(2 / hosts)"] }
 
     /// Submits a batch job and returns its id.
     func submit(_ arguments: [String]) throws -> Int {
@@ -68,20 +96,24 @@ struct SlurmCluster {
         return try job(id)
     }
 
-    /// Processes started for this cluster's jobs (their environment names its configuration
-    /// and a job): orted, the ranks, srun; not the daemons.
-    func jobProcesses() -> [Int32] {
+    /// Processes of this cluster (their environment names its configuration or its name): with
+    /// `job`, those started for its jobs (orted, the ranks, srun), else every one: the daemons
+    /// (munged included) and slurmstepd too.
+    func processes(job: Bool) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return entries.compactMap { Int32($0) }.filter { pid in
             guard let raw = FileManager.default.contents(atPath: "/proc/\(pid)/environ") else { return false }
             let variables = raw.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
-            return variables.contains("SLURM_CONF=\(conf)") && variables.contains { $0.hasPrefix("SLURM_JOB_ID=") }
+            if job { return variables.contains("SLURM_CONF=\(conf)") && variables.contains { $0.hasPrefix("SLURM_JOB_ID=") } }
+            return variables.contains("SLURM_CONF=\(conf)") || variables.contains("DDP_SLURM_NAME=\(name)")
         }
     }
+    func jobProcesses() -> [Int32] { processes(job: true) }
 }
 
 /// ddptrain under a real Slurm: batch jobs through cluster/slurm.sbatch, a direct srun launch,
-/// a time limit met by stop-and-requeue, and scancel.
+/// a time limit met by stop-and-requeue, and scancel; 2 ranks, one on each of 2 nodes where the
+/// simulated hosts can be made (SlurmCluster.hosts), else both on one node.
 @Suite(.serialized, .enabled(if: SlurmCluster.unavailable == nil, "Slurm cannot start here: \(SlurmCluster.unavailable ?? "")"))
 struct SlurmTests {
     func trainArguments(data: String, runDir: String, epochs: Int) -> [String] {
@@ -97,55 +129,86 @@ struct SlurmTests {
         return try CLI.weights(dir + "/model.safetensors")
     }
 
-    @Test("sbatch cluster/slurm.sbatch with 2 tasks, and srun --mpi=pmix with 2 tasks: the parameters of 2 ranks under mpirun")
+    @Test("sbatch cluster/slurm.sbatch with 2 tasks (on 2 nodes where the simulated hosts can be made), and srun --mpi=pmix with 2 tasks: the parameters of 2 ranks under mpirun on one host")
     func batchAndSrun() throws {
         let slurm = try SlurmCluster()
         defer { slurm.stop() }
         let data = try CLI.makeData(trainPerFile: 60)
         let straight = try reference(data: data, epochs: 1)
+        let hostNames = (1...slurm.hosts).map { "\(SlurmCluster.prefix)-h\($0)" }
+
+        if slurm.hosts == 2 {
+            // Each node's tasks run in its host's network namespace (the kernel's view), under the node's name.
+            let placement = try slurm.run(["srun", "--nodes", "2", "--ntasks", "2", "--label", "sh", "-c", "echo $(hostname) $(ip netns identify $$)"], timeout: 120)
+            let lines = Set(placement.output.split(separator: "\n").map(String.init))
+            #expect(lines == ["0: \(hostNames[0]) \(hostNames[0])", "1: \(hostNames[1]) \(hostNames[1])"], "\(placement.output)")
+        }
 
         let dir = CLI.temporaryDirectory()
-        let id = try slurm.submit(["--nodes", "1", "--ntasks-per-node", "2", "--output", dir + "/job.out", "cluster/slurm.sbatch"]
+        let id = try slurm.submit(slurm.twoRanks + ["--output", dir + "/job.out", "cluster/slurm.sbatch"]
                                   + trainArguments(data: data, runDir: dir, epochs: 1))
+        // Where the ranks run, from their network namespaces, while the job lasts.
+        let byInode = NetnsCluster.namespacesByInode(prefix: SlurmCluster.prefix)
+        var rankHosts = Set<String>()
+        let watchUntil = Date().addingTimeInterval(300)
+        var polls = 0
+        while slurm.hosts == 2 && rankHosts.count < 2 && Date() < watchUntil {
+            for pid in CLI.rankPIDs(marker: dir) { if let ns = NetnsCluster.namespaceInode(of: pid).flatMap({ byInode[$0] }) { rankHosts.insert(ns) } }
+            polls += 1
+            if polls % 20 == 0, let state = try slurm.job(id)["JobState"], !["PENDING", "RUNNING", "CONFIGURING"].contains(state) { break }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
         let end = try slurm.waitForEnd(id, timeout: 300)
         let output = (try? String(contentsOfFile: dir + "/job.out", encoding: .utf8)) ?? ""
         #expect(end["JobState"] == "COMPLETED" && end["ExitCode"] == "0:0", "\(end)\n\(output)")
         #expect(output.contains("2 ranks"), "\(output)")
+        if slurm.hosts == 2 {
+            #expect(end["NodeList"] == "\(SlurmCluster.prefix)-h[1-2]", "\(end)")
+            #expect(rankHosts == Set(hostNames), "ranks seen running in \(rankHosts)")
+        }
         #expect(try CLI.weights(dir + "/model.safetensors") == straight)
 
         let mpi = try slurm.run(["srun", "--mpi=list"])
         #expect(mpi.output.contains("pmix"), "srun --mpi=list: \(mpi.output)")
         let direct = CLI.temporaryDirectory()
-        let r = try slurm.run(["srun", "-n", "2", "--mpi=pmix", CLI.binary] + trainArguments(data: data, runDir: direct, epochs: 1), timeout: 300)
+        let r = try slurm.run(["srun", "--nodes", "\(slurm.hosts)", "--ntasks", "2", "--mpi=pmix", CLI.binary]
+                              + trainArguments(data: data, runDir: direct, epochs: 1), timeout: 300)
         #expect(r.status == 0, "\(r.output)")
         #expect(r.output.contains("2 ranks"), "\(r.output)")
         #expect(try CLI.weights(direct + "/model.safetensors") == straight)
         #expect(slurm.jobProcesses().isEmpty, "processes of finished jobs left running")
     }
 
-    /// --time=1 with the warning 45 s before it: Slurm checks time limits every 30 s, so the
-    /// warning comes 15–45 s into each run. The training takes longer than that.
+    /// --time=1 with the warning 45 s before it: Slurm looks at time limits every 30 s (and may
+    /// send the warning up to a minute early), so the warning comes at most 45 s into each run.
+    /// The training must outlast that whatever the machine's speed: its length in epochs is
+    /// measured here and now (one epoch, start-up included, is at most 1/120 of it), and the
+    /// uninterrupted reference runs beside the job, slowing it further.
     @Test("a time limit shorter than the training: warned, stopped with a checkpoint, requeued and finished, bit-for-bit the uninterrupted run")
     func requeueAtTimeLimit() throws {
         let slurm = try SlurmCluster()
         defer { slurm.stop() }
         let data = try CLI.makeData(trainPerFile: 60)
-        let epochs = 8
-        let started = Date()
-        let straight = try reference(data: data, epochs: epochs)
-        let referenceSeconds = Date().timeIntervalSince(started)
+        let probe = try CLI.run([CLI.launcher, "-n", "2", CLI.binary] + trainArguments(data: data, runDir: CLI.temporaryDirectory(), epochs: 1))
+        try #require(probe.status == 0, "\(probe.output)")
+        let epochs = min(200, max(8, Int((120 / probe.seconds).rounded(.up))))
 
+        let straightDir = CLI.temporaryDirectory()
+        let (straightRun, straightLog) = try CLI.start([CLI.launcher, "-n", "2", CLI.binary] + trainArguments(data: data, runDir: straightDir, epochs: epochs))
+        defer { if straightRun.isRunning { straightRun.terminate() } }
         let dir = CLI.temporaryDirectory()
-        let id = try slurm.submit(["--nodes", "1", "--ntasks-per-node", "2", "--time", "1", "--signal", "B:USR1@45",
+        let id = try slurm.submit(slurm.twoRanks + ["--time", "1", "--signal", "B:USR1@45",
                                    "--output", dir + "/job.out", "cluster/slurm.sbatch"] + trainArguments(data: data, runDir: dir, epochs: epochs))
         let end = try slurm.waitForEnd(id, timeout: 900)
+        let straight = CLI.finish(straightRun, log: straightLog, timeout: 900)
+        try #require(straight.status == 0, "the uninterrupted run: \(straight.output)")
         let output = (try? String(contentsOfFile: dir + "/job.out", encoding: .utf8)) ?? ""
         #expect(end["JobState"] == "COMPLETED" && end["ExitCode"] == "0:0", "\(end)\n\(output)")
         let restarts = Int(end["Restarts"] ?? "") ?? 0
-        #expect(restarts >= 1, "the uninterrupted run took \(referenceSeconds) s; the job was never requeued:\n\(output)")
+        #expect(restarts >= 1, "\(epochs) epochs (one took \(probe.seconds) s); the uninterrupted run took \(straight.seconds) s; the job was never requeued:\n\(output)")
         #expect(output.contains("stopped on SIGUSR1 at global step"), "\(output)")
         #expect(output.contains("requeueing job \(id)"), "\(output)")
-        #expect(try CLI.weights(dir + "/model.safetensors") == straight, "\(output)")
+        #expect(try CLI.weights(dir + "/model.safetensors") == CLI.weights(straightDir + "/model.safetensors"), "\(output)")
         #expect(slurm.jobProcesses().isEmpty, "processes of finished jobs left running")
     }
 
@@ -155,7 +218,7 @@ struct SlurmTests {
         defer { slurm.stop() }
         let data = try CLI.makeData(trainPerFile: 60)
         let dir = CLI.temporaryDirectory()
-        let id = try slurm.submit(["--nodes", "1", "--ntasks-per-node", "2", "--output", dir + "/job.out", "cluster/slurm.sbatch"]
+        let id = try slurm.submit(slurm.twoRanks + ["--output", dir + "/job.out", "cluster/slurm.sbatch"]
                                   + trainArguments(data: data, runDir: dir, epochs: 30))
         let deadline = Date().addingTimeInterval(180)
         while Date() < deadline && !FileManager.default.fileExists(atPath: dir + "/latest") { Thread.sleep(forTimeInterval: 0.05) }
