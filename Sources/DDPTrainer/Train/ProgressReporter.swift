@@ -10,8 +10,9 @@ import Foundation
 /// global step and each epoch's last (TensorBoard scalars; a plain line), and in live mode
 /// enough in between for a redraw about every 0.2 s, spaced by rank 0 from the measured step
 /// time; the live line is redrawn at most every 0.2 s (and at each epoch's last step). Any other
-/// step costs one integer comparison and no allocation; a sync step costs an all-reduce of 32
-/// bytes, every step only when a step takes longer than 0.2 s or with `--log-every 1`.
+/// step costs two comparisons (one of them an atomic load: a pending stop signal) and no
+/// allocation; a sync step costs an all-reduce of 32 bytes, every step only when a step takes
+/// longer than 0.2 s or with `--log-every 1`.
 ///
 /// ```swift
 /// reporter.epochStarted(atStep: progress.globalStep)
@@ -71,6 +72,9 @@ final class ProgressReporter {
     @inline(__always)
     func stepDone(_ progress: TrainingProgress) {
         if progress.globalStep == nextSync { sync(progress) }
+        // A stop signal here means the ranks stop at this step's agreement, and the others print
+        // at once: the live line ends first, so that their lines do not run on from it.
+        if StopSignal.received != 0 { log.endStatus() }
     }
 
     private func isLogged(_ step: Int) -> Bool { step % config.logEvery == 0 || step % stepsPerEpoch == 0 }

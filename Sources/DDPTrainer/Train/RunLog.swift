@@ -80,6 +80,14 @@ final class RunLog {
         statusShown = true
     }
 
+    /// Ends the live progress line where it stands: what is printed next, by this process or
+    /// another rank, starts on a line of its own below it.
+    func endStatus() {
+        guard statusShown else { return }
+        FileHandle.standardOutput.write(Data("\n".utf8))
+        statusShown = false
+    }
+
     /// Erases the live progress line, e.g. before an error is printed.
     func clearStatus() {
         guard statusShown else { return }
