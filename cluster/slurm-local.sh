@@ -16,13 +16,16 @@
 #
 # N nodes: host K is the network namespace PREFIX-hK at NET.K (DDP_NETNS_PREFIX, default the
 # cluster's name; DDP_NETNS_NET, default 10.77.0; see cluster/netns-cluster.sh), and its Slurm
-# node is named PREFIX-hK too. Each slurmd runs inside its host's namespace, and in a UTS
-# namespace of its own whose hostname is the node's name, so a job's tasks see the hostname of
-# the node they run on (the hosts share this machine's hostname otherwise; Open MPI tells nodes
-# apart by it). slurmctld runs on host 1, which is also the login node: the root namespace has
-# no link to the cluster's network, so `run` enters host 1 for every Slurm command. munged
-# stays outside; its socket is a file, which every namespace sees. Jobs get
-# DDP_IFACE=NET.0/24, which cluster/slurm.sbatch passes to Open MPI as the network to use.
+# node is named PREFIX-hK too. Each slurmd runs inside its host's network namespace (entered with
+# nsenter: `ip netns exec` would also remount /sys, hiding the cgroup file system slurmd needs),
+# and in a UTS namespace of its own whose hostname is the node's name, so a job's tasks see the
+# hostname of the node they run on (the hosts share this machine's hostname otherwise; Open MPI
+# tells nodes apart by it). Debian's slurmd runs several to a machine with `-N NODE`, and the
+# configuration's %n gives each node its own spool, pid, log and PMIx directories. slurmctld
+# runs on host 1, which is also the login node: the root namespace has no link to the cluster's
+# network, so `run` enters host 1 for every Slurm command. munged stays outside; its socket is a
+# file, which every namespace sees. Jobs get DDP_IFACE=NET.0/24, which cluster/ddprun (started
+# by cluster/slurm.sbatch) passes to Open MPI as the network to use.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -67,16 +70,22 @@ run() {
     exec env "${vars[@]}" "$@"
 }
 
-stop_pidfile() {
-    local file=$1 pid
-    [ -f "$file" ] || return 0
-    pid=$(cat "$file" 2>/dev/null || true)
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-        kill "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$file"
+# stop_pidfiles FILE...: SIGTERM to the daemons the files name, all at once (each takes about
+# 2 s to exit), SIGKILL to those still there 5 s later.
+stop_pidfiles() {
+    local file pid pids=()
+    for file in "$@"; do
+        [ -f "$file" ] || continue
+        pid=$(cat "$file" 2>/dev/null || true)
+        if [ -n "$pid" ] && kill "$pid" 2>/dev/null; then pids+=("$pid"); fi
+        rm -f "$file"
+    done
+    for _ in $(seq 50); do
+        for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && break; pid=; done
+        [ -z "${pid:-}" ] && return 0
+        sleep 0.1
+    done
+    for pid in "${pids[@]}"; do kill -9 "$pid" 2>/dev/null || true; done
 }
 
 down() {
@@ -86,14 +95,12 @@ down() {
         (run timeout 10 scancel --quiet --full --user root) >/dev/null 2>&1 || true
         sleep 1
     fi
-    local file pid
-    for file in "$dir"/slurmd-*.pid; do stop_pidfile "$file"; done
-    stop_pidfile "$dir/slurmctld.pid"
+    local pid
+    stop_pidfiles "$dir"/slurmd-*.pid "$dir/slurmctld.pid" "$dir/munged.pid"
     # slurmstepd outlives slurmd; end the ones of this cluster (they name its configuration).
     for pid in $(pgrep -f "slurmstepd" 2>/dev/null || true); do
         if tr '\0' ' ' < "/proc/$pid/environ" 2>/dev/null | grep -q "SLURM_CONF=$conf"; then kill -9 "$pid" 2>/dev/null || true; fi
     done
-    stop_pidfile "$dir/munged.pid"
     # Whatever is still in the simulated hosts ends with them.
     if multinode; then netns_cluster down >&2; fi
     rm -rf "$dir"
@@ -144,7 +151,9 @@ up() {
     chmod 700 "$dir/munge"
     local k nodes=() addrs=() controller
     if [ "$hosts" -gt 1 ]; then
-        command -v unshare >/dev/null || { down; cannot "unshare not found (util-linux)"; }
+        for tool in unshare nsenter; do
+            command -v "$tool" >/dev/null || { down; cannot "$tool not found (util-linux)"; }
+        done
         echo "$prefix" > "$dir/netns-prefix"
         netns_cluster up "$hosts" >&2 || { down; cannot "no simulated hosts (cluster/netns-cluster.sh up $hosts failed)"; }
         for ((k = 1; k <= hosts; k++)); do nodes+=("$prefix-h$k"); addrs+=("$net.$k"); done
