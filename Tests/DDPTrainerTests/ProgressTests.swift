@@ -1,3 +1,4 @@
+import DDPTrainer
 import Foundation
 import Testing
 
@@ -10,12 +11,14 @@ import Testing
          "--batch-size", "8", "--epochs", "2", "--threads", "1"] + extra
     }
 
-    /// Runs the command with its standard output on a pseudo-terminal (util-linux `script`),
-    /// which mpirun's output then is.
-    func inTerminal(_ arguments: [String]) throws -> CLI.Outcome {
+    /// The command with its standard output on a pseudo-terminal (util-linux `script`), which
+    /// mpirun's output then is.
+    func terminal(_ arguments: [String]) -> [String] {
         let quoted = arguments.map { "'" + $0.replacingOccurrences(of: "'", with: "'\\''") + "'" }.joined(separator: " ")
-        return try CLI.run(["script", "-qfec", quoted, "/dev/null"])
+        return ["script", "-qfec", quoted, "/dev/null"]
     }
+
+    func inTerminal(_ arguments: [String]) throws -> CLI.Outcome { try CLI.run(terminal(arguments)) }
 
     @Test("output to a file: a plain line every --log-every steps and the epoch lines, from rank 0 only")
     func plainLines() throws {
@@ -69,6 +72,40 @@ import Testing
         #expect(plain.output.contains("\nep 1/2 10/25  loss "), "\(plain.output.debugDescription)")
         let live = try CLI.run(command(data: data, ["--progress", "live"]))
         #expect(live.status == 0 && live.output.contains("\rep 1/2 1/25  loss "), "\(live.output.debugDescription)")
+    }
+
+    /// 2 ranks on a terminal, rank 0 signalled once its live line is up: every rank stops at the
+    /// next agreed step and prints so. Rank 1 prints at once, while rank 0 still writes the
+    /// checkpoint; the terminal must show the progress line as last drawn, ended, and every stop
+    /// message on a row of its own below it (none running on from the progress line).
+    @Test("a stop signal on a terminal ends the live line; every rank's stop message starts on a row of its own")
+    func stopEndsLiveLine() throws {
+        let data = try CLI.makeData()
+        let dir = CLI.temporaryDirectory()
+        let (process, log) = try CLI.start(terminal([CLI.launcher, "-n", "2", CLI.binary, "--data", data, "--run-dir", dir,
+                                                     "--batch-size", "8", "--epochs", "20", "--threads", "1"]))
+        let deadline = Date().addingTimeInterval(120)
+        while process.isRunning && Date() < deadline
+                && !((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").contains("\rep 1/20 ") {
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        let rank0 = CLI.rankPIDs(marker: dir).first { pid in
+            (FileManager.default.contents(atPath: "/proc/\(pid)/environ") ?? Data()).split(separator: 0)
+                .contains { String(decoding: $0, as: UTF8.self) == "OMPI_COMM_WORLD_RANK=0" }
+        }
+        try #require(rank0 != nil, "rank 0 is not running")
+        kill(rank0!, SIGTERM)
+        let r = CLI.finish(process, log: log, timeout: 120)
+        #expect(r.status == StopSignal.exitStatus, "\(r.output.debugDescription)")
+        // What the terminal shows on each row (the terminal turns every newline into "\r\n"): the
+        // last text a carriage return went back over.
+        let rows = r.output.components(separatedBy: "\r\n").map { row in
+            (row.components(separatedBy: "\r").filter { !$0.isEmpty }.last ?? "").replacingOccurrences(of: "\u{1B}[K", with: "")
+        }
+        let stops = rows.indices.filter { rows[$0].contains("stopped on SIGTERM at global step") }
+        #expect(stops.count == 2, "\(rows)")
+        #expect(stops.allSatisfy { rows[$0].hasPrefix("ddptrain: ") }, "\(rows)")
+        #expect(stops.first.map { $0 > 0 && rows[$0 - 1].hasPrefix("ep 1/20 ") } == true, "\(rows)")
     }
 
     @Test("--quiet prints only the epoch lines, on a terminal too")
