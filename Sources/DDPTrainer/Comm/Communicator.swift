@@ -147,9 +147,7 @@ public final class Communicator: BatchStatisticsReducer {
         gathered.withUnsafeMutableBufferPointer { all in
             let rows = all.baseAddress!
             allGather(values, count: count, into: rows, as: .batchNormAllReduce)
-            SampleGroups.combineInTree(size) { into, from in
-                for j in 0..<count { rows[into * count + j] += rows[from * count + j] }
-            }
+            addSlicesInTree(rows, slice: count, count: count, groups: size)
             values.update(from: rows, count: count)
         }
     }
