@@ -168,15 +168,14 @@ private struct DoubleSums {
 /// tree. The partials are overwritten.
 private func addImageSums(_ partials: UnsafeMutablePointer<Double>, images: Int, width: Int, groups: SampleGroups,
                           into out: UnsafeMutablePointer<Double>) {
-    @inline(__always) func add(into a: Int, from b: Int) {
-        let dst = partials + a * width, src = partials + b * width
-        for j in 0..<width { dst[j] += src[j] }
-    }
     let count = groups.count(batch: images)
     for g in 0..<count {
-        let samples = groups.samples(g, batch: images)
-        for n in samples.dropFirst() { add(into: samples.lowerBound, from: n) }
+        let samples = groups.samples(g, batch: images), first = partials + samples.lowerBound * width
+        for n in samples.dropFirst() {
+            let image = partials + n * width
+            for j in 0..<width { first[j] += image[j] }
+        }
     }
-    SampleGroups.combineInTree(count) { into, from in add(into: into * groups.size, from: from * groups.size) }
+    addSlicesInTree(partials, slice: groups.size * width, count: width, groups: count)
     out.update(from: partials, count: width)
 }

@@ -20,9 +20,11 @@ public func denseForward(_ s: DenseShape, input x: UnsafePointer<Float>, weights
 }
 
 /// dW = xᵀ·dy, db = Σ dy (both overwritten), summed over the batch in the sample groups' order
-/// (`SampleGroups`): each task takes a block of `denseGradientRows` rows of dW (inputs), forms
-/// every group's partial product for them in its worker's scratch and adds the partials in
-/// tree order. Scratch is per row block, not per group copy of dW.
+/// (`SampleGroups`): each task takes a block of `denseGradientRows` rows of dW (inputs) and, a
+/// patch of it at a time, forms every group's partial product for the patch in its worker's
+/// scratch and adds the partials in tree order. A patch is small enough that its partials stay
+/// in L1: the groups' inner dimension is only a few samples, so partials of whole row blocks
+/// (as a first version had) made the product wait on L2 for their stores and the tree's adds.
 public func denseBackwardWeights(_ s: DenseShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                                  weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>,
                                  workspace ws: ConvWorkspace) {
@@ -30,6 +32,7 @@ public func denseBackwardWeights(_ s: DenseShape, input x: UnsafePointer<Float>,
     let perWorker = denseGradientScratchCount(s, groups: groups), kernels = ws.kernels
     ws.reservePartials(ws.pool.threads * perWorker)  // grows on the first call only; networks reserve up front
     let scratch = ws.partials, blocks = (s.inputs + denseGradientRows - 1) / denseGradientRows
+    let patchRows = 2 * kernels.outerProductRows
     // The last task sums the bias gradient, the others one row block of dW each.
     ws.pool.run(tasks: blocks + 1) { task, worker in
         let partials = scratch + worker * perWorker
@@ -42,30 +45,41 @@ public func denseBackwardWeights(_ s: DenseShape, input x: UnsafePointer<Float>,
             db.update(from: partials, count: n)
             return
         }
-        let i = task * denseGradientRows, rows = min(denseGradientRows, s.inputs - i), slice = rows * n
-        for g in 0..<groups {
-            let samples = sampleGroups.samples(g, batch: s.batch)
-            let a = x + samples.lowerBound * s.inputs + i, b = dy + samples.lowerBound * n
-            switch kernels {
-            case .avx2:
-                ConvKernels.transposedProduct(count: samples.count, a: a, lda: s.inputs, rows: rows, b: b, ldb: n, columns: n,
-                                              c: partials + g * slice, ldc: n, accumulate: false)
-            case .avx512:
-                ConvKernelsAVX512.transposedProduct(count: samples.count, a: a, lda: s.inputs, rows: rows, b: b, ldb: n, columns: n,
-                                                    c: partials + g * slice, ldc: n, accumulate: false)
+        let blockEnd = min(s.inputs, (task + 1) * denseGradientRows)
+        for i in stride(from: task * denseGradientRows, to: blockEnd, by: patchRows) {
+            let rows = min(patchRows, blockEnd - i)
+            for j in stride(from: 0, to: n, by: denseGradientColumns) {
+                let columns = min(denseGradientColumns, n - j), slice = rows * denseGradientColumns
+                for g in 0..<groups {
+                    let samples = sampleGroups.samples(g, batch: s.batch)
+                    let a = x + samples.lowerBound * s.inputs + i, b = dy + samples.lowerBound * n + j
+                    switch kernels {
+                    case .avx2:
+                        ConvKernels.transposedProduct(count: samples.count, a: a, lda: s.inputs, rows: rows, b: b, ldb: n,
+                                                      columns: columns, c: partials + g * slice, ldc: denseGradientColumns, accumulate: false)
+                    case .avx512:
+                        ConvKernelsAVX512.transposedProduct(count: samples.count, a: a, lda: s.inputs, rows: rows, b: b, ldb: n,
+                                                            columns: columns, c: partials + g * slice, ldc: denseGradientColumns, accumulate: false)
+                    }
+                }
+                addSlicesInTree(partials, slice: slice, count: slice, groups: groups)
+                for r in 0..<rows { (dw + (i + r) * n + j).update(from: partials + r * denseGradientColumns, count: columns) }
             }
         }
-        addSlicesInTree(partials, slice: slice, count: slice, groups: groups)
-        (dw + i * n).update(from: partials, count: slice)
     }
 }
 
 /// Rows of dW per task of the dense weight gradient.
 let denseGradientRows = 48
+/// Columns of dW per patch whose group partials are summed at once (see `denseBackwardWeights`).
+let denseGradientColumns = 64
 
 /// Floats of one worker's scratch for a dense weight gradient: every group's partial for one
-/// row block (the bias gradient's partials fit in it too).
-func denseGradientScratchCount(_ s: DenseShape, groups: Int) -> Int { groups * max(denseGradientRows, 1) * s.outputs }
+/// patch, or one bias gradient's partials.
+func denseGradientScratchCount(_ s: DenseShape, groups: Int) -> Int {
+    let patchRows = 2 * max(ConvKernels.outerProductTileRows, ConvKernelsAVX512.outerProductTileRows)
+    return groups * max(patchRows * denseGradientColumns, s.outputs)
+}
 
 /// dx = dy·Wᵀ (overwritten).
 public func denseBackwardData(_ s: DenseShape, outputGradient dy: UnsafePointer<Float>, weights w: UnsafePointer<Float>,

@@ -71,6 +71,14 @@ public func addSlicesInTree(_ partials: UnsafeMutablePointer<Float>, slice: Int,
     SampleGroups.combineInTree(groups) { into, from in addInPlace(partials + into * slice, partials + from * slice, count: count) }
 }
 
+/// The same for double-precision partials (batch norm's statistics, their sums across ranks).
+public func addSlicesInTree(_ partials: UnsafeMutablePointer<Double>, slice: Int, count: Int, groups: Int) {
+    SampleGroups.combineInTree(groups) { into, from in
+        let dst = partials + into * slice, src = partials + from * slice
+        for j in 0..<count { dst[j] += src[j] }
+    }
+}
+
 /// The same over the pool: only the first `count` floats of each slice (all of it by default),
 /// in chunks that are independent tasks, so nothing depends on the thread count.
 func addSlicesInTree(_ partials: UnsafeMutablePointer<Float>, slice: Int, count: Int? = nil, groups: Int, pool: WorkerPool) {

@@ -5,12 +5,14 @@ import Glibc
 /// Softmax cross-entropy over `batch` rows of `classes` logits, against targets smoothed by
 /// `labelSmoothing` ε: q = (1 − ε)·onehot + ε/classes (ε = 0: the plain one-hot loss).
 ///
-/// Returns the summed (not averaged) loss and the number of rows whose arg-max equals the
-/// label; writes `dLogits = (softmax − q) · gradientScale`. The caller picks the scale
+/// Returns the summed (not averaged) loss, in row order, and the number of rows whose arg-max
+/// equals the label; writes `dLogits = (softmax − q) · gradientScale`. The caller picks the scale
 /// (1/global batch in data-parallel training, so that summing ranks' gradients averages them).
+/// `rowLosses`, if given, receives each row's loss, for sums taken in another order.
 public func softmaxCrossEntropy(logits: UnsafePointer<Float>, labels: UnsafePointer<Int32>,
                                 batch: Int, classes: Int, labelSmoothing: Float = 0, gradientScale: Float,
-                                logitGradient dLogits: UnsafeMutablePointer<Float>?) -> (lossSum: Double, correct: Int) {
+                                logitGradient dLogits: UnsafeMutablePointer<Float>?,
+                                rowLosses: UnsafeMutablePointer<Double>? = nil) -> (lossSum: Double, correct: Int) {
     var lossSum = 0.0, correct = 0
     let spread = Double(labelSmoothing) / Double(classes), onTarget = 1 - Double(labelSmoothing)
     for n in 0..<batch {
@@ -26,7 +28,9 @@ public func softmaxCrossEntropy(logits: UnsafePointer<Float>, labels: UnsafePoin
         }
         let logSum = log(sum)
         // −Σ q_j log p_j with log p_j = (z_j − max) − logSum.
-        lossSum += logSum - onTarget * Double(z[label] - maxZ) - spread * sumShifted
+        let loss = logSum - onTarget * Double(z[label] - maxZ) - spread * sumShifted
+        lossSum += loss
+        rowLosses?[n] = loss
         if let d = dLogits {
             let g = d + n * classes
             for j in 0..<classes {

@@ -76,6 +76,16 @@ enum CLI {
         Dictionary(uniqueKeysWithValues: try SafeTensors.read(path).tensors.map { ($0.name, $0.values) })
     }
 
+    /// metrics.jsonl's epoch lines without their timing fields: the losses and accuracies, each
+    /// number as Swift prints a Double (every bit shows).
+    static func epochMetrics(_ runDir: String) throws -> [[String: String]] {
+        let text = try String(contentsOfFile: runDir + "/metrics.jsonl", encoding: .utf8)
+        return try text.split(separator: "\n").map { line in
+            let fields = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            return fields.filter { !["seconds", "imagesPerSecond"].contains($0.key) }.mapValues { "\(($0 as? NSNumber)?.doubleValue ?? .nan)" }
+        }
+    }
+
     /// The largest difference in any tensor, relative to that tensor's largest magnitude.
     static func maxRelativeDifference(_ a: [String: [Float]], _ b: [String: [Float]]) -> Float {
         guard a.keys.sorted() == b.keys.sorted() else { return .infinity }

@@ -14,27 +14,33 @@ import Testing
     /// tree (SampleGroups), and the gradient reduction finishes that tree across ranks, so a
     /// power-of-two world size dividing the group count trains the very bits of one rank.
     /// Training is chaotic: a difference in the last bit used to grow to 1e-4 by step 8, so
-    /// bitwise equality after 6 steps shows the order, not luck. Global batch 16: 8 groups of 2.
-    @Test("1, 2, 4 and 8 ranks train bit-identical parameters (augmentation, dropout; SGD momentum and Adam)",
+    /// bitwise equality after 12 steps shows the order, not luck. Global batch 16: 8 groups of 2.
+    /// The epoch's training and test losses are sums in sample order (StepExchange, Evaluation),
+    /// so metrics.jsonl is the same bits too.
+    @Test("1, 2, 4 and 8 ranks train bit-identical parameters and log bit-identical losses (augmentation, dropout; SGD momentum and Adam)",
           arguments: [["--model", "keras-cnn", "--optimizer", "sgd", "--lr", "0.01", "--momentum", "0.9"],
                       ["--model", "tf-tutorial", "--optimizer", "adam"]])
     func worldSizeIndependence(_ recipe: [String]) throws {
         let data = try CLI.makeData()
-        var weights: [Int: [String: [Float]]] = [:]
+        var weights: [Int: [String: [Float]]] = [:], metrics: [Int: [[String: String]]] = [:]
         for ranks in [1, 2, 4, 8] {
             let runDir = CLI.temporaryDirectory()
-            let r = try train(ranks: ranks, data: data, runDir: runDir, extra: recipe + ["--batch-size", "16", "--max-steps", "6"])
+            // 200 images: one epoch of 12 steps, then the test set.
+            let r = try train(ranks: ranks, data: data, runDir: runDir, extra: recipe + ["--batch-size", "16", "--epochs", "1", "--max-steps", "12"])
             #expect(r.status == 0, "\(ranks) ranks failed:\n\(r.output)")
             #expect(r.output.contains("replicas identical at the end"), "\(ranks) ranks:\n\(r.output)")
             #expect(r.output.contains("\(ranks) rank"), "\(r.output)")
             #expect(!r.output.contains("warning:"), "\(r.output)")
             weights[ranks] = try CLI.weights(runDir + "/model.safetensors")
+            metrics[ranks] = try CLI.epochMetrics(runDir)
         }
         let reference = try #require(weights[1])
         #expect(!reference.isEmpty)
+        #expect(metrics[1]?.count == 1 && metrics[1]?.first?["trainLoss"] != nil, "\(metrics)")
         for ranks in [2, 4, 8] {
             let other = try #require(weights[ranks])
             #expect(other == reference, "\(ranks) ranks differ from 1 rank by \(CLI.maxRelativeDifference(reference, other))")
+            #expect(metrics[ranks] == metrics[1], "\(ranks) ranks logged \(metrics[ranks] ?? []), 1 rank \(metrics[1] ?? [])")
         }
     }
 

@@ -118,13 +118,17 @@ import Testing
     /// a run stopped mid-epoch on 2 ranks and resumed on 1 or on 4 ends with the bits of the
     /// uninterrupted 2-rank run, with Adam, augmentation and dropout. The checkpoint-every of
     /// `command` (10) writes one before the stop, so the resume also skips past a saved step.
-    @Test("a run stopped mid-epoch on 2 ranks resumes on 1 and on 4 ranks bit-for-bit")
+    /// The epoch's line in metrics.jsonl, its sums begun on 2 ranks and finished on another
+    /// number, is the same bits too.
+    @Test("a run stopped mid-epoch on 2 ranks resumes on 1 and on 4 ranks bit-for-bit, its logged losses too")
     func resumeOnOtherWorldSizes() throws {
         let data = try CLI.makeData()  // 200 images, batch 8: 25 steps per epoch
-        let stop = ["--epochs", "1", "--max-steps", "20"]
+        let stop = ["--epochs", "1"]
         let straight = CLI.temporaryDirectory()
         _ = try train(ranks: 2, data: data, runDir: straight, stop)
         let reference = try CLI.weights(straight + "/model.safetensors")
+        let referenceMetrics = try CLI.epochMetrics(straight)
+        #expect(referenceMetrics.count == 1, "\(referenceMetrics)")
         for ranks in [1, 4] {
             let dir = CLI.temporaryDirectory()
             _ = try train(ranks: 2, data: data, runDir: dir, ["--epochs", "1", "--max-steps", "13"])
@@ -133,6 +137,8 @@ import Testing
             #expect(resumed.output.contains("global step 13"), "\(resumed.output)")
             let weights = try CLI.weights(dir + "/model.safetensors")
             #expect(weights == reference, "2 → \(ranks) ranks differs from 2 ranks throughout by \(CLI.maxRelativeDifference(reference, weights))")
+            let metrics = try CLI.epochMetrics(dir)
+            #expect(metrics == referenceMetrics, "2 → \(ranks) ranks logged \(metrics), 2 ranks \(referenceMetrics)")
         }
     }
 

@@ -8,8 +8,9 @@ public struct TrainingProgress: Sendable, Equatable {
     public var stepInEpoch = 0
     public var globalStep = 0
     public var optimizerSteps = 0
-    /// Sums over all ranks of the epoch's training loss, correct answers and images so far,
-    /// so that the epoch's printed line is the same whether or not it was interrupted.
+    /// The epoch's training loss, correct answers and images so far, over the global batches
+    /// (`StepExchange`), so that the epoch's printed line is the same whether or not it was
+    /// interrupted, and whatever the world size.
     public var lossSum = 0.0, correct = 0.0, seen = 0.0
 
     public init() {}

@@ -11,11 +11,11 @@ final class CollectiveWatchdog: @unchecked Sendable {
     enum Collective: String {
         case startup = "start-up (MPI_Init: reaching this host's Open MPI daemon and every other rank)"
         case gradientAllReduce = "all-reduce of the gradients"
-        case statisticsAllReduce = "all-reduce of statistics (setup status, losses, accuracy counts)"
+        case statisticsAllReduce = "all-reduce of statistics (setup status, test losses and counts)"
         case batchNormAllReduce = "all-reduce of batch norm statistics"
         case broadcast = "broadcast from rank 0 (parameters, optimizer state, resume point)"
         case replicaCheck = "comparison of the replicas' parameter checksums"
-        case stopAgreement = "agreement on a requested stop (a rank's signal flag)"
+        case stepExchange = "exchange of the step's losses, accuracy counts and stop signals"
         case barrier = "barrier"
     }
 

@@ -146,13 +146,18 @@ public final class Communicator: BatchStatisticsReducer {
         if gathered.count < size * count { gathered = [Double](repeating: 0, count: size * count) }
         gathered.withUnsafeMutableBufferPointer { all in
             let rows = all.baseAddress!
-            watched(.batchNormAllReduce, bytes: 8 * count) {
-                _ = MPI_Allgather(values, Int32(count), ddp_double(), rows, Int32(count), ddp_double(), world)
-            }
-            SampleGroups.combineInTree(size) { into, from in
-                for j in 0..<count { rows[into * count + j] += rows[from * count + j] }
-            }
+            allGather(values, count: count, into: rows, as: .batchNormAllReduce)
+            addSlicesInTree(rows, slice: count, count: count, groups: size)
             values.update(from: rows, count: count)
+        }
+    }
+
+    /// Every rank's `count` values, rank after rank, into `rows` (`size × count` values) on every rank.
+    func allGather(_ values: UnsafePointer<Double>, count: Int, into rows: UnsafeMutablePointer<Double>,
+                          as collective: CollectiveWatchdog.Collective = .stepExchange) {
+        if size == 1 { rows.update(from: values, count: count); return }
+        watched(collective, bytes: 8 * count) {
+            _ = MPI_Allgather(values, Int32(count), ddp_double(), rows, Int32(count), ddp_double(), world)
         }
     }
 
@@ -211,14 +216,6 @@ public final class Communicator: BatchStatisticsReducer {
     public func allReduceSum(_ values: inout [Double]) {
         if size == 1 { return }
         watched(.statisticsAllReduce) { _ = MPI_Allreduce(ddp_in_place(), &values, Int32(values.count), ddp_double(), ddp_sum(), world) }
-    }
-
-    /// The largest of one small value over all ranks: the stop signal any rank received (0: none).
-    public func allReduceMax(_ value: Int32) -> Int32 {
-        if size == 1 { return value }
-        var v = value
-        watched(.stopAgreement) { _ = MPI_Allreduce(ddp_in_place(), &v, 1, ddp_int32(), ddp_max(), world) }
-        return v
     }
 
     /// (minimum, maximum) of one value over all ranks.

@@ -81,6 +81,8 @@ public final class Network {
     private let outputBuffer: UnsafeMutablePointer<Float>
     private let gradientBuffers: (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Float>)
     private let logitGradient: UnsafeMutablePointer<Float>
+    /// Each sample's loss in the last `loss` call.
+    public let sampleLosses: UnsafeMutablePointer<Double>
     private let allocations: [UnsafeMutableRawPointer]
 
     /// When set, forward and backward add each layer's time to it (for `ddptrain bench`).
@@ -117,6 +119,7 @@ public final class Network {
         outputBuffer = compiled.output
         gradientBuffers = (compiler.floats(maxBatch * compiler.widest), compiler.floats(maxBatch * compiler.widest))
         logitGradient = compiler.floats(maxBatch * spec.classes)
+        sampleLosses = compiler.doubles(maxBatch)
         allocations = compiler.owned
     }
 
@@ -198,10 +201,10 @@ public final class Network {
     }
 
     /// Softmax cross-entropy of the logits against `labels` (label-smoothed by `labelSmoothing`);
-    /// stores dLoss/dLogits for `backward`.
+    /// stores dLoss/dLogits for `backward` and each sample's loss in `sampleLosses`.
     public func loss(labels: UnsafePointer<Int32>, batch n: Int, gradientScale: Float) -> (lossSum: Double, correct: Int) {
         softmaxCrossEntropy(logits: logits, labels: labels, batch: n, classes: spec.classes, labelSmoothing: labelSmoothing,
-                            gradientScale: gradientScale, logitGradient: logitGradient)
+                            gradientScale: gradientScale, logitGradient: logitGradient, rowLosses: sampleLosses)
     }
 
     /// Back-propagates the stored logit gradient; overwrites `gradients` entirely.

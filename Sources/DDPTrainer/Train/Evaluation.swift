@@ -22,9 +22,10 @@ public struct Evaluation: Sendable {
     public func correct(ofClass c: Int) -> Int { confusion[c * classes + c] }
 
     /// Collective: each rank scores a contiguous slice of `assembler`'s images in batches of
-    /// `batch` (at most the network's `maxBatch`), in evaluation mode; one all-reduce sums the
-    /// loss, the confusion matrix and (with `recordPredictions`) the per-image answers, so every
-    /// rank returns the whole set's result, identical for any number of ranks.
+    /// `batch` (at most the network's `maxBatch`), in evaluation mode; one all-reduce gathers
+    /// the confusion matrix, every image's loss and (with `recordPredictions`) its answer, so
+    /// every rank returns the whole set's result, identical for any number of ranks (the losses
+    /// are added in image order after the all-reduce, which only adds zeros to them).
     ///
     ///     let result = Evaluation.run(network, on: BatchAssembler(images: test, normalization: n), comm: comm, batch: 100)
     ///     print(result.accuracy, result.correct(ofClass: 3))
@@ -32,9 +33,9 @@ public struct Evaluation: Sendable {
                            recordPredictions: Bool = false) -> Evaluation {
         let count = assembler.images.count, classes = network.classes
         let lo = comm.rank * count / comm.size, hi = (comm.rank + 1) * count / comm.size
-        // [loss sum] + confusion matrix + per image (predicted class, its probability), as one vector.
-        let perImage = recordPredictions ? 2 : 0
-        var sums = [Double](repeating: 0, count: 1 + classes * classes + perImage * count)
+        // Confusion matrix + per image its loss, then (predicted class, its probability), as one vector.
+        let losses = classes * classes, answers = losses + count
+        var sums = [Double](repeating: 0, count: answers + (recordPredictions ? 2 * count : 0))
         var sampleIDs = [Int32](repeating: 0, count: batch), labels = [Int32](repeating: 0, count: batch)
         var start = lo
         while start < hi {
@@ -45,13 +46,14 @@ public struct Evaluation: Sendable {
                                    into: network.input, labels: &labels)
             }
             network.forward(batch: n, training: nil)
-            sums[0] += network.loss(labels: labels, batch: n, gradientScale: 0).lossSum
+            _ = network.loss(labels: labels, batch: n, gradientScale: 0)
             for i in 0..<n {
                 let row = UnsafeBufferPointer(start: network.logits + i * classes, count: classes)
                 let predicted = ClassScores.argmax(row)
-                sums[1 + Int(labels[i]) * classes + predicted] += 1
+                sums[Int(labels[i]) * classes + predicted] += 1
+                sums[losses + start + i] = network.sampleLosses[i]
                 if recordPredictions {
-                    let slot = 1 + classes * classes + 2 * (start + i)
+                    let slot = answers + 2 * (start + i)
                     sums[slot] = Double(predicted)
                     sums[slot + 1] = ClassScores(logits: row.baseAddress!, classes: classes).probabilities[predicted]
                 }
@@ -61,11 +63,11 @@ public struct Evaluation: Sendable {
         let totals = comm.allReduceSum(sums)
         let predictions = recordPredictions ? (0..<count).map { i in
             ImagePrediction(index: i, label: Int(assembler.images.labels[i]),
-                            predicted: Int(totals[1 + classes * classes + 2 * i]),
-                            probability: totals[2 + classes * classes + 2 * i])
+                            predicted: Int(totals[answers + 2 * i]),
+                            probability: totals[answers + 2 * i + 1])
         } : nil
-        return Evaluation(classes: classes, images: count, lossSum: totals[0],
-                          confusion: totals[1..<(1 + classes * classes)].map { Int($0) }, predictions: predictions)
+        return Evaluation(classes: classes, images: count, lossSum: totals[losses..<answers].reduce(0, +),
+                          confusion: totals[..<losses].map { Int($0) }, predictions: predictions)
     }
 }
 

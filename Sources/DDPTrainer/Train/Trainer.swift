@@ -16,6 +16,8 @@ public final class Trainer {
     let reducer: GradientReducer?
     let log: RunLog
     let reporter: ProgressReporter
+    /// After each step: the losses and counts of the global batch, and the stop agreement.
+    let stepExchange: StepExchange
     let store: CheckpointStore?
     let dataFingerprint: String
     /// The model file, normalisation and class names, saved with the weights for eval and predict.
@@ -39,7 +41,8 @@ public final class Trainer {
         train = setup.train
         test = setup.test
         log = setup.log
-        reporter = ProgressReporter(config: config, comm: comm, log: log, stepsPerEpoch: setup.shard.stepsPerEpoch(samples: setup.train.count))
+        reporter = ProgressReporter(config: config, isRoot: comm.isRoot, log: log, stepsPerEpoch: setup.shard.stepsPerEpoch(samples: setup.train.count))
+        stepExchange = StepExchange(comm: comm, localBatch: setup.shard.localBatch)
         store = setup.store
         dataFingerprint = setup.dataFingerprint
         modelMetadata = TrainedModel.metadata(spec: setup.spec, normalization: setup.normalization,
@@ -75,7 +78,6 @@ public final class Trainer {
         progress = TrainingProgress(Array(start.dropFirst()))
         // Every rank must agree that the resume point is already saved: saving is collective.
         if start[0] == 1 { savedAtStep = progress.globalStep }
-        if !comm.isRoot { progress.lossSum = 0; progress.correct = 0; progress.seen = 0 }  // rank 0 carries the sums
         optimizer.steps = progress.optimizerSteps
         comm.broadcast(network.parameters, count: network.parameterCount)
         comm.broadcast(optimizer.state, count: optimizer.stateCount)
@@ -111,7 +113,7 @@ public final class Trainer {
             return .finished
         }
         // The stop signal any rank has received, agreed after every step (so at the same step
-        // everywhere); its cost is one 4-byte all-reduce a step (BENCHMARKS.md).
+        // everywhere) by the step's exchange (BENCHMARKS.md).
         var stopSignal: Int32 = 0
         while progress.epoch < config.epochs {
             let epoch = progress.epoch
@@ -127,16 +129,17 @@ public final class Trainer {
                     return .finished
                 }
                 comm.step = progress.globalStep
-                let result = trainStep(step: progress.stepInEpoch, epoch: epoch, permutation: permutation)
-                progress.lossSum += result.lossSum
-                progress.correct += Double(result.correct)
-                progress.seen += Double(shard.localBatch)
+                let correct = trainStep(step: progress.stepInEpoch, epoch: epoch, permutation: permutation)
+                let totals = stepExchange.exchange(signal: StopSignal.received, correct: correct, losses: network.sampleLosses)
+                stopSignal = totals.signal
+                progress.lossSum += totals.lossSum
+                progress.correct += Double(totals.correct)
+                progress.seen += Double(config.globalBatch)
                 progress.stepInEpoch += 1
                 progress.globalStep += 1
                 progress.optimizerSteps = optimizer.steps
                 stepsRun += 1
                 reporter.stepDone(progress)
-                stopSignal = comm.allReduceMax(StopSignal.received)
                 if config.verifyEvery > 0 && progress.globalStep % config.verifyEvery == 0 {
                     try verifyReplicas(when: "at global step \(progress.globalStep)", quiet: true)
                 }
@@ -148,11 +151,11 @@ public final class Trainer {
                 if stopSignal != 0 && progress.stepInEpoch < stepsPerEpoch { return try stop(on: stopSignal) }
             }
             let seconds = Date().timeIntervalSince(started)
-            let totals = comm.allReduceSum([progress.lossSum, progress.correct, progress.seen])
             let evaluation = evaluate()
             reporter.epochEnded()
+            let seen = max(progress.seen, 1)
             try log.epoch(EpochStats(epoch: epoch + 1, epochs: config.epochs, step: progress.globalStep,
-                                 trainLoss: totals[0] / max(totals[2], 1), trainAccuracy: totals[1] / max(totals[2], 1),
+                                 trainLoss: progress.lossSum / seen, trainAccuracy: progress.correct / seen,
                                  testLoss: evaluation.loss, testAccuracy: evaluation.accuracy,
                                  imagesPerSecond: Double(stepsRun * config.globalBatch) / max(seconds, 1e-9), seconds: seconds))
             progress.epoch += 1
@@ -179,8 +182,9 @@ public final class Trainer {
         return .stopped(signal: signal, globalStep: step)
     }
 
-    /// One global step: next batch, forward, loss, backward, all-reduce, update.
-    func trainStep(step: Int, epoch: Int, permutation: [Int32]) -> (lossSum: Double, correct: Int) {
+    /// One global step: next batch, forward, loss, backward, all-reduce, update. Returns this
+    /// rank's correct answers; its samples' losses are in `network.sampleLosses`.
+    func trainStep(step: Int, epoch: Int, permutation: [Int32]) -> Int {
         let n = shard.localBatch
         let range = shard.localRange(step: step)
         for (i, p) in range.enumerated() { sampleIDs[i] = permutation[p] }
@@ -188,12 +192,12 @@ public final class Trainer {
                            seed: config.seed, epoch: epoch, into: network.input, labels: labels)
         network.forward(batch: n, training: DropoutKey(seed: config.seed, epoch: epoch, sampleIDs: sampleIDs))
         // Scaled by the global batch, so the sum over ranks is the gradient of the global mean loss.
-        let result = network.loss(labels: labels, batch: n, gradientScale: 1 / Float(config.globalBatch))
+        let correct = network.loss(labels: labels, batch: n, gradientScale: 1 / Float(config.globalBatch)).correct
         backwardSummingGradients(network, batch: n, reducer: reducer, comm: comm)
         optimizer.step(parameters: network.parameters, gradients: network.gradients,
                        learningRate: config.learningRate(atStep: progress.globalStep, stepsPerEpoch: stepsPerEpoch),
                        pool: network.workspace.pool)
-        return result
+        return correct
     }
 
     /// Test loss and accuracy (collective; see `Evaluation.run`).
@@ -202,24 +206,21 @@ public final class Trainer {
         return Evaluation.run(network, on: testAssembler, comm: comm, batch: shard.localBatch)
     }
 
-    /// Collective: the epoch's partial sums are gathered to rank 0, which copies the state
-    /// into its snapshot buffer and lets the background writer serialise and store it; the
-    /// other ranks wait only for that copy (at their next all-reduce).
+    /// Collective: rank 0 copies the state into its snapshot buffer and lets the background
+    /// writer serialise and store it; the other ranks wait only for that copy (at their next
+    /// collective).
     func saveCheckpoint() throws {
         if progress.globalStep == savedAtStep { return }
         savedAtStep = progress.globalStep
-        let sums = comm.allReduceSum([progress.lossSum, progress.correct, progress.seen])
         shareRunningStatistics()
         guard let store, let snapshot else { return }
         try store.waitForPendingSave()
-        var state = progress
-        (state.lossSum, state.correct, state.seen) = (sums[0], sums[1], sums[2])
         snapshot.update(from: network.parameters, count: network.parameterCount)
         (snapshot + network.parameterCount).update(from: optimizer.state, count: optimizer.stateCount)
         (snapshot + network.parameterCount + optimizer.stateCount).update(from: network.buffers, count: network.bufferCount)
         let job = CheckpointJob(spec: network.spec, tensors: network.tensors, bufferTensors: network.bufferTensors, snapshot: snapshot,
                                 parameterCount: network.parameterCount, optimizerStateCount: optimizer.stateCount,
-                                progress: state, config: config,
+                                progress: progress, config: config,
                                 worldSize: comm.size, dataFingerprint: dataFingerprint, tensorBoard: log.events?.mark,
                                 modelMetadata: modelMetadata)
         // The events the checkpoint marks reach the disk before the checkpoint does.
