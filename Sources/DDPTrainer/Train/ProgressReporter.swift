@@ -7,8 +7,8 @@ import Foundation
 /// the global batch's totals: `StepExchange`); rank 0 alone reports, with no collective. A
 /// *logged* step, every `--log-every`-th global step and each epoch's last, writes TensorBoard
 /// scalars and, in plain mode, a line; in live mode the line is redrawn about every 0.2 s (and
-/// at each epoch's last step). Any other step costs an integer comparison, an atomic load (a
-/// pending stop signal ends the live line) and, in live mode, a clock read.
+/// at each epoch's last step). Any other step costs an integer comparison and, in live mode, a
+/// clock read.
 ///
 /// ```swift
 /// reporter.epochStarted(atStep: progress.globalStep)
@@ -68,9 +68,6 @@ final class ProgressReporter {
         } else if isLogged(step) {
             report(progress, now: Date())
         }
-        // While a stop signal is pending (the ranks stop at this step or the next), no live line
-        // stays open after a step: the stop's messages, the other ranks' at once, start below it.
-        if StopSignal.received != 0 { log.endStatus() }
     }
 
     private func isLogged(_ step: Int) -> Bool { step % config.logEvery == 0 || step % stepsPerEpoch == 0 }

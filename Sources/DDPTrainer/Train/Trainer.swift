@@ -173,7 +173,10 @@ public final class Trainer {
     func stop(on signal: Int32) throws -> End {
         try saveCheckpoint()
         try store?.waitForPendingSave()
-        log.clearStatus()
+        // Rank 0's live line ends (it stays on screen) before any rank prints, so that no stop
+        // message runs on from it.
+        log.endStatus()
+        comm.barrier()
         let step = progress.globalStep
         let message = comm.isRoot
             ? "ddptrain: stopped on \(StopSignal.name(signal)) at global step \(step) (epoch \(progress.epoch + 1), step \(progress.stepInEpoch) of \(stepsPerEpoch)); its checkpoint is saved: run the same command again to continue"
