@@ -205,17 +205,12 @@ public final class Communicator: BatchStatisticsReducer {
         watched(.gradientAllReduce, bytes: bytes) { _ = MPI_Wait(&request, ddp_status_ignore()) }
     }
 
-    /// Sums small statistics (losses, counts) across ranks, in double precision.
+    /// Sums small statistics (setup status, test losses and counts) across ranks, in double precision.
     public func allReduceSum(_ values: [Double]) -> [Double] {
+        if size == 1 { return values }
         var v = values
-        allReduceSum(&v)
+        watched(.statisticsAllReduce) { _ = MPI_Allreduce(ddp_in_place(), &v, Int32(v.count), ddp_double(), ddp_sum(), world) }
         return v
-    }
-
-    /// The same in place: with a buffer kept between calls, nothing is allocated.
-    public func allReduceSum(_ values: inout [Double]) {
-        if size == 1 { return }
-        watched(.statisticsAllReduce) { _ = MPI_Allreduce(ddp_in_place(), &values, Int32(values.count), ddp_double(), ddp_sum(), world) }
     }
 
     /// (minimum, maximum) of one value over all ranks.

@@ -64,13 +64,15 @@ final class ProgressReporter {
         let step = progress.globalStep
         if case .live = log.console {
             let now = Date()
-            if isLogged(step) || now.timeIntervalSince(lastRedraw) >= 0.9 * Self.redrawSeconds { report(progress, now: now) }
+            if isLogged(step) || redrawIsDue(now) { report(progress, now: now) }
         } else if isLogged(step) {
             report(progress, now: Date())
         }
     }
 
     private func isLogged(_ step: Int) -> Bool { step % config.logEvery == 0 || step % stepsPerEpoch == 0 }
+
+    private func redrawIsDue(_ now: Date) -> Bool { now.timeIntervalSince(lastRedraw) >= 0.9 * Self.redrawSeconds }
 
     private func report(_ progress: TrainingProgress, now: Date) {
         let step = progress.globalStep
@@ -99,7 +101,7 @@ final class ProgressReporter {
                                 runElapsed: now.timeIntervalSince(sessionStarted),
                                 runRemaining: secondsPerStep.map { $0 * Double(max(0, end - step)) + Double(evaluations) * evaluationSeconds })
         switch log.console {
-        case .live where epochEnds || now.timeIntervalSince(lastRedraw) >= 0.9 * Self.redrawSeconds:
+        case .live where epochEnds || redrawIsDue(now):
             // Logged steps may come faster than redraws should (--log-every 1).
             log.status(line.text)
             lastRedraw = now
