@@ -46,6 +46,7 @@ public final class ConvWorkspace: @unchecked Sendable {
     public let kernels: ConvKernelSet
     private let im2col = ScratchBuffer(), packed = ScratchBuffer(), zeroRow = ScratchBuffer()
     private let partialSums = ScratchBuffer(), winograd = ScratchBuffer(), patchRows = ScratchBuffer()
+    private let winogradBlocks = ScratchBuffer()
     public var columns: UnsafeMutablePointer<Float> { im2col.pointer }
     public var columnCapacity: Int { im2col.capacity }
     var packedWeights: UnsafeMutablePointer<Float> { packed.pointer }
@@ -59,6 +60,11 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// transformed inputs and products.
     var winogradScratch: UnsafeMutablePointer<Float> { winograd.pointer }
     private(set) var winogradPerWorker = 0
+    /// The Winograd weight gradient's operands and per-worker blocks when it is split by blocks.
+    var winogradBlockScratch: UnsafeMutablePointer<Float> { winogradBlocks.pointer }
+    var winogradBlockScratchCapacity: Int { winogradBlocks.capacity }
+    /// How Winograd weight gradients are split into tasks; set it before `reserve`.
+    public var winogradGradientSplit = WinogradGradientSplit.fromEnvironment
     /// Per worker, `patchScratchPerWorker` floats: a block of patch rows (PatchConv.swift).
     var patchScratch: UnsafeMutablePointer<Float> { patchRows.pointer }
     /// Floats of im2col scratch a strided layer may use at once (its input gradient is built
@@ -85,6 +91,10 @@ public final class ConvWorkspace: @unchecked Sendable {
             let widest = max(shape.inChannels, shape.outChannels)
             winogradPerWorker = max(winogradPerWorker, algorithm.scratchCount(inChannels: widest, outChannels: widest))
             winograd.reserve(pool.threads * winogradPerWorker)
+            if algorithm.gradientByBlocks(shape, winogradGradientSplit, groupSize: pool.sampleGroups.size) {
+                let groups = pool.sampleGroups.count(batch: shape.batch)
+                winogradBlocks.reserve(algorithm.blockScratchCount(shape, groups: groups, workers: pool.threads))
+            }
         }
         // A zero row as long as any kernel row (of the forward or the flipped convolution).
         zeroRow.reserve(shape.kernelWidth * max(shape.inChannels, shape.outChannels), zeroed: true)
@@ -146,7 +156,10 @@ public func conv2DBackwardWeights(_ s: ConvShape, input x: UnsafePointer<Float>,
 /// Floats of per-group partial weight and bias gradients a shape needs.
 func partialGradientCount(_ s: ConvShape, _ ws: ConvWorkspace) -> Int {
     let groups = ws.pool.sampleGroups.count(batch: s.batch)
-    if let algorithm = s.winograd { return groups * (algorithm.gradientSliceCount(s) + algorithm.weightSliceCount(s)) }
+    if let algorithm = s.winograd {
+        let byBlocks = algorithm.gradientByBlocks(s, ws.winogradGradientSplit, groupSize: ws.pool.sampleGroups.size)
+        return byBlocks ? 0 : groups * (algorithm.gradientSliceCount(s) + algorithm.weightSliceCount(s))
+    }
     return groups * partialSliceCount(s)
 }
 

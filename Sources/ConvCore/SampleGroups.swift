@@ -55,6 +55,26 @@ public struct SampleGroups: Sendable, Equatable {
         add(range.lowerBound, mid)
     }
 
+    /// The same tree formed group by group in `treeSlots(count)` slots instead of one per group:
+    /// `form(group, slot)` computes a group's partial into a slot, `add(into, from)` adds one slot
+    /// to another, and the total ends in slot 0. For partials too large to hold all at once.
+    ///
+    ///     SampleGroups.sumInTree(8, form: { g, slot in /* slot ← Σ over group g */ },
+    ///                            add: { into, from in /* slot[into] += slot[from] */ })
+    public static func sumInTree(_ count: Int, form: (_ group: Int, _ slot: Int) -> Void, add: (_ into: Int, _ from: Int) -> Void) {
+        func sum(_ range: Range<Int>, slot: Int) {
+            guard range.count > 1 else { form(range.lowerBound, slot); return }
+            let mid = range.lowerBound + (range.count + 1) / 2
+            sum(range.lowerBound..<mid, slot: slot)
+            sum(mid..<range.upperBound, slot: slot + 1)
+            add(slot, slot + 1)
+        }
+        if count > 0 { sum(0..<count, slot: 0) }
+    }
+
+    /// Slots `sumInTree` uses for `count` groups: one per level of the tree.
+    public static func treeSlots(_ count: Int) -> Int { count <= 1 ? 1 : Int.bitWidth - (count - 1).leadingZeroBitCount + 1 }
+
     /// Whether `worldSize` ranks, each holding an equal contiguous share of a global batch of
     /// `globalBatch`, compute exactly the tree of one rank: a power of two that divides the
     /// group count (so every rank's share is whole groups forming a subtree).

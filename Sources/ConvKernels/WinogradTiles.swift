@@ -95,8 +95,7 @@ public func winogradWeightGradientTiles(m: Int, _ g: ConvGeometry, input x: Unsa
                                         first start: Int, end: Int, into sum: UnsafeMutablePointer<Float>, biasGradient: Bool,
                                         scratch: UnsafeMutablePointer<Float>) {
     func run<W: WinogradTransforms>(_: W.Type) {
-        let tiles = Tiles<W>(g), oh = g.outHeight, ow = g.outWidth
-        let cin = g.inChannels, cout = g.outChannels, alpha = W.alpha, T = W.tilesPerTask
+        let tiles = Tiles<W>(g), cin = g.inChannels, cout = g.outChannels, T = W.tilesPerTask
         let products = W.positions * cin * cout
         let vPerPosition = T * cin, dPerPosition = T * cout
         let v = scratch, d = scratch + W.positions * vPerPosition
@@ -106,27 +105,8 @@ public func winogradWeightGradientTiles(m: Int, _ g: ConvGeometry, input x: Unsa
             while first < end {
                 let count = min(T, end - first)
                 tiles.transformInputs(x, first: first, count: count, into: v, perPosition: vPerPosition, scratch: e)
-                // D[ξ][t][co] = (A·dY·Aᵀ)[ξ], dY the tile's m×m block (zero past the edge); and Σ dY.
-                for t in 0..<count {
-                    let (image, oy, ox) = tiles.origin(first + t)
-                    let rows = min(W.m, oh - oy), columns = min(W.m, ow - ox)
-                    let src = dy + ((image * oh + oy) * ow + ox) * cout
-                    let out = d + t * cout
-                    for c in stride(from: 0, to: cout, by: 16) {
-                        @inline(__always) func gradient(_ i: Int, _ j: Int) -> SIMD16<Float> {
-                            i < rows && j < columns ? load(src + (i * ow + j) * cout + c) : SIMD16()
-                        }
-                        if biasGradient {
-                            var total = SIMD16<Float>()
-                            for i in 0..<rows { for j in 0..<columns { total += gradient(i, j) } }
-                            store(sum + products + c, load(sum + products + c) + total)
-                        }
-                        for j in 0..<W.m { W.outputGradient({ gradient($0, j) }, { e[$0 * W.m + j] = $1 }) }
-                        for i in 0..<alpha {
-                            W.outputGradient({ e[i * W.m + $0] }, { store(out + (i * alpha + $0) * dPerPosition + c, $1) })
-                        }
-                    }
-                }
+                tiles.transformOutputGradients(dy, first: first, count: count, into: d, perPosition: dPerPosition,
+                                               biasSum: biasGradient ? sum + products : nil, scratch: e)
                 for xi in 0..<W.positions {
                     transposedProduct(count: count, a: v + xi * vPerPosition, lda: cin, rows: cin,
                                       b: d + xi * dPerPosition, ldb: cout, columns: cout,
@@ -137,6 +117,43 @@ public func winogradWeightGradientTiles(m: Int, _ g: ConvGeometry, input x: Unsa
         }
     }
     m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
+}
+
+/// The operands of the weight gradient for tiles first..<first+count, written to rows
+/// 0..<count of `v` (V[ξ] at v + ξ·vPerPosition, rows `vRow` floats apart) and `d` (D[ξ], rows
+/// `dRow` apart), and Σ dY added to `biasSum` unless it is nil: the first half of
+/// `winogradWeightGradientTiles`, for a whole batch at once.
+public func winogradGradientOperands(m: Int, _ g: ConvGeometry, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
+                                     first: Int, count: Int, v: UnsafeMutablePointer<Float>, vPerPosition: Int, vRow: Int,
+                                     d: UnsafeMutablePointer<Float>, dPerPosition: Int, dRow: Int, biasSum: UnsafeMutablePointer<Float>?) {
+    func run<W: WinogradTransforms>(_: W.Type) {
+        let tiles = Tiles<W>(g)
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: W.positions) { buffer in
+            tiles.transformInputs(x, first: first, count: count, into: v, perPosition: vPerPosition, rowLength: vRow,
+                                  scratch: buffer.baseAddress!)
+            tiles.transformOutputGradients(dy, first: first, count: count, into: d, perPosition: dPerPosition, rowLength: dRow,
+                                           biasSum: biasSum, scratch: buffer.baseAddress!)
+        }
+    }
+    m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
+}
+
+/// One block of one sample group's dW: Σ over its `count` tiles of V[ξ][t]ᵀ·D[ξ][t], `rows` input
+/// channels × `columns` output channels from `v` and `d` on (laid out as `winogradGradientOperands`
+/// wrote them), then transformed back into `dw` as [ky][kx][rows][columns]. `du` holds
+/// positions × rows × columns floats. The products and transforms are those of
+/// `winogradWeightGradientTiles` and `winogradWeightsFromGradient`, so the block has the bits of
+/// the same entries of the whole group's dW.
+public func winogradWeightGradientBlock(m: Int, count: Int, v: UnsafePointer<Float>, vPerPosition: Int, vRow: Int,
+                                        d: UnsafePointer<Float>, dPerPosition: Int, dRow: Int, rows: Int, columns: Int,
+                                        du: UnsafeMutablePointer<Float>, into dw: UnsafeMutablePointer<Float>) {
+    for xi in 0..<winogradPositions(m: m) {
+        transposedProduct(count: count, a: v + xi * vPerPosition, lda: vRow, rows: rows, b: d + xi * dPerPosition, ldb: dRow,
+                          columns: columns, c: du + xi * rows * columns, ldc: columns, accumulate: false)
+    }
+    for row in 0..<rows {
+        winogradWeightsFromGradient(m: m, inChannels: rows, outChannels: columns, channel: row, transformedGradient: du, into: dw)
+    }
 }
 
 /// dW[ky][kx][ci][co] = (Gᵀ·dU·G)[ky][kx] for one input channel ci, 16 output channels at a time.
@@ -178,13 +195,13 @@ private struct Tiles<W: WinogradTransforms> {
     /// starts at v + ξ·perPosition. `e` holds α² vectors of scratch.
     @inline(__always)
     func transformInputs(_ x: UnsafePointer<Float>, first: Int, count: Int, into v: UnsafeMutablePointer<Float>,
-                         perPosition: Int, scratch e: UnsafeMutablePointer<SIMD16<Float>>) {
+                         perPosition: Int, rowLength: Int? = nil, scratch e: UnsafeMutablePointer<SIMD16<Float>>) {
         let cin = g.inChannels, alpha = W.alpha
         for t in 0..<count {
             let (image, oy, ox) = origin(first + t)
             let iy = oy - g.padding, ix = ox - g.padding
             let base = x + image * g.height * g.width * cin
-            let out = v + t * cin
+            let out = v + t * (rowLength ?? cin)
             for c in stride(from: 0, to: cin, by: 16) {
                 @inline(__always) func d(_ r: Int, _ q: Int) -> SIMD16<Float> {
                     let yy = iy + r, xx = ix + q
@@ -194,6 +211,36 @@ private struct Tiles<W: WinogradTransforms> {
                 for q in 0..<alpha { W.input({ d($0, q) }, { e[$0 * alpha + q] = $1 }) }
                 for r in 0..<alpha {
                     W.input({ e[r * alpha + $0] }, { store(out + (r * alpha + $0) * perPosition + c, $1) })
+                }
+            }
+        }
+    }
+
+    /// D[ξ][t][co] = (A·dY·Aᵀ)[ξ] for the m×m output-gradient blocks of tiles first..<first+count
+    /// (zero past the image's edge), D[ξ] at d + ξ·perPosition; and each tile's Σ dY added to
+    /// `biasSum`, tile by tile, unless it is nil.
+    @inline(__always)
+    func transformOutputGradients(_ dy: UnsafePointer<Float>, first: Int, count: Int, into d: UnsafeMutablePointer<Float>,
+                                  perPosition: Int, rowLength: Int? = nil, biasSum: UnsafeMutablePointer<Float>?,
+                                  scratch e: UnsafeMutablePointer<SIMD16<Float>>) {
+        let oh = g.outHeight, ow = g.outWidth, cout = g.outChannels, alpha = W.alpha
+        for t in 0..<count {
+            let (image, oy, ox) = origin(first + t)
+            let rows = min(W.m, oh - oy), columns = min(W.m, ow - ox)
+            let src = dy + ((image * oh + oy) * ow + ox) * cout
+            let out = d + t * (rowLength ?? cout)
+            for c in stride(from: 0, to: cout, by: 16) {
+                @inline(__always) func gradient(_ i: Int, _ j: Int) -> SIMD16<Float> {
+                    i < rows && j < columns ? load(src + (i * ow + j) * cout + c) : SIMD16()
+                }
+                if let biasSum {
+                    var total = SIMD16<Float>()
+                    for i in 0..<rows { for j in 0..<columns { total += gradient(i, j) } }
+                    store(biasSum + c, load(biasSum + c) + total)
+                }
+                for j in 0..<W.m { W.outputGradient({ gradient($0, j) }, { e[$0 * W.m + j] = $1 }) }
+                for i in 0..<alpha {
+                    W.outputGradient({ e[i * W.m + $0] }, { store(out + (i * alpha + $0) * perPosition + c, $1) })
                 }
             }
         }

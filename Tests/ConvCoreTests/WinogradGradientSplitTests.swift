@@ -1,0 +1,58 @@
+import ConvCore
+import Testing
+
+/// The Winograd weight gradient split by blocks of channels must have the bits of the split by
+/// sample groups: the same products in the same order, only kept in L2 for fewer groups' worth
+/// of floats, so the choice between them can follow speed alone.
+@Suite struct WinogradGradientSplitTests {
+    /// F(2x2) on 2x2 images (VGG-11's last layers) and on 5x5 (partial tiles), F(4x4) on 8x8 and
+    /// 6x6 with padding 0; channel counts past one block (48 input × 32 output channels) with
+    /// partial blocks, and 16 (an AVX2 edge tile). Batch 7 in groups of 2 leaves a short group.
+    static let shapes: [ConvShape] = [
+        ConvShape(batch: 7, height: 2, width: 2, inChannels: 112, outChannels: 80, kernelHeight: 3, kernelWidth: 3, padding: 1),
+        ConvShape(batch: 7, height: 5, width: 5, inChannels: 16, outChannels: 48, kernelHeight: 3, kernelWidth: 3, padding: 1),
+        ConvShape(batch: 7, height: 8, width: 8, inChannels: 64, outChannels: 64, kernelHeight: 3, kernelWidth: 3, padding: 1),
+        ConvShape(batch: 7, height: 10, width: 10, inChannels: 48, outChannels: 16, kernelHeight: 3, kernelWidth: 3, padding: 0),
+    ]
+
+    /// dW then dBias (when `withBias`) of `s` under `split`, on `threads` threads.
+    func gradient(_ s: ConvShape, split: WinogradGradientSplit, threads: Int, withBias: Bool) -> [Float] {
+        let ws = ConvWorkspace(threads: threads)
+        ws.pool.sampleGroups = SampleGroups(size: 2)
+        ws.winogradGradientSplit = split
+        ws.reserve(for: s)
+        let x = randomArray(s.inputCount, seed: 11), dy = randomArray(s.outputCount, seed: 12)
+        var out = [Float](repeating: .nan, count: s.weightCount + (withBias ? s.outChannels : 0))
+        out.withUnsafeMutableBufferPointer { g in
+            conv2DBackwardWeights(s, input: x, outputGradient: dy, weightGradient: g.baseAddress!,
+                                  biasGradient: withBias ? g.baseAddress! + s.weightCount : nil, workspace: ws)
+        }
+        return out
+    }
+
+    @Test("by blocks of channels, the Winograd weight and bias gradients have the bits of the split by sample groups",
+          arguments: shapes, [false, true])
+    func blocksEqualGroups(_ s: ConvShape, withBias: Bool) throws {
+        try #require(s.winograd != nil)
+        let groups = gradient(s, split: .groups, threads: 1, withBias: withBias)
+        let blocks = gradient(s, split: .blocks, threads: 2, withBias: withBias)
+        #expect(!groups.contains { $0.isNaN })
+        #expect(blocks.map(\.bitPattern) == groups.map(\.bitPattern), "\(s)")
+    }
+
+    @Test("a tree formed group by group in a few slots adds what combineInTree adds, in its order")
+    func treeInSlots() {
+        for count in 1...13 {
+            // Each slot holds the set of groups summed into it; the log is the order of additions.
+            var combined: [[Int]] = [], slots = [[Int]](repeating: [], count: SampleGroups.treeSlots(count))
+            SampleGroups.combineInTree(count) { into, from in combined.append([into, from]) }
+            var formed: [[Int]] = []
+            SampleGroups.sumInTree(count, form: { group, slot in slots[slot] = [group] }, add: { into, from in
+                formed.append([slots[into].min()!, slots[from].min()!])
+                slots[into] += slots[from]
+            })
+            #expect(formed == combined, "\(count) groups")
+            #expect(slots[0].sorted() == Array(0..<count), "\(count) groups")
+        }
+    }
+}
