@@ -32,6 +32,12 @@ public struct ConvShape: Sendable, Equatable {
     /// For stride 1 with a square kernel the input gradient is itself a convolution (of the
     /// output gradient with the flipped kernel); otherwise it goes through im2col's adjoint.
     public var inputGradientIsConvolution: Bool { stride == 1 && kernelHeight == kernelWidth && padding < kernelHeight }
+    /// The convolution that gives the input gradient when `inputGradientIsConvolution`: of dY,
+    /// padded by k−1−padding, with the flipped, channel-transposed kernel.
+    var inputGradientConvolution: ConvShape {
+        ConvShape(batch: batch, height: outHeight, width: outWidth, inChannels: outChannels, outChannels: inChannels,
+                  kernelHeight: kernelHeight, kernelWidth: kernelWidth, stride: 1, padding: kernelHeight - 1 - padding)
+    }
     /// Multiply-adds ×2 of the forward pass.
     public var forwardFlops: Double { 2 * Double(outputPixels) * Double(patchSize) * Double(outChannels) }
 }
@@ -65,6 +71,8 @@ public final class ConvWorkspace: @unchecked Sendable {
     var winogradBlockScratchCapacity: Int { winogradBlocks.capacity }
     /// How Winograd weight gradients are split into tasks; set it before `reserve`.
     public var winogradGradientSplit = WinogradGradientSplit.fromEnvironment
+    /// How Winograd convolutions are split into tasks; set it before `reserve`.
+    public var winogradConvolutionSplit = WinogradConvolutionSplit.fromEnvironment
     /// Per worker, `patchScratchPerWorker` floats: a block of patch rows (PatchConv.swift).
     var patchScratch: UnsafeMutablePointer<Float> { patchRows.pointer }
     /// Floats of im2col scratch a strided layer may use at once (its input gradient is built
@@ -91,6 +99,10 @@ public final class ConvWorkspace: @unchecked Sendable {
             let widest = max(shape.inChannels, shape.outChannels)
             winogradPerWorker = max(winogradPerWorker, algorithm.scratchCount(inChannels: widest, outChannels: widest))
             winograd.reserve(pool.threads * winogradPerWorker)
+            // The split by positions uses the operands' room, for the forward and the input gradient.
+            if algorithm.convolvesByPositions(shape, winogradConvolutionSplit) {
+                winogradBlocks.reserve(max(algorithm.operandCount(shape), algorithm.operandCount(shape.inputGradientConvolution)))
+            }
             if algorithm.gradientByBlocks(shape, winogradGradientSplit, groupSize: pool.sampleGroups.size) {
                 let groups = pool.sampleGroups.count(batch: shape.batch)
                 winogradBlocks.reserve(algorithm.blockScratchCount(shape, groups: groups, workers: pool.threads))
@@ -172,8 +184,7 @@ public func conv2DBackwardData(_ s: ConvShape, outputGradient dy: UnsafePointer<
                                workspace ws: ConvWorkspace) {
     let kh = s.kernelHeight, kw = s.kernelWidth, cin = s.inChannels, cout = s.outChannels
     if s.inputGradientIsConvolution {
-        let flipped = ConvShape(batch: s.batch, height: s.outHeight, width: s.outWidth, inChannels: cout, outChannels: cin,
-                                kernelHeight: kh, kernelWidth: kw, stride: 1, padding: kh - 1 - s.padding)
+        let flipped = s.inputGradientConvolution
         if let algorithm = s.winograd {
             ws.winogradBackwardData(algorithm, s, outputGradient: dy, weights: w, inputGradient: dx)
             return

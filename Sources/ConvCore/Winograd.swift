@@ -71,6 +71,28 @@ public enum WinogradGradientSplit: String, Sendable {
     static let fromEnvironment = WinogradGradientSplit(rawValue: ProcessInfo.processInfo.environment["DDPTRAIN_WINOGRAD_GRADIENT"] ?? "") ?? .automatic
 }
 
+/// How a Winograd convolution (forward, and the input gradient) is split into tasks. Both give
+/// the same bits.
+///
+/// `tiles`: one task per `tilesPerTask` tiles transforms them, multiplies them by every
+/// position's transformed weights U and transforms the products back. Each task reads all of
+/// U: 16 MB for VGG-11's 512-channel layers, read 11 times per pass at 4x4 pixels.
+///
+/// `positions`: all tiles are transformed first; then one task per position and block of
+/// `positionRows` tiles multiplies them by that position's U; then all are transformed back.
+///
+/// `automatic` takes `positions` where U outgrows L2 (`DDPTRAIN_WINOGRAD_CONVOLUTION` = `tiles`
+/// or `positions` forces one, for comparison).
+public enum WinogradConvolutionSplit: String, Sendable {
+    case automatic, tiles, positions
+
+    static let fromEnvironment = WinogradConvolutionSplit(rawValue: ProcessInfo.processInfo.environment["DDPTRAIN_WINOGRAD_CONVOLUTION"] ?? "") ?? .automatic
+}
+
+/// Tiles per product task of the split by positions: a block of V (128 × 512 floats) stays in
+/// L2 while the position's U streams past it.
+let positionRows = 128
+
 /// A block of the split by blocks: whole SIMD16 vectors and outer-product tiles of both kernel
 /// sets (6 or 8 rows × 16 or 32 columns); a block's operands for a few dozen tiles stay in L1.
 let winogradBlockRows = 48, winogradBlockColumns = 32
@@ -85,6 +107,15 @@ extension WinogradAlgorithm {
         case .groups: return false
         case .blocks: return true
         case .automatic: return positions * s.inChannels * s.outChannels >= 1 << 16 && tilesPerImage(s) * groupSize <= 32
+        }
+    }
+
+    /// Whether the convolution of `s` runs by positions under `split`.
+    func convolvesByPositions(_ s: ConvShape, _ split: WinogradConvolutionSplit) -> Bool {
+        switch split {
+        case .tiles: return false
+        case .positions: return true
+        case .automatic: return positions * s.inChannels * s.outChannels >= 1 << 18
         }
     }
 
@@ -116,10 +147,8 @@ extension ConvWorkspace {
     func winogradBackwardData(_ algorithm: WinogradAlgorithm, _ s: ConvShape, outputGradient dy: UnsafePointer<Float>,
                               weights w: UnsafePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>) {
         let cin = s.inChannels, cout = s.outChannels
-        let flipped = ConvShape(batch: s.batch, height: s.outHeight, width: s.outWidth, inChannels: cout, outChannels: cin,
-                                kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 2 - s.padding)
         transformWeights(algorithm, k: cout, n: cin) { ky, kx, co, ci in w[(((2 - ky) * 3 + (2 - kx)) * cin + ci) * cout + co] }
-        convolve(algorithm, flipped, input: dy, bias: nil, output: dx)
+        convolve(algorithm, s.inputGradientConvolution, input: dy, bias: nil, output: dx)
     }
 
     /// dW and dBias (both overwritten; no bias work when `db` is nil): each sample group sums its
@@ -247,6 +276,10 @@ extension ConvWorkspace {
     /// Y = conv(X, U) (+ bias) with U in `packedWeights`, in tasks of `tilesPerTask` tiles.
     private func convolve(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
                           bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
+        if algorithm.convolvesByPositions(s, winogradConvolutionSplit) {
+            convolveByPositions(algorithm, s, input: x, bias: bias, output: y)
+            return
+        }
         let tiles = algorithm.tiles(s), perTask = algorithm.tilesPerTask
         let u = UnsafePointer(packedWeights), scratch = winogradScratch, perWorker = winogradPerWorker, kernels = self.kernels, m = algorithm.m
         pool.run(tasks: (tiles + perTask - 1) / perTask) { task, worker in
@@ -258,6 +291,55 @@ extension ConvWorkspace {
             case .avx512:
                 ConvKernelsAVX512.winogradConvolveTiles(m: m, s.geometry512, input: x, transformedWeights: u, bias: bias, output: y,
                                                         first: first, count: count, scratch: scratch + worker * perWorker)
+            }
+        }
+    }
+
+    /// The same convolution in three passes over the whole batch (`WinogradConvolutionSplit.positions`):
+    /// every tile's V, then per position and block of `positionRows` tiles V[ξ]·U[ξ] with U[ξ]
+    /// read once per block instead of once per task of `tilesPerTask` tiles, then every tile's
+    /// output. Each product is the same dot product over Cin in the same order.
+    private func convolveByPositions(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
+                                     bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
+        precondition(winogradBlockScratchCapacity >= algorithm.operandCount(s), "conv workspace too small for \(s)")
+        let cin = s.inChannels, cout = s.outChannels, m = algorithm.m, kernels = self.kernels, tiles = algorithm.tiles(s)
+        let vRow = operandRow(cin), mRow = operandRow(cout), vPerPosition = tiles * vRow, mPerPosition = tiles * mRow
+        let uPerPosition = kernels == .avx2 ? ConvKernels.winogradWeightsPerPosition(k: cin, n: cout)
+                                            : ConvKernelsAVX512.winogradWeightsPerPosition(k: cin, n: cout)
+        let v = winogradBlockScratch, products = v + algorithm.positions * vPerPosition, u = UnsafePointer(packedWeights)
+        let perTask = algorithm.tilesPerTask, tileTasks = (tiles + perTask - 1) / perTask
+        pool.run(tasks: tileTasks) { task, _ in
+            let first = task * perTask, count = min(perTask, tiles - first)
+            switch kernels {
+            case .avx2:
+                ConvKernels.winogradInputTiles(m: m, s.geometry, input: x, first: first, count: count, v: v + first * vRow,
+                                               vPerPosition: vPerPosition, vRow: vRow)
+            case .avx512:
+                ConvKernelsAVX512.winogradInputTiles(m: m, s.geometry512, input: x, first: first, count: count, v: v + first * vRow,
+                                                     vPerPosition: vPerPosition, vRow: vRow)
+            }
+        }
+        let rowBlocks = (tiles + positionRows - 1) / positionRows
+        pool.run(tasks: algorithm.positions * rowBlocks) { task, _ in
+            let xi = task / rowBlocks, first = task % rowBlocks * positionRows, count = min(positionRows, tiles - first)
+            let a = UnsafePointer(v + xi * vPerPosition + first * vRow), c = products + xi * mPerPosition + first * mRow
+            switch kernels {
+            case .avx2:
+                ConvKernels.gemmBlock(kc: cin, a: a, lda: vRow, rows: count, packedB: u + xi * uPerPosition, columns: cout, c: c, ldc: mRow)
+            case .avx512:
+                ConvKernelsAVX512.gemmBlock(kc: cin, a: a, lda: vRow, rows: count, packedB: u + xi * uPerPosition, columns: cout, c: c, ldc: mRow)
+            }
+        }
+        pool.run(tasks: tileTasks) { task, _ in
+            let first = task * perTask, count = min(perTask, tiles - first)
+            let m0 = UnsafePointer(products + first * mRow)
+            switch kernels {
+            case .avx2:
+                ConvKernels.winogradOutputTiles(m: m, s.geometry, products: m0, perPosition: mPerPosition, row: mRow,
+                                                first: first, count: count, bias: bias, output: y)
+            case .avx512:
+                ConvKernelsAVX512.winogradOutputTiles(m: m, s.geometry512, products: m0, perPosition: mPerPosition, row: mRow,
+                                                      first: first, count: count, bias: bias, output: y)
             }
         }
     }

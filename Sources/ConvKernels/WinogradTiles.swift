@@ -7,13 +7,16 @@
 public func winogradTilesPerTask(m: Int) -> Int { m == 2 ? WinogradF2.tilesPerTask : WinogradF4.tilesPerTask }
 public func winogradPositions(m: Int) -> Int { (m + 2) * (m + 2) }
 
+/// Floats of one position's transformed weights (K × N, N padded to whole slivers of this kernel set).
+public func winogradWeightsPerPosition(k: Int, n: Int) -> Int { k * ((n + sliverWidth - 1) / sliverWidth * sliverWidth) }
+
 /// Row k of the transformed weights U[ξ] = G·g·Gᵀ, for every column n of a 3x3 kernel given by
 /// `tap(ky, kx, k, n)` (n a multiple of 16), packed as GEMM B slivers [ξ][sliver][k][sliverWidth].
 public func winogradTransformWeightRow(m: Int, k: Int, n: Int, row: Int, into u: UnsafeMutablePointer<Float>,
                                        _ tap: (_ ky: Int, _ kx: Int, _ k: Int, _ n: Int) -> Float) {
     func run<W: WinogradTransforms>(_: W.Type) {
         let padded = (n + sliverWidth - 1) / sliverWidth * sliverWidth, alpha = W.alpha
-        let perPosition = k * padded
+        let perPosition = winogradWeightsPerPosition(k: k, n: n)
         withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 3 * alpha) { buffer in
             let h = buffer.baseAddress!
             for column in stride(from: 0, to: padded, by: 16) {
@@ -43,9 +46,8 @@ public func winogradConvolveTiles(m: Int, _ g: ConvGeometry, input x: UnsafePoin
                                   bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
                                   first: Int, count: Int, scratch: UnsafeMutablePointer<Float>) {
     func run<W: WinogradTransforms>(_: W.Type) {
-        let tiles = Tiles<W>(g), oh = g.outHeight, ow = g.outWidth
-        let cin = g.inChannels, cout = g.outChannels, alpha = W.alpha
-        let uPerPosition = cin * ((cout + sliverWidth - 1) / sliverWidth * sliverWidth)
+        let tiles = Tiles<W>(g), cin = g.inChannels, cout = g.outChannels
+        let uPerPosition = winogradWeightsPerPosition(k: cin, n: cout)
         let vPerPosition = W.tilesPerTask * cin, mPerPosition = W.tilesPerTask * cout
         let v = scratch, product = scratch + W.positions * vPerPosition
         withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: W.positions) { buffer in
@@ -56,32 +58,34 @@ public func winogradConvolveTiles(m: Int, _ g: ConvGeometry, input x: UnsafePoin
                 gemmBlock(kc: cin, a: v + xi * vPerPosition, lda: cin, rows: count, packedB: u + xi * uPerPosition,
                           columns: cout, c: product + xi * mPerPosition, ldc: cout)
             }
-            // Y = Aᵀ·M·A (+ bias) for each tile, skipping pixels past the edge; without a bias nothing is added.
-            for t in 0..<count {
-                let (image, oy, ox) = tiles.origin(first + t)
-                let rows = min(W.m, oh - oy), columns = min(W.m, ow - ox)
-                let out = y + ((image * oh + oy) * ow + ox) * cout
-                let src = UnsafePointer(product + t * cout)
-                for c in stride(from: 0, to: cout, by: 16) {
-                    for q in 0..<alpha {
-                        W.output({ load(src + ($0 * alpha + q) * mPerPosition + c) }, { e[$0 * alpha + q] = $1 })
-                    }
-                    if let bias {
-                        let b = load(bias + c)
-                        for i in 0..<rows {
-                            W.output({ e[i * alpha + $0] }, { j, value in
-                                if j < columns { store(out + (i * ow + j) * cout + c, value + b) }
-                            })
-                        }
-                    } else {
-                        for i in 0..<rows {
-                            W.output({ e[i * alpha + $0] }, { j, value in
-                                if j < columns { store(out + (i * ow + j) * cout + c, value) }
-                            })
-                        }
-                    }
-                }
-            }
+            tiles.transformOutputs(product, perPosition: mPerPosition, first: first, count: count, bias: bias, into: y, scratch: e)
+        }
+    }
+    m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
+}
+
+/// V[ξ][t][ci] = (Bᵀ·d·B)[ξ] for tiles first..<first+count into rows 0..<count of `v` (V[ξ] at
+/// v + ξ·vPerPosition, rows `vRow` floats apart): `winogradConvolveTiles`' first step, for a
+/// whole batch at once.
+public func winogradInputTiles(m: Int, _ g: ConvGeometry, input x: UnsafePointer<Float>, first: Int, count: Int,
+                               v: UnsafeMutablePointer<Float>, vPerPosition: Int, vRow: Int) {
+    func run<W: WinogradTransforms>(_: W.Type) {
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: W.positions) { buffer in
+            Tiles<W>(g).transformInputs(x, first: first, count: count, into: v, perPosition: vPerPosition, rowLength: vRow,
+                                        scratch: buffer.baseAddress!)
+        }
+    }
+    m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
+}
+
+/// Y = Aᵀ·M·A (+ bias) for tiles first..<first+count from rows 0..<count of the products `product`
+/// (M[ξ] at product + ξ·perPosition, rows `row` floats apart): `winogradConvolveTiles`' last step.
+public func winogradOutputTiles(m: Int, _ g: ConvGeometry, products product: UnsafePointer<Float>, perPosition: Int, row: Int,
+                                first: Int, count: Int, bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
+    func run<W: WinogradTransforms>(_: W.Type) {
+        withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: W.positions) { buffer in
+            Tiles<W>(g).transformOutputs(product, perPosition: perPosition, row: row, first: first, count: count, bias: bias, into: y,
+                                         scratch: buffer.baseAddress!)
         }
     }
     m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
@@ -211,6 +215,39 @@ private struct Tiles<W: WinogradTransforms> {
                 for q in 0..<alpha { W.input({ d($0, q) }, { e[$0 * alpha + q] = $1 }) }
                 for r in 0..<alpha {
                     W.input({ e[r * alpha + $0] }, { store(out + (r * alpha + $0) * perPosition + c, $1) })
+                }
+            }
+        }
+    }
+
+    /// Y = Aᵀ·M·A (+ bias) for tiles first..<first+count, M[ξ][t] at m + ξ·perPosition + t·row
+    /// (row: Cout by default), skipping pixels past the edge; without a bias nothing is added.
+    @inline(__always)
+    func transformOutputs(_ product: UnsafePointer<Float>, perPosition: Int, row: Int? = nil, first: Int, count: Int,
+                          bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>, scratch e: UnsafeMutablePointer<SIMD16<Float>>) {
+        let oh = g.outHeight, ow = g.outWidth, cout = g.outChannels, alpha = W.alpha
+        for t in 0..<count {
+            let (image, oy, ox) = origin(first + t)
+            let rows = min(W.m, oh - oy), columns = min(W.m, ow - ox)
+            let out = y + ((image * oh + oy) * ow + ox) * cout
+            let src = product + t * (row ?? cout)
+            for c in stride(from: 0, to: cout, by: 16) {
+                for q in 0..<alpha {
+                    W.output({ load(src + ($0 * alpha + q) * perPosition + c) }, { e[$0 * alpha + q] = $1 })
+                }
+                if let bias {
+                    let b = load(bias + c)
+                    for i in 0..<rows {
+                        W.output({ e[i * alpha + $0] }, { j, value in
+                            if j < columns { store(out + (i * ow + j) * cout + c, value + b) }
+                        })
+                    }
+                } else {
+                    for i in 0..<rows {
+                        W.output({ e[i * alpha + $0] }, { j, value in
+                            if j < columns { store(out + (i * ow + j) * cout + c, value) }
+                        })
+                    }
                 }
             }
         }

@@ -1,10 +1,11 @@
 import ConvCore
 import Testing
 
-/// The Winograd weight gradient split by blocks of channels must have the bits of the split by
-/// sample groups: the same products in the same order, only kept in L2 for fewer groups' worth
-/// of floats, so the choice between them can follow speed alone.
-@Suite struct WinogradGradientSplitTests {
+/// Each way of splitting a Winograd layer's work into tasks must give the bits of the other: the
+/// same products in the same order, only kept in cache differently, so the choice between them
+/// can follow speed alone. The weight gradient by blocks of channels against by sample groups;
+/// the convolution (forward and input gradient) by positions against by tiles.
+@Suite struct WinogradSplitTests {
     /// F(2x2) on 2x2 images (VGG-11's last layers) and on 5x5 (partial tiles), F(4x4) on 8x8 and
     /// 6x6 with padding 0; channel counts past one block (48 input × 32 output channels) with
     /// partial blocks, and 16 (an AVX2 edge tile). Batch 7 in groups of 2 leaves a short group.
@@ -13,6 +14,7 @@ import Testing
         ConvShape(batch: 7, height: 5, width: 5, inChannels: 16, outChannels: 48, kernelHeight: 3, kernelWidth: 3, padding: 1),
         ConvShape(batch: 7, height: 8, width: 8, inChannels: 64, outChannels: 64, kernelHeight: 3, kernelWidth: 3, padding: 1),
         ConvShape(batch: 7, height: 10, width: 10, inChannels: 48, outChannels: 16, kernelHeight: 3, kernelWidth: 3, padding: 0),
+        ConvShape(batch: 3, height: 32, width: 32, inChannels: 16, outChannels: 16, kernelHeight: 3, kernelWidth: 3, padding: 1),
     ]
 
     /// dW then dBias (when `withBias`) of `s` under `split`, on `threads` threads.
@@ -37,7 +39,37 @@ import Testing
         let groups = gradient(s, split: .groups, threads: 1, withBias: withBias)
         let blocks = gradient(s, split: .blocks, threads: 2, withBias: withBias)
         #expect(!groups.contains { $0.isNaN })
-        #expect(blocks.map(\.bitPattern) == groups.map(\.bitPattern), "\(s)")
+        #expect(differences(blocks, groups) == 0, "\(s)")
+    }
+
+    /// y (with the bias when `withBias`) and dx of `s` under `split`, on `threads` threads.
+    func convolutions(_ s: ConvShape, split: WinogradConvolutionSplit, threads: Int, withBias: Bool) -> [Float] {
+        let ws = ConvWorkspace(threads: threads)
+        ws.winogradConvolutionSplit = split
+        ws.reserve(for: s)
+        let x = randomArray(s.inputCount, seed: 13), w = randomArray(s.weightCount, seed: 14)
+        let bias = randomArray(s.outChannels, seed: 15), dy = randomArray(s.outputCount, seed: 16)
+        var y = [Float](repeating: .nan, count: s.outputCount), dx = [Float](repeating: .nan, count: s.inputCount)
+        y.withUnsafeMutableBufferPointer { out in
+            conv2DForward(s, input: x, weights: w, bias: withBias ? bias : nil, output: out.baseAddress!, workspace: ws)
+        }
+        dx.withUnsafeMutableBufferPointer { conv2DBackwardData(s, outputGradient: dy, weights: w, inputGradient: $0.baseAddress!, workspace: ws) }
+        return y + dx
+    }
+
+    @Test("by positions, the Winograd forward pass and input gradient have the bits of the split by tiles",
+          arguments: shapes, [false, true])
+    func positionsEqualTiles(_ s: ConvShape, withBias: Bool) throws {
+        try #require(s.winograd != nil)
+        let tiles = convolutions(s, split: .tiles, threads: 1, withBias: withBias)
+        let positions = convolutions(s, split: .positions, threads: 2, withBias: withBias)
+        #expect(!tiles.contains { $0.isNaN })
+        #expect(differences(positions, tiles) == 0, "\(s)")
+    }
+
+    /// Elements whose bits differ (a count, so that a failure does not print every float).
+    func differences(_ a: [Float], _ b: [Float]) -> Int {
+        a.count == b.count ? zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count : max(a.count, b.count)
     }
 
     @Test("a tree formed group by group in a few slots adds what combineInTree adds, in its order")
