@@ -335,10 +335,10 @@ extension ConvWorkspace {
             let m0 = UnsafePointer(products + first * mRow)
             switch kernels {
             case .avx2:
-                ConvKernels.winogradOutputTiles(m: m, s.geometry, products: m0, perPosition: mPerPosition, row: mRow,
+                ConvKernels.winogradOutputTiles(m: m, s.geometry, products: m0, perPosition: mPerPosition, rowLength: mRow,
                                                 first: first, count: count, bias: bias, output: y)
             case .avx512:
-                ConvKernelsAVX512.winogradOutputTiles(m: m, s.geometry512, products: m0, perPosition: mPerPosition, row: mRow,
+                ConvKernelsAVX512.winogradOutputTiles(m: m, s.geometry512, products: m0, perPosition: mPerPosition, rowLength: mRow,
                                                       first: first, count: count, bias: bias, output: y)
             }
         }

@@ -79,12 +79,12 @@ public func winogradInputTiles(m: Int, _ g: ConvGeometry, input x: UnsafePointer
 }
 
 /// Y = Aᵀ·M·A (+ bias) for tiles first..<first+count from rows 0..<count of the products `product`
-/// (M[ξ] at product + ξ·perPosition, rows `row` floats apart): `winogradConvolveTiles`' last step.
-public func winogradOutputTiles(m: Int, _ g: ConvGeometry, products product: UnsafePointer<Float>, perPosition: Int, row: Int,
+/// (M[ξ] at product + ξ·perPosition, rows `rowLength` floats apart): `winogradConvolveTiles`' last step.
+public func winogradOutputTiles(m: Int, _ g: ConvGeometry, products product: UnsafePointer<Float>, perPosition: Int, rowLength: Int,
                                 first: Int, count: Int, bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
     func run<W: WinogradTransforms>(_: W.Type) {
         withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: W.positions) { buffer in
-            Tiles<W>(g).transformOutputs(product, perPosition: perPosition, row: row, first: first, count: count, bias: bias, into: y,
+            Tiles<W>(g).transformOutputs(product, perPosition: perPosition, rowLength: rowLength, first: first, count: count, bias: bias, into: y,
                                          scratch: buffer.baseAddress!)
         }
     }
@@ -220,17 +220,17 @@ private struct Tiles<W: WinogradTransforms> {
         }
     }
 
-    /// Y = Aᵀ·M·A (+ bias) for tiles first..<first+count, M[ξ][t] at m + ξ·perPosition + t·row
-    /// (row: Cout by default), skipping pixels past the edge; without a bias nothing is added.
+    /// Y = Aᵀ·M·A (+ bias) for tiles first..<first+count, M[ξ][t] at product + ξ·perPosition +
+    /// t·rowLength (Cout by default), skipping pixels past the edge; without a bias nothing is added.
     @inline(__always)
-    func transformOutputs(_ product: UnsafePointer<Float>, perPosition: Int, row: Int? = nil, first: Int, count: Int,
+    func transformOutputs(_ product: UnsafePointer<Float>, perPosition: Int, rowLength: Int? = nil, first: Int, count: Int,
                           bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>, scratch e: UnsafeMutablePointer<SIMD16<Float>>) {
         let oh = g.outHeight, ow = g.outWidth, cout = g.outChannels, alpha = W.alpha
         for t in 0..<count {
             let (image, oy, ox) = origin(first + t)
             let rows = min(W.m, oh - oy), columns = min(W.m, ow - ox)
             let out = y + ((image * oh + oy) * ow + ox) * cout
-            let src = product + t * (row ?? cout)
+            let src = product + t * (rowLength ?? cout)
             for c in stride(from: 0, to: cout, by: 16) {
                 for q in 0..<alpha {
                     W.output({ load(src + ($0 * alpha + q) * perPosition + c) }, { e[$0 * alpha + q] = $1 })
