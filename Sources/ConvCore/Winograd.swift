@@ -139,7 +139,8 @@ extension ConvWorkspace {
     func winogradForward(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
                          weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
         let cin = s.inChannels, cout = s.outChannels
-        transformWeights(algorithm, k: cin, n: cout) { ky, kx, ci, co in w[((ky * 3 + kx) * cin + ci) * cout + co] }
+        let weights = (origin: w, yStride: 3 * cin * cout, xStride: cin * cout, kStride: cout, nStride: 1)
+        transformWeights(algorithm, k: cin, n: cout, weights)
         convolve(algorithm, s, input: x, bias: bias, output: y)
     }
 
@@ -147,7 +148,9 @@ extension ConvWorkspace {
     func winogradBackwardData(_ algorithm: WinogradAlgorithm, _ s: ConvShape, outputGradient dy: UnsafePointer<Float>,
                               weights w: UnsafePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>) {
         let cin = s.inChannels, cout = s.outChannels
-        transformWeights(algorithm, k: cout, n: cin) { ky, kx, co, ci in w[(((2 - ky) * 3 + (2 - kx)) * cin + ci) * cout + co] }
+        // Tap (ky, kx) of the flipped kernel is (2 − ky, 2 − kx); rows are output channels.
+        let flipped = (origin: w + 8 * cin * cout, yStride: -3 * cin * cout, xStride: -cin * cout, kStride: 1, nStride: cout)
+        transformWeights(algorithm, k: cout, n: cin, flipped)
         convolve(algorithm, s.inputGradientConvolution, input: dy, bias: nil, output: dx)
     }
 
@@ -261,14 +264,20 @@ extension ConvWorkspace {
         }
     }
 
-    /// The 3x3 kernel `tap(ky, kx, k, n)` transformed into `packedWeights`, one task per row k.
+    /// The 3x3 kernel whose tap (ky, kx) of row k, column n is at `origin + ky·yStride +
+    /// kx·xStride + k·kStride + n·nStride`, transformed into `packedWeights`, one task per row k.
     private func transformWeights(_ algorithm: WinogradAlgorithm, k: Int, n: Int,
-                                  _ tap: (_ ky: Int, _ kx: Int, _ k: Int, _ n: Int) -> Float) {
+                                  _ g: (origin: UnsafePointer<Float>, yStride: Int, xStride: Int, kStride: Int, nStride: Int)) {
         let u = packedWeights, kernels = self.kernels, m = algorithm.m
         pool.run(tasks: k) { row, _ in
             switch kernels {
-            case .avx2: ConvKernels.winogradTransformWeightRow(m: m, k: k, n: n, row: row, into: u, tap)
-            case .avx512: ConvKernelsAVX512.winogradTransformWeightRow(m: m, k: k, n: n, row: row, into: u, tap)
+            case .avx2:
+                let taps = ConvKernels.KernelTaps(origin: g.origin, yStride: g.yStride, xStride: g.xStride, kStride: g.kStride, nStride: g.nStride)
+                ConvKernels.winogradTransformWeightRow(m: m, k: k, n: n, row: row, into: u, taps: taps)
+            case .avx512:
+                let taps = ConvKernelsAVX512.KernelTaps(origin: g.origin, yStride: g.yStride, xStride: g.xStride, kStride: g.kStride,
+                                                        nStride: g.nStride)
+                ConvKernelsAVX512.winogradTransformWeightRow(m: m, k: k, n: n, row: row, into: u, taps: taps)
             }
         }
     }

@@ -10,10 +10,31 @@ public func winogradPositions(m: Int) -> Int { (m + 2) * (m + 2) }
 /// Floats of one position's transformed weights (K × N, N padded to whole slivers of this kernel set).
 public func winogradWeightsPerPosition(k: Int, n: Int) -> Int { k * ((n + sliverWidth - 1) / sliverWidth * sliverWidth) }
 
-/// Row k of the transformed weights U[ξ] = G·g·Gᵀ, for every column n of a 3x3 kernel given by
-/// `tap(ky, kx, k, n)` (n a multiple of 16), packed as GEMM B slivers [ξ][sliver][k][sliverWidth].
-public func winogradTransformWeightRow(m: Int, k: Int, n: Int, row: Int, into u: UnsafeMutablePointer<Float>,
-                                       _ tap: (_ ky: Int, _ kx: Int, _ k: Int, _ n: Int) -> Float) {
+/// A 3x3 kernel read in place: tap (ky, kx) of row k, column n at
+/// `origin + ky·yStride + kx·xStride + k·kStride + n·nStride`. Strides rather than a closure:
+/// across the module boundary a closure is a call per float, which cost more than the transform.
+///
+///     KernelTaps(origin: w, yStride: 3 * cin * cout, xStride: cin * cout, kStride: cout, nStride: 1)  // [ky][kx][ci][co]
+public struct KernelTaps {
+    public let origin: UnsafePointer<Float>, yStride: Int, xStride: Int, kStride: Int, nStride: Int
+
+    public init(origin: UnsafePointer<Float>, yStride: Int, xStride: Int, kStride: Int, nStride: Int) {
+        self.origin = origin; self.yStride = yStride; self.xStride = xStride; self.kStride = kStride; self.nStride = nStride
+    }
+
+    /// Tap (ky, kx) of row k, columns n..<n+16.
+    @inline(__always) func vector(_ ky: Int, _ kx: Int, _ k: Int, _ n: Int) -> SIMD16<Float> {
+        let p = origin + ky * yStride + kx * xStride + k * kStride + n * nStride
+        if nStride == 1 { return load(p) }
+        var v = SIMD16<Float>()
+        for l in 0..<16 { v[l] = p[l * nStride] }
+        return v
+    }
+}
+
+/// Row k of the transformed weights U[ξ] = G·g·Gᵀ, for every column n of the 3x3 kernel `taps`
+/// (n a multiple of 16), packed as GEMM B slivers [ξ][sliver][k][sliverWidth].
+public func winogradTransformWeightRow(m: Int, k: Int, n: Int, row: Int, into u: UnsafeMutablePointer<Float>, taps: KernelTaps) {
     func run<W: WinogradTransforms>(_: W.Type) {
         let padded = (n + sliverWidth - 1) / sliverWidth * sliverWidth, alpha = W.alpha
         let perPosition = winogradWeightsPerPosition(k: k, n: n)
@@ -25,12 +46,7 @@ public func winogradTransformWeightRow(m: Int, k: Int, n: Int, row: Int, into u:
                     for xi in 0..<W.positions { store(at + xi * perPosition, SIMD16()) }
                     continue
                 }
-                @inline(__always) func g(_ ky: Int, _ kx: Int) -> SIMD16<Float> {
-                    var v = SIMD16<Float>()
-                    for l in 0..<16 { v[l] = tap(ky, kx, row, column + l) }
-                    return v
-                }
-                for kx in 0..<3 { W.weight({ g($0, kx) }, { h[$0 * 3 + kx] = $1 }) }
+                for kx in 0..<3 { W.weight({ taps.vector($0, kx, row, column) }, { h[$0 * 3 + kx] = $1 }) }
                 for i in 0..<alpha {
                     W.weight({ h[i * 3 + $0] }, { store(at + (i * alpha + $0) * perPosition, $1) })
                 }
