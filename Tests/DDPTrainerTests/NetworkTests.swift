@@ -13,6 +13,19 @@ import Testing
         #expect(Network(spec: spec, maxBatch: 1, threads: 1).parameterCount == count)
     }
 
+    /// examples/resnet20-wide2.json, the accuracy table's best recipe: ResNet-20 with every
+    /// channel count doubled (16/32/64 → 32/64/128; counted by hand as above) and resnet20's recipe.
+    @Test("the example model file reads as ResNet-20 at twice the width, with resnet20's recipe")
+    func wideResNetExample() throws {
+        let spec = try ModelSpec.load(contentsOf: CLI.root.appendingPathComponent("examples/resnet20-wide2.json").path)
+        #expect(spec.recipe == ModelSpec.resnet20.recipe)
+        #expect(Network(spec: spec, maxBatch: 1, threads: 1).parameterCount == 1_084_586)
+        let doubled = ModelSpec.resnet20.modelFileJSON.replacingOccurrences(of: "\"conv\": 64", with: "\"conv\": 128")
+            .replacingOccurrences(of: "\"conv\": 32", with: "\"conv\": 64").replacingOccurrences(of: "\"conv\": 16", with: "\"conv\": 32")
+            .replacingOccurrences(of: "\"name\": \"resnet20\"", with: "\"name\": \"resnet20-wide2\"")
+        #expect(try ModelSpec.parse(json: doubled, file: "doubled.json") == spec)
+    }
+
     @Test("ResNets: one batch norm per conv, running statistics for each, identity and projection shortcuts")
     func resnetStructure() {
         let net = Network(spec: .resnet20, maxBatch: 1, threads: 1)
