@@ -66,7 +66,8 @@ public final class ConvWorkspace: @unchecked Sendable {
     /// transformed inputs and products.
     var winogradScratch: UnsafeMutablePointer<Float> { winograd.pointer }
     private(set) var winogradPerWorker = 0
-    /// The Winograd weight gradient's operands and per-worker blocks when it is split by blocks.
+    /// Whole-batch Winograd operands: of the weight gradient split by blocks (and its per-worker
+    /// blocks), or of a convolution split by positions.
     var winogradBlockScratch: UnsafeMutablePointer<Float> { winogradBlocks.pointer }
     var winogradBlockScratchCapacity: Int { winogradBlocks.capacity }
     /// How Winograd weight gradients are split into tasks; set it before `reserve`.
