@@ -121,11 +121,19 @@ extension WinogradAlgorithm {
         }
     }
 
-    /// Floats of the split by blocks' scratch: the batch's operands V and D, each group's Σ dY,
-    /// then per worker a block's dU and the tree's slots of dW.
+    /// Floats of the split by blocks' scratch: the batch's operands V and D in blocks, each
+    /// group's Σ dY, then per worker a block's dU and the tree's slots of dW.
     func blockScratchCount(_ s: ConvShape, groups: Int, workers: Int) -> Int {
-        operandCount(s) + groups * s.outChannels + workers * blockScratchPerWorker(groups: groups)
+        let (v, d) = blockOperands(s)
+        return v.count + d.count + groups * s.outChannels + workers * blockScratchPerWorker(groups: groups)
     }
+    /// The split by blocks' operands: V in blocks of `winogradBlockRows` input channels, D in
+    /// blocks of `winogradBlockColumns` output channels, so a task's rows are contiguous.
+    func blockOperands(_ s: ConvShape) -> (v: OperandLayout, d: OperandLayout) {
+        (OperandLayout(blocksOf: winogradBlockRows, channels: s.inChannels, tiles: tiles(s), positions: positions),
+         OperandLayout(blocksOf: winogradBlockColumns, channels: s.outChannels, tiles: tiles(s), positions: positions))
+    }
+    /// Floats of the split by positions' operands (V, then the products M).
     func operandCount(_ s: ConvShape) -> Int { positions * tiles(s) * (operandRow(s.inChannels) + operandRow(s.outChannels)) }
     func blockScratchPerWorker(groups: Int) -> Int {
         (positions + SampleGroups.treeSlots(groups) * 9) * winogradBlockRows * winogradBlockColumns
@@ -135,6 +143,26 @@ extension WinogradAlgorithm {
 /// Floats between rows of the operands: a power-of-two row (512 channels) would put a block's
 /// rows in the same few L1 sets.
 private func operandRow(_ channels: Int) -> Int { channels + 16 }
+
+/// Where Winograd operands go (`ConvKernels.OperandLayout`), for either kernel set.
+struct OperandLayout {
+    let perPosition: Int, row: Int, blockWidth: Int, blockStride: Int, count: Int
+
+    /// Rows of `row` floats, `tiles` rows a position.
+    init(row: Int, tiles: Int, positions: Int) {
+        (perPosition, self.row, blockWidth, blockStride, count) = (tiles * row, row, .max, 0, positions * tiles * row)
+    }
+    /// Blocks of `width` channels, each positions × tiles × `width` floats.
+    init(blocksOf width: Int, channels: Int, tiles: Int, positions: Int) {
+        (perPosition, row, blockWidth, blockStride) = (tiles * width, width, width, positions * tiles * width)
+        count = (channels + width - 1) / width * blockStride
+    }
+
+    var avx2: ConvKernels.OperandLayout { .init(perPosition: perPosition, row: row, blockWidth: blockWidth, blockStride: blockStride) }
+    var avx512: ConvKernelsAVX512.OperandLayout {
+        .init(perPosition: perPosition, row: row, blockWidth: blockWidth, blockStride: blockStride)
+    }
+}
 
 extension ConvWorkspace {
     /// Y = conv(X, W) (+ bias).
@@ -212,9 +240,8 @@ extension ConvWorkspace {
         precondition(winogradBlockScratchCapacity >= algorithm.blockScratchCount(s, groups: groups, workers: pool.threads),
                      "conv workspace too small for \(s)")
         let cin = s.inChannels, cout = s.outChannels, m = algorithm.m, kernels = self.kernels
-        let vRow = operandRow(cin), dRow = operandRow(cout), tilesPerImage = algorithm.tilesPerImage(s)
-        let vPerPosition = algorithm.tiles(s) * vRow, dPerPosition = algorithm.tiles(s) * dRow
-        let v = winogradBlockScratch, d = v + algorithm.positions * vPerPosition, biasSums = v + algorithm.operandCount(s)
+        let (vLayout, dLayout) = algorithm.blockOperands(s), tilesPerImage = algorithm.tilesPerImage(s)
+        let v = winogradBlockScratch, d = v + vLayout.count, biasSums = d + dLayout.count
         let blocks = biasSums + groups * cout, perWorker = algorithm.blockScratchPerWorker(groups: groups)
         func tiles(of group: Int) -> (first: Int, count: Int) {
             let images = sampleGroups.samples(group, batch: s.batch)
@@ -227,32 +254,34 @@ extension ConvWorkspace {
             switch kernels {
             case .avx2:
                 ConvKernels.winogradGradientOperands(m: m, s.geometry, input: x, outputGradient: dy, first: first, count: count,
-                                                     v: v + first * vRow, vPerPosition: vPerPosition, vRow: vRow,
-                                                     d: d + first * dRow, dPerPosition: dPerPosition, dRow: dRow, biasSum: bias)
+                                                     v: v + first * vLayout.row, vLayout.avx2, d: d + first * dLayout.row, dLayout.avx2,
+                                                     biasSum: bias)
             case .avx512:
                 ConvKernelsAVX512.winogradGradientOperands(m: m, s.geometry512, input: x, outputGradient: dy, first: first, count: count,
-                                                           v: v + first * vRow, vPerPosition: vPerPosition, vRow: vRow,
-                                                           d: d + first * dRow, dPerPosition: dPerPosition, dRow: dRow, biasSum: bias)
+                                                           v: v + first * vLayout.row, vLayout.avx512, d: d + first * dLayout.row,
+                                                           dLayout.avx512, biasSum: bias)
             }
         }
         let columnBlocks = (cout + winogradBlockColumns - 1) / winogradBlockColumns
         let rowBlocks = (cin + winogradBlockRows - 1) / winogradBlockRows
         pool.run(tasks: rowBlocks * columnBlocks) { task, worker in
-            let ci0 = task / columnBlocks * winogradBlockRows, co0 = task % columnBlocks * winogradBlockColumns
+            let rowBlock = task / columnBlocks, columnBlock = task % columnBlocks
+            let ci0 = rowBlock * winogradBlockRows, co0 = columnBlock * winogradBlockColumns
             let rows = min(winogradBlockRows, cin - ci0), columns = min(winogradBlockColumns, cout - co0), slice = 9 * rows * columns
             let du = blocks + worker * perWorker, slots = du + algorithm.positions * winogradBlockRows * winogradBlockColumns
             SampleGroups.sumInTree(groups, form: { group, slot in
                 let (first, count) = tiles(of: group)
-                let a = UnsafePointer(v + first * vRow + ci0), b = UnsafePointer(d + first * dRow + co0), out = slots + slot * slice
+                let a = UnsafePointer(v + rowBlock * vLayout.blockStride + first * vLayout.row)
+                let b = UnsafePointer(d + columnBlock * dLayout.blockStride + first * dLayout.row), out = slots + slot * slice
                 switch kernels {
                 case .avx2:
-                    ConvKernels.winogradWeightGradientBlock(m: m, count: count, v: a, vPerPosition: vPerPosition, vRow: vRow,
-                                                            d: b, dPerPosition: dPerPosition, dRow: dRow, rows: rows,
+                    ConvKernels.winogradWeightGradientBlock(m: m, count: count, v: a, vPerPosition: vLayout.perPosition, vRow: vLayout.row,
+                                                            d: b, dPerPosition: dLayout.perPosition, dRow: dLayout.row, rows: rows,
                                                             columns: columns, du: du, into: out)
                 case .avx512:
-                    ConvKernelsAVX512.winogradWeightGradientBlock(m: m, count: count, v: a, vPerPosition: vPerPosition, vRow: vRow,
-                                                                  d: b, dPerPosition: dPerPosition, dRow: dRow, rows: rows,
-                                                                  columns: columns, du: du, into: out)
+                    ConvKernelsAVX512.winogradWeightGradientBlock(m: m, count: count, v: a, vPerPosition: vLayout.perPosition,
+                                                                  vRow: vLayout.row, d: b, dPerPosition: dLayout.perPosition,
+                                                                  dRow: dLayout.row, rows: rows, columns: columns, du: du, into: out)
                 }
             }, add: { into, from in addInPlace(slots + into * slice, slots + from * slice, count: slice) })
             for tap in 0..<9 {
@@ -315,7 +344,8 @@ extension ConvWorkspace {
                                      bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
         precondition(winogradBlockScratchCapacity >= algorithm.operandCount(s), "conv workspace too small for \(s)")
         let cin = s.inChannels, cout = s.outChannels, m = algorithm.m, kernels = self.kernels, tiles = algorithm.tiles(s)
-        let vRow = operandRow(cin), mRow = operandRow(cout), vPerPosition = tiles * vRow, mPerPosition = tiles * mRow
+        let vLayout = OperandLayout(row: operandRow(cin), tiles: tiles, positions: algorithm.positions)
+        let vRow = vLayout.row, mRow = operandRow(cout), vPerPosition = vLayout.perPosition, mPerPosition = tiles * mRow
         let uPerPosition = kernels == .avx2 ? ConvKernels.winogradWeightsPerPosition(k: cin, n: cout)
                                             : ConvKernelsAVX512.winogradWeightsPerPosition(k: cin, n: cout)
         let v = winogradBlockScratch, products = v + algorithm.positions * vPerPosition, u = UnsafePointer(packedWeights)
@@ -324,11 +354,10 @@ extension ConvWorkspace {
             let first = task * perTask, count = min(perTask, tiles - first)
             switch kernels {
             case .avx2:
-                ConvKernels.winogradInputTiles(m: m, s.geometry, input: x, first: first, count: count, v: v + first * vRow,
-                                               vPerPosition: vPerPosition, vRow: vRow)
+                ConvKernels.winogradInputTiles(m: m, s.geometry, input: x, first: first, count: count, v: v + first * vRow, vLayout.avx2)
             case .avx512:
                 ConvKernelsAVX512.winogradInputTiles(m: m, s.geometry512, input: x, first: first, count: count, v: v + first * vRow,
-                                                     vPerPosition: vPerPosition, vRow: vRow)
+                                                     vLayout.avx512)
             }
         }
         let rowBlocks = (tiles + positionRows - 1) / positionRows

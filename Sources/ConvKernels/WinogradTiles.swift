@@ -10,6 +10,33 @@ public func winogradPositions(m: Int) -> Int { (m + 2) * (m + 2) }
 /// Floats of one position's transformed weights (K × N, N padded to whole slivers of this kernel set).
 public func winogradWeightsPerPosition(k: Int, n: Int) -> Int { k * ((n + sliverWidth - 1) / sliverWidth * sliverWidth) }
 
+/// Where a tile's transformed channels go: channel c of tile t at position ξ is at
+/// `ξ·perPosition + t·row + (c / blockWidth)·blockStride + c % blockWidth`. Without blocks a
+/// tile's channels are one row; in blocks (the weight gradient's operands) each block of
+/// `blockWidth` channels is a matrix of its own, whose rows a weight-gradient block then reads
+/// one after another instead of one cache line in every long row.
+///
+///     OperandLayout(perPosition: tiles * cin, row: cin)                                   // V[ξ][t][ci]
+///     OperandLayout(perPosition: tiles * 48, row: 48, blockWidth: 48, blockStride: 16 * tiles * 48)  // V[block][ξ][t][48]
+public struct OperandLayout {
+    public let perPosition: Int, row: Int, blockWidth: Int, blockStride: Int
+
+    public init(perPosition: Int, row: Int, blockWidth: Int = .max, blockStride: Int = 0) {
+        self.perPosition = perPosition; self.row = row; self.blockWidth = blockWidth; self.blockStride = blockStride
+    }
+
+    /// Calls `body(offset, c)` for every 16 channels c of `channels`, `offset` from the row's start.
+    @inline(__always) func forEachVector(channels: Int, _ body: (_ offset: Int, _ c: Int) -> Void) {
+        var block = 0, base = 0
+        while block < channels {
+            let end = block + min(blockWidth, channels - block)
+            for c in stride(from: block, to: end, by: 16) { body(base + c - block, c) }
+            block = end
+            base += blockStride
+        }
+    }
+}
+
 /// A 3x3 kernel read in place: tap (ky, kx) of row k, column n at
 /// `origin + ky·yStride + kx·xStride + k·kStride + n·nStride`. Strides rather than a closure:
 /// across the module boundary a closure is a call per float, which cost more than the transform.
@@ -68,7 +95,7 @@ public func winogradConvolveTiles(m: Int, _ g: ConvGeometry, input x: UnsafePoin
         let v = scratch, product = scratch + W.positions * vPerPosition
         withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: W.positions) { buffer in
             let e = buffer.baseAddress!
-            tiles.transformInputs(x, first: first, count: count, into: v, perPosition: vPerPosition, scratch: e)
+            tiles.transformInputs(x, first: first, count: count, into: v, OperandLayout(perPosition: vPerPosition, row: cin), scratch: e)
             // M[ξ] = V[ξ]·U[ξ] for each position.
             for xi in 0..<W.positions {
                 gemmBlock(kc: cin, a: v + xi * vPerPosition, lda: cin, rows: count, packedB: u + xi * uPerPosition,
@@ -80,15 +107,13 @@ public func winogradConvolveTiles(m: Int, _ g: ConvGeometry, input x: UnsafePoin
     m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
 }
 
-/// V[ξ][t][ci] = (Bᵀ·d·B)[ξ] for tiles first..<first+count into rows 0..<count of `v` (V[ξ] at
-/// v + ξ·vPerPosition, rows `vRow` floats apart): `winogradConvolveTiles`' first step, for a
-/// whole batch at once.
+/// V[ξ][t][ci] = (Bᵀ·d·B)[ξ] for tiles first..<first+count into rows 0..<count of `v`, laid
+/// out as `layout` says: `winogradConvolveTiles`' first step, for a whole batch at once.
 public func winogradInputTiles(m: Int, _ g: ConvGeometry, input x: UnsafePointer<Float>, first: Int, count: Int,
-                               v: UnsafeMutablePointer<Float>, vPerPosition: Int, vRow: Int) {
+                               v: UnsafeMutablePointer<Float>, _ layout: OperandLayout) {
     func run<W: WinogradTransforms>(_: W.Type) {
         withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: W.positions) { buffer in
-            Tiles<W>(g).transformInputs(x, first: first, count: count, into: v, perPosition: vPerPosition, rowLength: vRow,
-                                        scratch: buffer.baseAddress!)
+            Tiles<W>(g).transformInputs(x, first: first, count: count, into: v, layout, scratch: buffer.baseAddress!)
         }
     }
     m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
@@ -124,8 +149,8 @@ public func winogradWeightGradientTiles(m: Int, _ g: ConvGeometry, input x: Unsa
             var first = start
             while first < end {
                 let count = min(T, end - first)
-                tiles.transformInputs(x, first: first, count: count, into: v, perPosition: vPerPosition, scratch: e)
-                tiles.transformOutputGradients(dy, first: first, count: count, into: d, perPosition: dPerPosition,
+                tiles.transformInputs(x, first: first, count: count, into: v, OperandLayout(perPosition: vPerPosition, row: cin), scratch: e)
+                tiles.transformOutputGradients(dy, first: first, count: count, into: d, OperandLayout(perPosition: dPerPosition, row: cout),
                                                biasSum: biasGradient ? sum + products : nil, scratch: e)
                 for xi in 0..<W.positions {
                     transposedProduct(count: count, a: v + xi * vPerPosition, lda: cin, rows: cin,
@@ -140,27 +165,24 @@ public func winogradWeightGradientTiles(m: Int, _ g: ConvGeometry, input x: Unsa
 }
 
 /// The operands of the weight gradient for tiles first..<first+count, written to rows
-/// 0..<count of `v` (V[ξ] at v + ξ·vPerPosition, rows `vRow` floats apart) and `d` (D[ξ], rows
-/// `dRow` apart), and Σ dY added to `biasSum` unless it is nil: the first half of
-/// `winogradWeightGradientTiles`, for a whole batch at once.
+/// 0..<count of `v` and `d` as `vLayout` and `dLayout` say, and Σ dY added to `biasSum` unless
+/// it is nil: the first half of `winogradWeightGradientTiles`, for a whole batch at once.
 public func winogradGradientOperands(m: Int, _ g: ConvGeometry, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
-                                     first: Int, count: Int, v: UnsafeMutablePointer<Float>, vPerPosition: Int, vRow: Int,
-                                     d: UnsafeMutablePointer<Float>, dPerPosition: Int, dRow: Int, biasSum: UnsafeMutablePointer<Float>?) {
+                                     first: Int, count: Int, v: UnsafeMutablePointer<Float>, _ vLayout: OperandLayout,
+                                     d: UnsafeMutablePointer<Float>, _ dLayout: OperandLayout, biasSum: UnsafeMutablePointer<Float>?) {
     func run<W: WinogradTransforms>(_: W.Type) {
         let tiles = Tiles<W>(g)
         withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: W.positions) { buffer in
-            tiles.transformInputs(x, first: first, count: count, into: v, perPosition: vPerPosition, rowLength: vRow,
-                                  scratch: buffer.baseAddress!)
-            tiles.transformOutputGradients(dy, first: first, count: count, into: d, perPosition: dPerPosition, rowLength: dRow,
-                                           biasSum: biasSum, scratch: buffer.baseAddress!)
+            tiles.transformInputs(x, first: first, count: count, into: v, vLayout, scratch: buffer.baseAddress!)
+            tiles.transformOutputGradients(dy, first: first, count: count, into: d, dLayout, biasSum: biasSum, scratch: buffer.baseAddress!)
         }
     }
     m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
 }
 
 /// One block of one sample group's dW: Σ over its `count` tiles of V[ξ][t]ᵀ·D[ξ][t], `rows` input
-/// channels × `columns` output channels from `v` and `d` on (laid out as `winogradGradientOperands`
-/// wrote them), then transformed back into `dw` as [ky][kx][rows][columns]. `du` holds
+/// channels × `columns` output channels from `v` and `d` on (a block of what
+/// `winogradGradientOperands` wrote), then transformed back into `dw` as [ky][kx][rows][columns]. `du` holds
 /// positions × rows × columns floats. The products and transforms are those of
 /// `winogradWeightGradientTiles` and `winogradWeightsFromGradient`, so the block has the bits of
 /// the same entries of the whole group's dW.
@@ -211,18 +233,19 @@ private struct Tiles<W: WinogradTransforms> {
         return (image, W.m * (rest / wide), W.m * (rest % wide))
     }
 
-    /// V[ξ][t][ci] = (Bᵀ·d·B)[ξ] for the α×α input blocks d of tiles first..<first+count; V[ξ]
-    /// starts at v + ξ·perPosition. `e` holds α² vectors of scratch.
+    /// V[ξ][t][ci] = (Bᵀ·d·B)[ξ] for the α×α input blocks d of tiles first..<first+count, into
+    /// `v` as `layout` says. `e` holds α² vectors of scratch.
     @inline(__always)
     func transformInputs(_ x: UnsafePointer<Float>, first: Int, count: Int, into v: UnsafeMutablePointer<Float>,
-                         perPosition: Int, rowLength: Int? = nil, scratch e: UnsafeMutablePointer<SIMD16<Float>>) {
-        let cin = g.inChannels, alpha = W.alpha
+                         _ layout: OperandLayout, scratch e: UnsafeMutablePointer<SIMD16<Float>>) {
+        let cin = g.inChannels, alpha = W.alpha, perPosition = layout.perPosition
         for t in 0..<count {
             let (image, oy, ox) = origin(first + t)
             let iy = oy - g.padding, ix = ox - g.padding
             let base = x + image * g.height * g.width * cin
-            let out = v + t * (rowLength ?? cin)
-            for c in stride(from: 0, to: cin, by: 16) {
+            let row = v + t * layout.row
+            layout.forEachVector(channels: cin) { offset, c in
+                let out = row + offset
                 @inline(__always) func d(_ r: Int, _ q: Int) -> SIMD16<Float> {
                     let yy = iy + r, xx = ix + q
                     if yy < 0 || yy >= g.height || xx < 0 || xx >= g.width { return SIMD16() }
@@ -230,7 +253,7 @@ private struct Tiles<W: WinogradTransforms> {
                 }
                 for q in 0..<alpha { W.input({ d($0, q) }, { e[$0 * alpha + q] = $1 }) }
                 for r in 0..<alpha {
-                    W.input({ e[r * alpha + $0] }, { store(out + (r * alpha + $0) * perPosition + c, $1) })
+                    W.input({ e[r * alpha + $0] }, { store(out + (r * alpha + $0) * perPosition, $1) })
                 }
             }
         }
@@ -270,19 +293,20 @@ private struct Tiles<W: WinogradTransforms> {
     }
 
     /// D[ξ][t][co] = (A·dY·Aᵀ)[ξ] for the m×m output-gradient blocks of tiles first..<first+count
-    /// (zero past the image's edge), D[ξ] at d + ξ·perPosition; and each tile's Σ dY added to
+    /// (zero past the image's edge), into `d` as `layout` says; and each tile's Σ dY added to
     /// `biasSum`, tile by tile, unless it is nil.
     @inline(__always)
     func transformOutputGradients(_ dy: UnsafePointer<Float>, first: Int, count: Int, into d: UnsafeMutablePointer<Float>,
-                                  perPosition: Int, rowLength: Int? = nil, biasSum: UnsafeMutablePointer<Float>?,
+                                  _ layout: OperandLayout, biasSum: UnsafeMutablePointer<Float>?,
                                   scratch e: UnsafeMutablePointer<SIMD16<Float>>) {
-        let oh = g.outHeight, ow = g.outWidth, cout = g.outChannels, alpha = W.alpha
+        let oh = g.outHeight, ow = g.outWidth, cout = g.outChannels, alpha = W.alpha, perPosition = layout.perPosition
         for t in 0..<count {
             let (image, oy, ox) = origin(first + t)
             let rows = min(W.m, oh - oy), columns = min(W.m, ow - ox)
             let src = dy + ((image * oh + oy) * ow + ox) * cout
-            let out = d + t * (rowLength ?? cout)
-            for c in stride(from: 0, to: cout, by: 16) {
+            let row = d + t * layout.row
+            layout.forEachVector(channels: cout) { offset, c in
+                let out = row + offset
                 @inline(__always) func gradient(_ i: Int, _ j: Int) -> SIMD16<Float> {
                     i < rows && j < columns ? load(src + (i * ow + j) * cout + c) : SIMD16()
                 }
@@ -293,7 +317,7 @@ private struct Tiles<W: WinogradTransforms> {
                 }
                 for j in 0..<W.m { W.outputGradient({ gradient($0, j) }, { e[$0 * W.m + j] = $1 }) }
                 for i in 0..<alpha {
-                    W.outputGradient({ e[i * W.m + $0] }, { store(out + (i * alpha + $0) * perPosition + c, $1) })
+                    W.outputGradient({ e[i * W.m + $0] }, { store(out + (i * alpha + $0) * perPosition, $1) })
                 }
             }
         }

@@ -30,6 +30,8 @@ public func runKernelBenchmark(models: [ModelSpec], batch: Int, threads: Int, re
     let a = randomBuffer(n * n), b = randomBuffer(n * n), c = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
     defer { a.deallocate(); b.deallocate(); c.deallocate() }
     let ws = ConvWorkspace(threads: threads)
+    // Weight gradients are summed over the sample groups training uses, not sample by sample.
+    ws.pool.sampleGroups = .standard(globalBatch: batch)
     func peak(_ threads: Int) -> Double { ws.kernels.measuredPeakGflopsPerCore() * Double(threads) }
     for t in Set([1, threads]).sorted() {
         let pool = WorkerPool(threads: t), scratch = GemmScratch(workers: t)
