@@ -1,5 +1,6 @@
 /// 2-D convolution on NHWC tensors: Winograd for 3x3 stride-1 layers with 16-multiple channel
-/// counts (Winograd.swift), else the direct register tiles (DirectConv.swift); the input gradient
+/// counts (Winograd.swift), except the forward pass and input gradient of outputs of at most 4
+/// pixels (PixelPairs.swift); else the direct register tiles (DirectConv.swift); the input gradient
 /// of a strided convolution runs phase by phase on the direct tiles (StridedConv.swift), or
 /// through GEMM and im2col's adjoint for a shape that cannot.
 ///
@@ -109,6 +110,8 @@ public final class ConvWorkspace: @unchecked Sendable {
                 winogradBlocks.reserve(algorithm.blockScratchCount(shape, groups: groups, workers: pool.threads))
             }
         }
+        // Pixel pairs' input gradient packs Wᵀ of one tap at a time.
+        if shape.usesPixelPairs { gemmScratch.reserve(k: shape.outChannels, n: shape.inChannels) }
         // A zero row as long as any kernel row (of the forward or the flipped convolution).
         zeroRow.reserve(shape.kernelWidth * max(shape.inChannels, shape.outChannels), zeroed: true)
         partialSums.reserve(partialGradientCount(shape, self))
@@ -131,6 +134,10 @@ public func conv2DForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights
                           bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
                           workspace ws: ConvWorkspace) {
     let cout = s.outChannels
+    if s.usesPixelPairs {
+        ws.convolveByPixelPairs(s, input: x, weights: w, bias: bias, output: y)
+        return
+    }
     if let algorithm = s.winograd {
         ws.winogradForward(algorithm, s, input: x, weights: w, bias: bias, output: y)
         return
@@ -184,6 +191,10 @@ public func conv2DBackwardData(_ s: ConvShape, outputGradient dy: UnsafePointer<
                                inputGradient dx: UnsafeMutablePointer<Float>,
                                workspace ws: ConvWorkspace) {
     let kh = s.kernelHeight, kw = s.kernelWidth, cin = s.inChannels, cout = s.outChannels
+    if s.usesPixelPairs {
+        ws.inputGradientByPixelPairs(s, outputGradient: dy, weights: w, inputGradient: dx)
+        return
+    }
     if s.inputGradientIsConvolution {
         let flipped = s.inputGradientConvolution
         if let algorithm = s.winograd {

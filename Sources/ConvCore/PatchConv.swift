@@ -27,7 +27,10 @@ extension ConvShape {
     public var usesPatchRows: Bool { patchRowsEnabled && inChannels < 8 && kernelHeight * kernelWidth > 1 && winograd == nil }
 
     /// How the forward pass runs, for reports: the Winograd variant, "patch rows" or "direct".
-    public var forwardAlgorithm: String { winograd?.rawValue ?? (usesPatchRows ? "patch rows" : "direct") }
+    public var forwardAlgorithm: String {
+        if usesPixelPairs { return "pixel pairs" + (winograd.map { ", dW \($0.rawValue)" } ?? "") }
+        return winograd?.rawValue ?? (usesPatchRows ? "patch rows" : "direct")
+    }
 
     /// Floats per patch row: the patch, the bias's 1, then zeros up to whole weight-gradient
     /// tiles of either kernel set (6 rows with AVX2, 8 with AVX-512).

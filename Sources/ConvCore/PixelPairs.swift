@@ -1,0 +1,81 @@
+import Foundation
+
+/// Convolutions whose output has at most 4 pixels (VGG-11's last layers, at 2x2): the forward
+/// pass and the input gradient as sums of matrix products over the (input pixel, output pixel)
+/// pairs that a kernel tap joins, one product per pair with the batch as its rows:
+///
+///     Y[·, q] = Σ over pairs (p, tap) of q: X[·, p] · W[tap]          (batch × Cin) · (Cin × Cout)
+///     dX[·, p] = Σ over pairs (q, tap) of p: dY[·, q] · W[tap]ᵀ
+///
+/// At 2x2 pixels with padding 1 an image has 16 such pairs, as many products as Winograd
+/// F(2x2)'s one tile, and 20 fewer than the direct tiles, which multiply the padding's zeros.
+/// Unlike Winograd it reads W as it is: with one tile per image, transforming 9·Cin·Cout floats
+/// of weights into 16·Cin·Cout at every pass cost as much as the products. The weight gradient
+/// stays with Winograd's blocks. Sums run over the pairs in tap order, each product's over the
+/// channels in order, so the results depend on neither the thread count nor the kernel set.
+extension ConvShape {
+    /// Whether the forward pass and the input gradient run on pixel pairs: stride 1 with
+    /// padding, at most 4 output pixels, and channel counts of whole slivers of either kernel
+    /// set (the products read W in place). `DDPTRAIN_PIXEL_PAIRS=0` turns them off, for comparison.
+    public var usesPixelPairs: Bool {
+        stride == 1 && padding > 0 && outHeight * outWidth <= 4 && inChannels % 32 == 0 && outChannels % 32 == 0
+            && pixelPairSetting != "0"
+    }
+
+    /// Calls `body(inputPixel, tap)` for every tap of output pixel `q` that lands inside the image, in tap order.
+    @inline(__always) func forEachPair(output q: Int, _ body: (_ input: Int, _ tap: Int) -> Void) {
+        let oy = q / outWidth, ox = q % outWidth
+        for ky in 0..<kernelHeight where (0..<height).contains(oy - padding + ky) {
+            for kx in 0..<kernelWidth where (0..<width).contains(ox - padding + kx) {
+                body((oy - padding + ky) * width + ox - padding + kx, ky * kernelWidth + kx)
+            }
+        }
+    }
+
+    /// Calls `body(outputPixel, tap)` for every output pixel whose tap reaches input pixel `p`, in tap order.
+    @inline(__always) func forEachPair(input p: Int, _ body: (_ output: Int, _ tap: Int) -> Void) {
+        let iy = p / width, ix = p % width
+        for ky in 0..<kernelHeight where (0..<outHeight).contains(iy + padding - ky) {
+            for kx in 0..<kernelWidth where (0..<outWidth).contains(ix + padding - kx) {
+                body((iy + padding - ky) * outWidth + ix + padding - kx, ky * kernelWidth + kx)
+            }
+        }
+    }
+}
+
+private let pixelPairSetting = ProcessInfo.processInfo.environment["DDPTRAIN_PIXEL_PAIRS"]
+
+extension ConvWorkspace {
+    /// Y = conv(X, W) (+ bias) over pixel pairs.
+    func convolveByPixelPairs(_ s: ConvShape, input x: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
+                              bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
+        let inPixels = s.height * s.width, outPixels = s.outHeight * s.outWidth, cin = s.inChannels, cout = s.outChannels
+        for q in 0..<outPixels {
+            var first = true
+            s.forEachPair(output: q) { p, tap in
+                gemm(m: s.batch, n: cout, k: cin, a: GemmOperand(x + p * cin, stride: inPixels * cin),
+                     b: GemmOperand(w + tap * cin * cout, stride: cout), c: y + q * cout, ldc: outPixels * cout,
+                     accumulate: !first, scratch: gemmScratch, pool: pool)
+                first = false
+            }
+            if first { for n in 0..<s.batch { (y + (n * outPixels + q) * cout).update(repeating: 0, count: cout) } }
+        }
+        if let bias { for row in 0..<s.batch * outPixels { addInPlace(y + row * cout, bias, count: cout) } }
+    }
+
+    /// dX = the input gradient (overwritten) over pixel pairs.
+    func inputGradientByPixelPairs(_ s: ConvShape, outputGradient dy: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
+                                   inputGradient dx: UnsafeMutablePointer<Float>) {
+        let inPixels = s.height * s.width, outPixels = s.outHeight * s.outWidth, cin = s.inChannels, cout = s.outChannels
+        for p in 0..<inPixels {
+            var first = true
+            s.forEachPair(input: p) { q, tap in
+                gemm(m: s.batch, n: cin, k: cout, a: GemmOperand(dy + q * cout, stride: outPixels * cout),
+                     b: GemmOperand(w + tap * cin * cout, stride: cout, transposed: true), c: dx + p * cin, ldc: inPixels * cin,
+                     accumulate: !first, scratch: gemmScratch, pool: pool)
+                first = false
+            }
+            if first { for n in 0..<s.batch { (dx + (n * inPixels + p) * cin).update(repeating: 0, count: cin) } }
+        }
+    }
+}
