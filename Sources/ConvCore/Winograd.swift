@@ -91,6 +91,10 @@ public enum WinogradConvolutionSplit: String, Sendable {
     static let fromEnvironment = WinogradConvolutionSplit(rawValue: ProcessInfo.processInfo.environment["DDPTRAIN_WINOGRAD_CONVOLUTION"] ?? "") ?? .automatic
 }
 
+/// Rows of the weight transform per task: a multiple of 16, so a transposed kernel's gathers
+/// use each cache line 16 times in a row.
+let transformRows = 64
+
 /// Tiles per product task of the split by positions: a block of V (128 × 512 floats) stays in
 /// L2 while the position's U streams past it.
 let positionRows = 128
@@ -297,19 +301,22 @@ extension ConvWorkspace {
     }
 
     /// The 3x3 kernel whose tap (ky, kx) of row k, column n is at `origin + ky·yStride +
-    /// kx·xStride + k·kStride + n·nStride`, transformed into `packedWeights`, one task per row k.
+    /// kx·xStride + k·kStride + n·nStride`, transformed into `packedWeights`, one task per
+    /// sliver of columns and run of `transformRows` rows.
     private func transformWeights(_ algorithm: WinogradAlgorithm, k: Int, n: Int,
                                   _ g: (origin: UnsafePointer<Float>, yStride: Int, xStride: Int, kStride: Int, nStride: Int)) {
         let u = packedWeights, kernels = self.kernels, m = algorithm.m
-        pool.run(tasks: k) { row, _ in
+        let slivers = (n + kernels.sliverWidth - 1) / kernels.sliverWidth, runs = (k + transformRows - 1) / transformRows
+        pool.run(tasks: slivers * runs) { task, _ in
+            let sliver = task % slivers, first = task / slivers * transformRows, rows = first..<min(k, first + transformRows)
             switch kernels {
             case .avx2:
                 let taps = ConvKernels.KernelTaps(origin: g.origin, yStride: g.yStride, xStride: g.xStride, kStride: g.kStride, nStride: g.nStride)
-                ConvKernels.winogradTransformWeightRow(m: m, k: k, n: n, row: row, into: u, taps: taps)
+                ConvKernels.winogradTransformWeights(m: m, k: k, n: n, rows: rows, sliver: sliver, into: u, taps: taps)
             case .avx512:
                 let taps = ConvKernelsAVX512.KernelTaps(origin: g.origin, yStride: g.yStride, xStride: g.xStride, kStride: g.kStride,
                                                         nStride: g.nStride)
-                ConvKernelsAVX512.winogradTransformWeightRow(m: m, k: k, n: n, row: row, into: u, taps: taps)
+                ConvKernelsAVX512.winogradTransformWeights(m: m, k: k, n: n, rows: rows, sliver: sliver, into: u, taps: taps)
             }
         }
     }

@@ -59,23 +59,27 @@ public struct KernelTaps {
     }
 }
 
-/// Row k of the transformed weights U[ξ] = G·g·Gᵀ, for every column n of the 3x3 kernel `taps`
-/// (n a multiple of 16), packed as GEMM B slivers [ξ][sliver][k][sliverWidth].
-public func winogradTransformWeightRow(m: Int, k: Int, n: Int, row: Int, into u: UnsafeMutablePointer<Float>, taps: KernelTaps) {
+/// Rows `rows` of the transformed weights U[ξ] = G·g·Gᵀ in the columns of sliver `sliver`, for
+/// the 3x3 kernel `taps` (n a multiple of 16), packed as GEMM B slivers [ξ][sliver][k][sliverWidth].
+/// A task's writes to each position are then one contiguous run, and a transposed kernel's
+/// gathers (a float per row of the kernel) hit the same cache lines row after row.
+public func winogradTransformWeights(m: Int, k: Int, n: Int, rows: Range<Int>, sliver: Int, into u: UnsafeMutablePointer<Float>,
+                                     taps: KernelTaps) {
     func run<W: WinogradTransforms>(_: W.Type) {
-        let padded = (n + sliverWidth - 1) / sliverWidth * sliverWidth, alpha = W.alpha
-        let perPosition = winogradWeightsPerPosition(k: k, n: n)
+        let alpha = W.alpha, perPosition = winogradWeightsPerPosition(k: k, n: n), base = u + sliver * k * sliverWidth
         withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 3 * alpha) { buffer in
             let h = buffer.baseAddress!
-            for column in stride(from: 0, to: padded, by: 16) {
-                let at = u + (column / sliverWidth) * k * sliverWidth + row * sliverWidth + column % sliverWidth
-                guard column < n else {
-                    for xi in 0..<W.positions { store(at + xi * perPosition, SIMD16()) }
-                    continue
-                }
-                for kx in 0..<3 { W.weight({ taps.vector($0, kx, row, column) }, { h[$0 * 3 + kx] = $1 }) }
-                for i in 0..<alpha {
-                    W.weight({ h[i * 3 + $0] }, { store(at + (i * alpha + $0) * perPosition, $1) })
+            for row in rows {
+                for column in stride(from: sliver * sliverWidth, to: (sliver + 1) * sliverWidth, by: 16) {
+                    let at = base + row * sliverWidth + column % sliverWidth
+                    guard column < n else {
+                        for xi in 0..<W.positions { store(at + xi * perPosition, SIMD16()) }
+                        continue
+                    }
+                    for kx in 0..<3 { W.weight({ taps.vector($0, kx, row, column) }, { h[$0 * 3 + kx] = $1 }) }
+                    for i in 0..<alpha {
+                        W.weight({ h[i * 3 + $0] }, { store(at + (i * alpha + $0) * perPosition, $1) })
+                    }
                 }
             }
         }
@@ -84,7 +88,7 @@ public func winogradTransformWeightRow(m: Int, k: Int, n: Int, row: Int, into u:
 }
 
 /// Y = conv(X, W) + bias (bias optional) for tiles first..<first+count, with W transformed by
-/// `winogradTransformWeightRow`. `scratch` holds positions × tilesPerTask × (Cin + Cout) floats.
+/// `winogradTransformWeights`. `scratch` holds positions × tilesPerTask × (Cin + Cout) floats.
 public func winogradConvolveTiles(m: Int, _ g: ConvGeometry, input x: UnsafePointer<Float>, transformedWeights u: UnsafePointer<Float>,
                                   bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
                                   first: Int, count: Int, scratch: UnsafeMutablePointer<Float>) {
