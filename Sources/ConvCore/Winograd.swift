@@ -217,17 +217,11 @@ extension ConvWorkspace {
             case .avx2:
                 ConvKernels.winogradWeightGradientTiles(m: m, s.geometry, input: x, outputGradient: dy, first: first, end: end,
                                                         into: sum, biasGradient: withBias, scratch: scratch + worker * perWorker)
-                for ci in 0..<cin {
-                    ConvKernels.winogradWeightsFromGradient(m: m, inChannels: cin, outChannels: cout, channel: ci,
-                                                            transformedGradient: sum, into: out)
-                }
+                ConvKernels.winogradWeightsFromGradient(m: m, count: cin * cout, transformedGradient: sum, into: out)
             case .avx512:
                 ConvKernelsAVX512.winogradWeightGradientTiles(m: m, s.geometry512, input: x, outputGradient: dy, first: first, end: end,
                                                               into: sum, biasGradient: withBias, scratch: scratch + worker * perWorker)
-                for ci in 0..<cin {
-                    ConvKernelsAVX512.winogradWeightsFromGradient(m: m, inChannels: cin, outChannels: cout, channel: ci,
-                                                                  transformedGradient: sum, into: out)
-                }
+                ConvKernelsAVX512.winogradWeightsFromGradient(m: m, count: cin * cout, transformedGradient: sum, into: out)
             }
             if withBias { (out + weights).update(from: sum + products, count: cout) }
         }

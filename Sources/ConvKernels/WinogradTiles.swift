@@ -197,24 +197,23 @@ public func winogradWeightGradientBlock(m: Int, count: Int, v: UnsafePointer<Flo
         transposedProduct(count: count, a: v + xi * vPerPosition, lda: vRow, rows: rows, b: d + xi * dPerPosition, ldb: dRow,
                           columns: columns, c: du + xi * rows * columns, ldc: columns, accumulate: false)
     }
-    for row in 0..<rows {
-        winogradWeightsFromGradient(m: m, inChannels: rows, outChannels: columns, channel: row, transformedGradient: du, into: dw)
-    }
+    winogradWeightsFromGradient(m: m, count: rows * columns, transformedGradient: du, into: dw)
 }
 
-/// dW[ky][kx][ci][co] = (Gᵀ·dU·G)[ky][kx] for one input channel ci, 16 output channels at a time.
-public func winogradWeightsFromGradient(m: Int, inChannels cin: Int, outChannels cout: Int, channel ci: Int,
-                                        transformedGradient du: UnsafePointer<Float>, into dw: UnsafeMutablePointer<Float>) {
+/// dW[ky][kx] = (Gᵀ·dU·G)[ky][kx] for every entry of a plane of `count` floats (Cin × Cout, or
+/// a block's rows × columns; a multiple of 16): dU as [ξ][plane], dW as [ky][kx][plane].
+public func winogradWeightsFromGradient(m: Int, count: Int, transformedGradient du: UnsafePointer<Float>,
+                                        into dw: UnsafeMutablePointer<Float>) {
     func run<W: WinogradTransforms>(_: W.Type) {
         let alpha = W.alpha
         withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 3 * alpha) { buffer in
             let h = buffer.baseAddress!
-            for c in stride(from: 0, to: cout, by: 16) {
+            for e in stride(from: 0, to: count, by: 16) {
                 for k in 0..<alpha {
-                    W.weightGradient({ load(du + (($0 * alpha + k) * cin + ci) * cout + c) }, { h[$0 * alpha + k] = $1 })
+                    W.weightGradient({ load(du + ($0 * alpha + k) * count + e) }, { h[$0 * alpha + k] = $1 })
                 }
                 for ky in 0..<3 {
-                    W.weightGradient({ h[ky * alpha + $0] }, { kx, value in store(dw + ((ky * 3 + kx) * cin + ci) * cout + c, value) })
+                    W.weightGradient({ h[ky * alpha + $0] }, { kx, value in store(dw + (ky * 3 + kx) * count + e, value) })
                 }
             }
         }
