@@ -54,10 +54,11 @@ public func batchNormStatistics(_ s: NormShape, input x: UnsafePointer<Float>, s
     addImageSums(partials, images: s.batch, width: 2 * c, groups: pool.sampleGroups, into: sums)
 }
 
-/// y = (x − mean[c])·invStd[c]·scale[c] + shift[c]. `y` may be `x` (in place).
+/// y = (x − mean[c])·invStd[c]·scale[c] + shift[c], or max(that, 0) with `relu` (a ReLU
+/// fused into the norm: one pass over the activations instead of two). `y` may be `x` (in place).
 public func batchNormForward(_ s: NormShape, input x: UnsafePointer<Float>, mean: UnsafePointer<Float>,
                              invStd: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
-                             output y: UnsafeMutablePointer<Float>, pool: WorkerPool) {
+                             output y: UnsafeMutablePointer<Float>, relu: Bool = false, pool: WorkerPool) {
     let c = s.channels
     forEachPositionRange(s, pool: pool) { first, last in
         forEachChannelBlock(c) { c0, width in
@@ -65,9 +66,25 @@ public func batchNormForward(_ s: NormShape, input x: UnsafePointer<Float>, mean
             let k = loadVector(invStd + c0, count: width) * loadVector(scale + c0, count: width)
             for i in first..<last {
                 let at = i * c + c0
-                storeVector(y + at, b.addingProduct(loadVector(x + at, count: width) - m, k), count: width)
+                let v = b.addingProduct(loadVector(x + at, count: width) - m, k)
+                storeVector(y + at, relu ? pointwiseMax(v, SIMD16(repeating: 0)) : v, count: width)
             }
         }
+    }
+}
+
+/// The ReLU fused into a batch norm's output (`batchNormForward(…, relu: true)`), for its
+/// backward pass: the norm's scale and shift, with which the backward recomputes each output
+/// from the input and passes dy only where it was positive, as the ReLU's own backward would.
+public struct FusedReLU {
+    public let scale: UnsafePointer<Float>, shift: UnsafePointer<Float>
+    public init(scale: UnsafePointer<Float>, shift: UnsafePointer<Float>) { (self.scale, self.shift) = (scale, shift) }
+
+    /// Channels c0..<c0+width: dy where (x − mean)·k + shift > 0, else 0 (k = invStd·scale, as in
+    /// the forward pass, so the mask is the forward's bit for bit).
+    @inline(__always) func mask(_ dy: SIMD16<Float>, x: SIMD16<Float>, mean m: SIMD16<Float>, k: SIMD16<Float>,
+                                shift b: SIMD16<Float>) -> SIMD16<Float> {
+        dy.replacing(with: 0, where: b.addingProduct(x - m, k) .<= 0)
     }
 }
 
@@ -75,7 +92,7 @@ public func batchNormForward(_ s: NormShape, input x: UnsafePointer<Float>, mean
 /// precision (overwritten), per-image sums added in the sample groups' order. These are the shift and scale
 /// gradients (dβ, dγ) and, all-reduced, the input of `batchNormBackwardData`.
 public func batchNormBackwardStatistics(_ s: NormShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
-                                        mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
+                                        mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>, relu: FusedReLU? = nil,
                                         sums: UnsafeMutablePointer<Double>, pool: WorkerPool) {
     let c = s.channels, perImage = s.pixels * c
     let partials = pool.partialSums(s.partialSumCount)
@@ -83,10 +100,12 @@ public func batchNormBackwardStatistics(_ s: NormShape, input x: UnsafePointer<F
         let out = partials + n * 2 * c
         forEachChannelBlock(c) { c0, width in
             let m = loadVector(mean + c0, count: width), r = loadVector(invStd + c0, count: width)
+            let (k, b) = relu.map { (r * loadVector($0.scale + c0, count: width), loadVector($0.shift + c0, count: width)) } ?? (r, r)
             var acc = DoubleSums()
             var at = n * perImage + c0
             for _ in 0..<s.pixels {
-                acc.add(loadVector(dy + at, count: width), (loadVector(x + at, count: width) - m) * r)
+                let xv = loadVector(x + at, count: width), g = loadVector(dy + at, count: width)
+                acc.add(relu == nil ? g : relu!.mask(g, x: xv, mean: m, k: k, shift: b), (xv - m) * r)
                 at += c
             }
             acc.store(first: out + c0, second: out + c + c0, count: width)
@@ -101,8 +120,8 @@ public func batchNormBackwardStatistics(_ s: NormShape, input x: UnsafePointer<F
 /// whose statistics were included. `dx` may be `dy` (in place).
 public func batchNormBackwardData(_ s: NormShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                                   mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>, scale: UnsafePointer<Float>,
-                                  sums: UnsafePointer<Double>, count: Int, inputGradient dx: UnsafeMutablePointer<Float>,
-                                  pool: WorkerPool) {
+                                  relu: FusedReLU? = nil, sums: UnsafePointer<Double>, count: Int,
+                                  inputGradient dx: UnsafeMutablePointer<Float>, pool: WorkerPool) {
     let c = s.channels
     precondition(count > 0, "batch norm needs a positive count")
     forEachPositionRange(s, pool: pool) { first, last in
@@ -114,10 +133,13 @@ public func batchNormBackwardData(_ s: NormShape, input x: UnsafePointer<Float>,
             }
             let m = loadVector(mean + c0, count: width), r = loadVector(invStd + c0, count: width)
             let k = r * loadVector(scale + c0, count: width)
+            // The forward's k is invStd·scale: the same product, so the same mask.
+            let (kf, b) = relu.map { (r * loadVector($0.scale + c0, count: width), loadVector($0.shift + c0, count: width)) } ?? (k, k)
             for i in first..<last {
                 let at = i * c + c0
-                let xhat = (loadVector(x + at, count: width) - m) * r
-                let centred = (loadVector(dy + at, count: width) - meanDy).addingProduct(-xhat, meanDyXhat)
+                let xv = loadVector(x + at, count: width), g = loadVector(dy + at, count: width)
+                let xhat = (xv - m) * r
+                let centred = ((relu == nil ? g : relu!.mask(g, x: xv, mean: m, k: kf, shift: b)) - meanDy).addingProduct(-xhat, meanDyXhat)
                 storeVector(dx + at, k * centred, count: width)
             }
         }

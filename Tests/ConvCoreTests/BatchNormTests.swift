@@ -119,6 +119,48 @@ import Testing
         #expect(g.map(\.bitPattern) == separate.map(\.bitPattern))
     }
 
+    /// A ReLU fused into the norm gives the bits of the norm followed by the ReLU's own
+    /// kernels: forward, and backward with the ReLU's mask taken from the recomputed output.
+    @Test("batch norm with a fused ReLU has the bits of batch norm, then ReLU", arguments: shapes)
+    func fusedReLU(s: NormShape) {
+        let x = input(s, seed: 8), scale = randomArray(s.channels, seed: 9), shift = randomArray(s.channels, seed: 10)
+        let dy = randomArray(s.count, seed: 11), count = s.batch * s.pixels
+        let (mean, invStd) = moments(statistics(s, x, pool: pool), channels: s.channels, count: count)
+        var separate = [Float](repeating: .nan, count: s.count), fused = separate
+        separate.withUnsafeMutableBufferPointer { y in
+            batchNormForward(s, input: x, mean: mean, invStd: invStd, scale: scale, shift: shift, output: y.baseAddress!, pool: pool)
+            reluForward(y.baseAddress!, y.baseAddress!, count: s.count, pool: pool)
+        }
+        fused.withUnsafeMutableBufferPointer {
+            batchNormForward(s, input: x, mean: mean, invStd: invStd, scale: scale, shift: shift, output: $0.baseAddress!, relu: true, pool: pool)
+        }
+        #expect(fused.map(\.bitPattern) == separate.map(\.bitPattern))
+        #expect(fused.contains(0) && fused.contains { $0 > 0 }, "the ReLU cuts some outputs and passes others")
+
+        var masked = [Float](repeating: .nan, count: s.count)
+        masked.withUnsafeMutableBufferPointer {
+            reluBackward(output: separate, outputGradient: dy, inputGradient: $0.baseAddress!, count: s.count, pool: pool)
+        }
+        let separateSums = backwardStatistics(s, x, masked, mean: mean, invStd: invStd, pool: pool)
+        let separateDx = backwardData(s, x, masked, mean: mean, invStd: invStd, scale: scale, sums: separateSums, count: count)
+        var fusedSums = [Double](repeating: .nan, count: 2 * s.channels), fusedDx = [Float](repeating: .nan, count: s.count)
+        scale.withUnsafeBufferPointer { scaleBuffer in
+            shift.withUnsafeBufferPointer { shiftBuffer in
+                let relu = FusedReLU(scale: scaleBuffer.baseAddress!, shift: shiftBuffer.baseAddress!)
+                fusedSums.withUnsafeMutableBufferPointer {
+                    batchNormBackwardStatistics(s, input: x, outputGradient: dy, mean: mean, invStd: invStd, relu: relu,
+                                                sums: $0.baseAddress!, pool: pool)
+                }
+                fusedDx.withUnsafeMutableBufferPointer {
+                    batchNormBackwardData(s, input: x, outputGradient: dy, mean: mean, invStd: invStd, scale: scale, relu: relu,
+                                          sums: fusedSums, count: count, inputGradient: $0.baseAddress!, pool: pool)
+                }
+            }
+        }
+        #expect(fusedSums.map(\.bitPattern) == separateSums.map(\.bitPattern))
+        #expect(fusedDx.map(\.bitPattern) == separateDx.map(\.bitPattern))
+    }
+
     /// Two "ranks" each hold half the batch: their sums, added as an all-reduce would, equal the
     /// whole batch's, and normalising and back-propagating each half with the added sums and the
     /// whole count gives the whole batch's output and input gradient.

@@ -1,5 +1,6 @@
 import ConvCore
 import Dispatch
+import Foundation
 
 /// A named slice of the parameter (or running-statistics) buffer, for checkpoints and initialisation.
 public struct ParameterTensor: Sendable, Equatable {
@@ -165,6 +166,8 @@ public final class Network {
                 normalize(norm, batch: n, input: x, output: y, training: key != nil)
             case .relu:
                 reluForward(x, y, count: n * layer.outputSize, pool: pool)
+            case .reluInBatchNorm:
+                break
             case .sigmoid:
                 sigmoidForward(x, y, count: n * layer.outputSize, pool: pool)
             case .tanh:
@@ -240,6 +243,8 @@ public final class Network {
             case .relu:
                 dIn = dOut
                 reluBackward(output: y, outputGradient: dOut, inputGradient: dIn, count: n * layer.outputSize, pool: pool)
+            case .reluInBatchNorm:
+                dIn = dOut
             case .sigmoid:
                 dIn = dOut
                 sigmoidBackward(output: y, outputGradient: dOut, inputGradient: dIn, count: n * layer.outputSize, pool: pool)
@@ -323,7 +328,7 @@ public final class Network {
             }
         }
         batchNormForward(shape, input: x, mean: bn.mean, invStd: bn.invStd, scale: parameters + bn.scale,
-                         shift: parameters + bn.shift, output: y, pool: workspace.pool)
+                         shift: parameters + bn.shift, output: y, relu: bn.relu, pool: workspace.pool)
     }
 
     /// Training mode only: the input gradient needs the sums over the whole global batch. With
@@ -335,7 +340,8 @@ public final class Network {
                                    outputGradient dy: UnsafePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>,
                                    sink: GradientSink?) {
         let c = bn.channels, shape = NormShape(batch: n, pixels: bn.pixels, channels: c)
-        batchNormBackwardStatistics(shape, input: x, outputGradient: dy, mean: bn.mean, invStd: bn.invStd,
+        let relu = bn.relu ? FusedReLU(scale: parameters + bn.scale, shift: parameters + bn.shift) : nil
+        batchNormBackwardStatistics(shape, input: x, outputGradient: dy, mean: bn.mean, invStd: bn.invStd, relu: relu,
                                     sums: bn.sums, pool: workspace.pool)
         let ranks = statistics?.ranks ?? 1
         statistics?.sumAcrossRanks(bn.sums, count: 2 * c)
@@ -346,7 +352,7 @@ public final class Network {
         }
         sink?.gradientsReady(bn.scale..<(bn.shift + c))
         batchNormBackwardData(shape, input: x, outputGradient: dy, mean: bn.mean, invStd: bn.invStd,
-                              scale: parameters + bn.scale, sums: bn.sums, count: n * bn.pixels * ranks,
+                              scale: parameters + bn.scale, relu: relu, sums: bn.sums, count: n * bn.pixels * ranks,
                               inputGradient: dx, pool: workspace.pool)
     }
 
@@ -386,6 +392,7 @@ public final class Network {
                     add(name("dense") + " \(s.inputs)→\(s.outputs)", [s.outputs], forwardFlops: s.forwardFlops)
                 case let .batchNorm(bn): add(name("bn") + " \(bn.channels)")
                 case .relu: add("relu")
+                case .reluInBatchNorm: add("relu (done by the batch norm)")
                 case .sigmoid: add("sigmoid")
                 case .tanh: add("tanh")
                 case let .maxPool(s, _): add("maxpool \(s.size)x\(s.size)/\(s.stride)", [s.outHeight, s.outWidth, s.channels])
@@ -453,6 +460,9 @@ struct CompiledLayer {
         case conv(ConvShape, weight: Int, bias: Int?)
         case batchNorm(CompiledBatchNorm)
         case relu, sigmoid, tanh
+        /// A ReLU right after a batch norm, which applies it on the way out and takes its mask in
+        /// its backward pass (`FusedReLU`): no work of its own, and the norm's output buffer.
+        case reluInBatchNorm
         case maxPool(PoolShape, argmax: UnsafeMutablePointer<Int32>)
         case avgPool(PoolShape)
         case globalAvgPool(pixels: Int, channels: Int)
@@ -470,7 +480,7 @@ struct CompiledLayer {
 
     var isActivation: Bool {
         switch op {
-        case .relu, .sigmoid, .tanh: return true
+        case .relu, .reluInBatchNorm, .sigmoid, .tanh: return true
         default: return false
         }
     }
@@ -486,6 +496,8 @@ struct CompiledBatchNorm {
     let mean: UnsafeMutablePointer<Float>, invStd: UnsafeMutablePointer<Float>
     /// 2 × channels partial sums (statistics forward, gradient sums backward).
     let sums: UnsafeMutablePointer<Double>
+    /// Whether the ReLU after it is fused into it (`CompiledLayer.Op.reluInBatchNorm`).
+    var relu = false
 }
 
 struct ResidualGradients {
@@ -501,6 +513,9 @@ private struct LayerCompiler {
     var owned: [UnsafeMutableRawPointer] = []
     /// The largest per-sample activation, for the shared gradient buffers.
     var widest = 0
+    /// Whether ReLUs after batch norms are fused into them (`DDPTRAIN_FUSE_RELU=0` keeps them
+    /// apart, for comparison; the bits are the same).
+    let fuseReLU = ProcessInfo.processInfo.environment["DDPTRAIN_FUSE_RELU"] != "0"
     private var nextIndex = 0
 
     init(maxBatch: Int, workspace: ConvWorkspace) {
@@ -533,7 +548,7 @@ private struct LayerCompiler {
             let index = nextIndex
             nextIndex += 1
             widest = max(widest, node.outputSize)
-            let op: CompiledLayer.Op
+            var op: CompiledLayer.Op
             var output: UnsafeMutablePointer<Float>?
             switch node.step {
             case let .conv(shape, w, b):
@@ -549,6 +564,13 @@ private struct LayerCompiler {
                 // block's that the other branch still reads) or another activation's output
                 // (whose backward reads it).
                 if currentIsScratch { output = current }
+                // A ReLU on a batch norm's output is done by the norm, in the same pass.
+                if case .relu = op, currentIsScratch, fuseReLU, let previous = out.last, case var .batchNorm(norm) = previous.op {
+                    norm.relu = true
+                    out[out.count - 1] = CompiledLayer(op: .batchNorm(norm), index: previous.index, input: previous.input,
+                                                       output: previous.output, inputSize: previous.inputSize, outputSize: previous.outputSize)
+                    op = .reluInBatchNorm
+                }
             case let .maxPool(shape):
                 let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: maxBatch * node.outputSize)
                 owned.append(UnsafeMutableRawPointer(argmax))
