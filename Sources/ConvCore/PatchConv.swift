@@ -33,11 +33,18 @@ extension ConvShape {
     }
 
     /// Floats per patch row: the patch, the bias's 1, then zeros up to whole weight-gradient
-    /// tiles of either kernel set (6 rows with AVX2, 8 with AVX-512).
+    /// tiles of either kernel set (6 rows with AVX2, 8 with AVX-512; or, where the weight
+    /// gradient runs along the rows, `patchGradientAlongRows`, slivers of 16 or 32 columns).
     var patchRowLength: Int {
         let k = patchSize + 1
-        return max((k + 5) / 6 * 6, (k + 7) / 8 * 8)
+        return patchGradientAlongRows ? (k + 31) / 32 * 32 : max((k + 5) / 6 * 6, (k + 7) / 8 * 8)
     }
+
+    /// Whether the weight gradient is formed transposed, dWᵀ = Σ dYᵀ·patch row, with tiles of
+    /// output channels × patch floats: for fewer output channels than a 16-wide vector
+    /// (LeNet-5's first layer has 6), whose tiles the other way round would hold 6 of 16 columns.
+    /// Every sum is the same, over the same pixels in the same order.
+    var patchGradientAlongRows: Bool { outChannels < 16 }
 
     /// Floats of patch-row scratch one worker needs: a block of rows, and the weight gradient's
     /// running sums (tile rows × output channels).
@@ -152,6 +159,7 @@ extension ConvWorkspace {
         let rowsOut = s.patchSize + (db == nil ? 0 : 1)
         let tileRows = (rowsOut + kernels.outerProductRows - 1) / kernels.outerProductRows * kernels.outerProductRows
         let scratch = patchScratch, perWorker = s.patchScratchPerWorker, kernels = self.kernels
+        let alongRows = s.patchGradientAlongRows, sliver = kernels.sliverWidth
         sumOverImageGroups(s, weightGradient: dw, biasGradient: db) { images, worker, out in
             let rows = scratch + worker * perWorker, sums = rows + patchGradientBlock * length
             let pixels = (images.lowerBound * perImage)..<(images.upperBound * perImage)
@@ -160,18 +168,27 @@ extension ConvWorkspace {
                 let count = min(patchGradientBlock, pixels.upperBound - first)
                 writePatchRows(s, input: x, pixels: first..<(first + count), into: rows)
                 let accumulate = first > pixels.lowerBound
+                // Along the rows: sums is dWᵀ, output channels × whole slivers of the patch row.
+                let (a, lda, m, b, ldb, n) = alongRows
+                    ? (dy + first * cout, cout, cout, UnsafePointer(rows), length, (rowsOut + sliver - 1) / sliver * sliver)
+                    : (UnsafePointer(rows), length, tileRows, dy + first * cout, cout, cout)
                 switch kernels {
                 case .avx2:
-                    ConvKernels.transposedProduct(count: count, a: rows, lda: length, rows: tileRows, b: dy + first * cout, ldb: cout,
-                                                  columns: cout, c: sums, ldc: cout, accumulate: accumulate)
+                    ConvKernels.transposedProduct(count: count, a: a, lda: lda, rows: m, b: b, ldb: ldb, columns: n, c: sums, ldc: n,
+                                                  accumulate: accumulate)
                 case .avx512:
-                    ConvKernelsAVX512.transposedProduct(count: count, a: rows, lda: length, rows: tileRows, b: dy + first * cout, ldb: cout,
-                                                        columns: cout, c: sums, ldc: cout, accumulate: accumulate)
+                    ConvKernelsAVX512.transposedProduct(count: count, a: a, lda: lda, rows: m, b: b, ldb: ldb, columns: n, c: sums, ldc: n,
+                                                        accumulate: accumulate)
                 }
                 first += count
             }
-            // Rows past the patch (and the bias) are the zero padding's sums.
-            out.update(from: sums, count: rowsOut * cout)
+            if alongRows {
+                let n = (rowsOut + sliver - 1) / sliver * sliver
+                for p in 0..<rowsOut { for co in 0..<cout { out[p * cout + co] = sums[co * n + p] } }
+            } else {
+                // Rows past the patch (and the bias) are the zero padding's sums.
+                out.update(from: sums, count: rowsOut * cout)
+            }
         }
     }
 }

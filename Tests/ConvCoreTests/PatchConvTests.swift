@@ -41,7 +41,7 @@ import Testing
 
     @Test("patch rows are bitwise identical with 1 and 3 threads, with and without bias")
     func threadCountIndependence() {
-        for s in [PatchConvTests.shapes[1], PatchConvTests.shapes[5]] {
+        for s in [PatchConvTests.shapes[1], PatchConvTests.shapes[4], PatchConvTests.shapes[5]] {
             let x = randomArray(s.inputCount, seed: 1), w = randomArray(s.weightCount, seed: 2)
             let bias = randomArray(s.outChannels, seed: 3), dy = randomArray(s.outputCount, seed: 4)
             let oneThread = layer.workspace([s], threads: 1), threeThreads = layer.workspace([s], threads: 3)
