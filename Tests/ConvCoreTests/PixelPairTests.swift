@@ -14,7 +14,6 @@ import Testing
         ConvShape(batch: 100, height: 2, width: 2, inChannels: 32, outChannels: 32, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1),
     ]
 
-    let reference = LayerGradientTests()
     let layer = ResNetConvTests()
 
     @Test("outputs of at most 4 pixels with whole 32-channel slivers run on pixel pairs; larger or narrower ones do not")
@@ -27,41 +26,12 @@ import Testing
     }
 
     @Test("pixel pairs match the double-precision reference in all three directions, bias included", arguments: shapes)
-    func matchesReference(s: ConvShape) {
-        let x = randomArray(s.inputCount, seed: 1), w = randomArray(s.weightCount, seed: 2)
-        let bias = randomArray(s.outChannels, seed: 3), dy = randomArray(s.outputCount, seed: 4)
-        let got = layer.run(s, x: x, w: w, bias: bias, dy: dy, withBiasGradient: true, ws: layer.workspace([s]))
-        let want = reference.naiveConvBackward(s, x, w, dy)
-        #expect(maxRelativeError(got.y, reference.naiveConv(s, x, w, bias)) < 1e-5, "forward")
-        #expect(maxRelativeError(got.dx, want.dx) < 1e-5, "input gradient")
-        #expect(maxRelativeError(got.dw, want.dw) < 1e-5, "weight gradient")
-        #expect(maxRelativeError(got.db!, want.db) < 1e-5, "bias gradient")
-    }
+    func matchesReference(s: ConvShape) { layer.expectMatchesReference(s) }
 
     @Test("pixel pairs are bitwise identical with 1 and 3 threads, with and without bias", arguments: [shapes[0], shapes[4]])
-    func threadCountIndependence(s: ConvShape) {
-        let x = randomArray(s.inputCount, seed: 1), w = randomArray(s.weightCount, seed: 2)
-        let bias = randomArray(s.outChannels, seed: 3), dy = randomArray(s.outputCount, seed: 4)
-        let oneThread = layer.workspace([s], threads: 1), threeThreads = layer.workspace([s], threads: 3)
-        for withBias in [true, false] {
-            let one = layer.run(s, x: x, w: w, bias: withBias ? bias : nil, dy: dy, withBiasGradient: withBias, ws: oneThread)
-            let three = layer.run(s, x: x, w: w, bias: withBias ? bias : nil, dy: dy, withBiasGradient: withBias, ws: threeThreads)
-            #expect((one.y + one.dx + one.dw + (one.db ?? [])).map(\.bitPattern)
-                    == (three.y + three.dx + three.dw + (three.db ?? [])).map(\.bitPattern))
-        }
-    }
+    func threadCountIndependence(s: ConvShape) { layer.expectThreadCountIndependent(s) }
 
     @Test("the AVX2 and AVX-512 kernels give bitwise-identical pixel-pair convolutions (needs an AVX-512 CPU)",
           .enabled(if: ConvKernelSet.cpuSupportsAVX512), arguments: shapes)
-    func kernelSetsAgree(s: ConvShape) {
-        let x = randomArray(s.inputCount, seed: 1), w = randomArray(s.weightCount, seed: 2)
-        let bias = randomArray(s.outChannels, seed: 3), dy = randomArray(s.outputCount, seed: 4)
-        func run(_ kernels: ConvKernelSet) -> [UInt32] {
-            let ws = ConvWorkspace(threads: 2, kernels: kernels)
-            ws.reserve(for: s)
-            let r = layer.run(s, x: x, w: w, bias: bias, dy: dy, withBiasGradient: true, ws: ws)
-            return (r.y + r.dx + r.dw + r.db!).map(\.bitPattern)
-        }
-        #expect(run(.avx2) == run(.avx512))
-    }
+    func kernelSetsAgree(s: ConvShape) { layer.expectKernelSetsAgree(s) }
 }
