@@ -80,11 +80,18 @@ public struct FusedReLU {
     public let scale: UnsafePointer<Float>, shift: UnsafePointer<Float>
     public init(scale: UnsafePointer<Float>, shift: UnsafePointer<Float>) { (self.scale, self.shift) = (scale, shift) }
 
-    /// Channels c0..<c0+width: dy where (x − mean)·k + shift > 0, else 0 (k = invStd·scale, as in
-    /// the forward pass, so the mask is the forward's bit for bit).
-    @inline(__always) func mask(_ dy: SIMD16<Float>, x: SIMD16<Float>, mean m: SIMD16<Float>, k: SIMD16<Float>,
-                                shift b: SIMD16<Float>) -> SIMD16<Float> {
-        dy.replacing(with: 0, where: b.addingProduct(x - m, k) .<= 0)
+    /// The mask of channels c0..<c0+width, with the forward's per-channel constants.
+    @inline(__always) func channels(_ c0: Int, width: Int, mean: SIMD16<Float>, invStd: SIMD16<Float>) -> Mask {
+        Mask(mean: mean, k: invStd * loadVector(scale + c0, count: width), shift: loadVector(shift + c0, count: width))
+    }
+
+    struct Mask {
+        let mean: SIMD16<Float>, k: SIMD16<Float>, shift: SIMD16<Float>
+        /// dy where (x − mean)·k + shift > 0, else 0: k = invStd·scale as in the forward pass, so
+        /// the mask is the forward's bit for bit.
+        @inline(__always) func apply(_ dy: SIMD16<Float>, x: SIMD16<Float>) -> SIMD16<Float> {
+            dy.replacing(with: 0, where: shift.addingProduct(x - mean, k) .<= 0)
+        }
     }
 }
 
@@ -100,12 +107,12 @@ public func batchNormBackwardStatistics(_ s: NormShape, input x: UnsafePointer<F
         let out = partials + n * 2 * c
         forEachChannelBlock(c) { c0, width in
             let m = loadVector(mean + c0, count: width), r = loadVector(invStd + c0, count: width)
-            let (k, b) = relu.map { (r * loadVector($0.scale + c0, count: width), loadVector($0.shift + c0, count: width)) } ?? (r, r)
+            let mask = relu?.channels(c0, width: width, mean: m, invStd: r)
             var acc = DoubleSums()
             var at = n * perImage + c0
             for _ in 0..<s.pixels {
                 let xv = loadVector(x + at, count: width), g = loadVector(dy + at, count: width)
-                acc.add(relu == nil ? g : relu!.mask(g, x: xv, mean: m, k: k, shift: b), (xv - m) * r)
+                acc.add(mask?.apply(g, x: xv) ?? g, (xv - m) * r)
                 at += c
             }
             acc.store(first: out + c0, second: out + c + c0, count: width)
@@ -133,13 +140,12 @@ public func batchNormBackwardData(_ s: NormShape, input x: UnsafePointer<Float>,
             }
             let m = loadVector(mean + c0, count: width), r = loadVector(invStd + c0, count: width)
             let k = r * loadVector(scale + c0, count: width)
-            // The forward's k is invStd·scale: the same product, so the same mask.
-            let (kf, b) = relu.map { (r * loadVector($0.scale + c0, count: width), loadVector($0.shift + c0, count: width)) } ?? (k, k)
+            let mask = relu?.channels(c0, width: width, mean: m, invStd: r)
             for i in first..<last {
                 let at = i * c + c0
                 let xv = loadVector(x + at, count: width), g = loadVector(dy + at, count: width)
                 let xhat = (xv - m) * r
-                let centred = ((relu == nil ? g : relu!.mask(g, x: xv, mean: m, k: kf, shift: b)) - meanDy).addingProduct(-xhat, meanDyXhat)
+                let centred = ((mask?.apply(g, x: xv) ?? g) - meanDy).addingProduct(-xhat, meanDyXhat)
                 storeVector(dx + at, k * centred, count: width)
             }
         }

@@ -26,7 +26,8 @@ extension ConvShape {
     /// `DDPTRAIN_PATCH_ROWS=0` keeps such layers on the direct tiles, for comparison.
     public var usesPatchRows: Bool { patchRowsEnabled && inChannels < 8 && kernelHeight * kernelWidth > 1 && winograd == nil }
 
-    /// How the forward pass runs, for reports: the Winograd variant, "patch rows" or "direct".
+    /// How the forward pass runs, for reports: "pixel pairs" (with the weight gradient's Winograd
+    /// variant, if any), the Winograd variant, "patch rows" or "direct".
     public var forwardAlgorithm: String {
         if usesPixelPairs { return "pixel pairs" + (winograd.map { ", dW \($0.rawValue)" } ?? "") }
         return winograd?.rawValue ?? (usesPatchRows ? "patch rows" : "direct")
@@ -159,7 +160,9 @@ extension ConvWorkspace {
         let rowsOut = s.patchSize + (db == nil ? 0 : 1)
         let tileRows = (rowsOut + kernels.outerProductRows - 1) / kernels.outerProductRows * kernels.outerProductRows
         let scratch = patchScratch, perWorker = s.patchScratchPerWorker, kernels = self.kernels
-        let alongRows = s.patchGradientAlongRows, sliver = kernels.sliverWidth
+        // Along the rows, sums is dWᵀ: output channels × whole slivers of the patch row.
+        let alongRows = s.patchGradientAlongRows
+        let alongColumns = (rowsOut + kernels.sliverWidth - 1) / kernels.sliverWidth * kernels.sliverWidth
         sumOverImageGroups(s, weightGradient: dw, biasGradient: db) { images, worker, out in
             let rows = scratch + worker * perWorker, sums = rows + patchGradientBlock * length
             let pixels = (images.lowerBound * perImage)..<(images.upperBound * perImage)
@@ -168,9 +171,8 @@ extension ConvWorkspace {
                 let count = min(patchGradientBlock, pixels.upperBound - first)
                 writePatchRows(s, input: x, pixels: first..<(first + count), into: rows)
                 let accumulate = first > pixels.lowerBound
-                // Along the rows: sums is dWᵀ, output channels × whole slivers of the patch row.
                 let (a, lda, m, b, ldb, n) = alongRows
-                    ? (dy + first * cout, cout, cout, UnsafePointer(rows), length, (rowsOut + sliver - 1) / sliver * sliver)
+                    ? (dy + first * cout, cout, cout, UnsafePointer(rows), length, alongColumns)
                     : (UnsafePointer(rows), length, tileRows, dy + first * cout, cout, cout)
                 switch kernels {
                 case .avx2:
@@ -183,8 +185,7 @@ extension ConvWorkspace {
                 first += count
             }
             if alongRows {
-                let n = (rowsOut + sliver - 1) / sliver * sliver
-                for p in 0..<rowsOut { for co in 0..<cout { out[p * cout + co] = sums[co * n + p] } }
+                for p in 0..<rowsOut { for co in 0..<cout { out[p * cout + co] = sums[co * alongColumns + p] } }
             } else {
                 // Rows past the patch (and the bias) are the zero padding's sums.
                 out.update(from: sums, count: rowsOut * cout)

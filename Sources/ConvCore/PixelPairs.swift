@@ -49,33 +49,33 @@ extension ConvWorkspace {
     /// Y = conv(X, W) (+ bias) over pixel pairs.
     func convolveByPixelPairs(_ s: ConvShape, input x: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
                               bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
-        let inPixels = s.height * s.width, outPixels = s.outHeight * s.outWidth, cin = s.inChannels, cout = s.outChannels
-        for q in 0..<outPixels {
-            var first = true
-            s.forEachPair(output: q) { p, tap in
-                gemm(m: s.batch, n: cout, k: cin, a: GemmOperand(x + p * cin, stride: inPixels * cin),
-                     b: GemmOperand(w + tap * cin * cout, stride: cout), c: y + q * cout, ldc: outPixels * cout,
-                     accumulate: !first, scratch: gemmScratch, pool: pool)
-                first = false
-            }
-            if first { for n in 0..<s.batch { (y + (n * outPixels + q) * cout).update(repeating: 0, count: cout) } }
-        }
-        if let bias { for row in 0..<s.batch * outPixels { addInPlace(y + row * cout, bias, count: cout) } }
+        sumOverPairs(s, pixels: s.outHeight * s.outWidth, { q, body in s.forEachPair(output: q, body) },
+                     a: x, aPixels: s.height * s.width, k: s.inChannels, weights: w, transposed: false, c: y, n: s.outChannels)
+        if let bias { for row in 0..<s.outputPixels { addInPlace(y + row * s.outChannels, bias, count: s.outChannels) } }
     }
 
     /// dX = the input gradient (overwritten) over pixel pairs.
     func inputGradientByPixelPairs(_ s: ConvShape, outputGradient dy: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
                                    inputGradient dx: UnsafeMutablePointer<Float>) {
-        let inPixels = s.height * s.width, outPixels = s.outHeight * s.outWidth, cin = s.inChannels, cout = s.outChannels
-        for p in 0..<inPixels {
+        sumOverPairs(s, pixels: s.height * s.width, { p, body in s.forEachPair(input: p, body) },
+                     a: dy, aPixels: s.outHeight * s.outWidth, k: s.outChannels, weights: w, transposed: true, c: dx, n: s.inChannels)
+    }
+
+    /// C[·, j] = Σ over the pairs (i, tap) of pixel j, in `pairs`' order: A[·, i]·W[tap], or
+    /// A[·, i]·W[tap]ᵀ when `transposed`, for each of `pixels` pixels j (zeros where no tap joins
+    /// j). A has `aPixels` pixels of `k` channels an image, C `pixels` of `n`.
+    private func sumOverPairs(_ s: ConvShape, pixels: Int, _ pairs: (_ pixel: Int, _ body: (Int, Int) -> Void) -> Void,
+                              a: UnsafePointer<Float>, aPixels: Int, k: Int, weights w: UnsafePointer<Float>, transposed: Bool,
+                              c: UnsafeMutablePointer<Float>, n: Int) {
+        for j in 0..<pixels {
             var first = true
-            s.forEachPair(input: p) { q, tap in
-                gemm(m: s.batch, n: cin, k: cout, a: GemmOperand(dy + q * cout, stride: outPixels * cout),
-                     b: GemmOperand(w + tap * cin * cout, stride: cout, transposed: true), c: dx + p * cin, ldc: inPixels * cin,
-                     accumulate: !first, scratch: gemmScratch, pool: pool)
+            pairs(j) { i, tap in
+                gemm(m: s.batch, n: n, k: k, a: GemmOperand(a + i * k, stride: aPixels * k),
+                     b: GemmOperand(w + tap * s.inChannels * s.outChannels, stride: s.outChannels, transposed: transposed),
+                     c: c + j * n, ldc: pixels * n, accumulate: !first, scratch: gemmScratch, pool: pool)
                 first = false
             }
-            if first { for n in 0..<s.batch { (dx + (n * inPixels + p) * cin).update(repeating: 0, count: cin) } }
+            if first { for image in 0..<s.batch { (c + (image * pixels + j) * n).update(repeating: 0, count: n) } }
         }
     }
 }

@@ -196,7 +196,8 @@ extension ConvWorkspace {
         precondition(winogradBlockScratchCapacity >= algorithm.operandCount(s), "conv workspace too small for \(s)")
         let cin = s.inChannels, cout = s.outChannels, m = algorithm.m, kernels = self.kernels, tiles = algorithm.tiles(s)
         let vLayout = OperandLayout(row: operandRow(cin), tiles: tiles, positions: algorithm.positions)
-        let vRow = vLayout.row, mRow = operandRow(cout), vPerPosition = vLayout.perPosition, mPerPosition = tiles * mRow
+        let mLayout = OperandLayout(row: operandRow(cout), tiles: tiles, positions: algorithm.positions)
+        let vRow = vLayout.row, mRow = mLayout.row, vPerPosition = vLayout.perPosition, mPerPosition = mLayout.perPosition
         let uPerPosition = kernels == .avx2 ? ConvKernels.winogradWeightsPerPosition(k: cin, n: cout)
                                             : ConvKernelsAVX512.winogradWeightsPerPosition(k: cin, n: cout)
         let v = winogradBlockScratch, products = v + algorithm.positions * vPerPosition, u = UnsafePointer(packedWeights)
@@ -227,11 +228,10 @@ extension ConvWorkspace {
             let m0 = UnsafePointer(products + first * mRow)
             switch kernels {
             case .avx2:
-                ConvKernels.winogradOutputTiles(m: m, s.geometry, products: m0, perPosition: mPerPosition, rowLength: mRow,
-                                                first: first, count: count, bias: bias, output: y)
+                ConvKernels.winogradOutputTiles(m: m, s.geometry, products: m0, mLayout.avx2, first: first, count: count, bias: bias, output: y)
             case .avx512:
-                ConvKernelsAVX512.winogradOutputTiles(m: m, s.geometry512, products: m0, perPosition: mPerPosition, rowLength: mRow,
-                                                      first: first, count: count, bias: bias, output: y)
+                ConvKernelsAVX512.winogradOutputTiles(m: m, s.geometry512, products: m0, mLayout.avx512, first: first, count: count,
+                                                      bias: bias, output: y)
             }
         }
     }

@@ -105,7 +105,8 @@ public func winogradConvolveTiles(m: Int, _ g: ConvGeometry, input x: UnsafePoin
                 gemmBlock(kc: cin, a: v + xi * vPerPosition, lda: cin, rows: count, packedB: u + xi * uPerPosition,
                           columns: cout, c: product + xi * mPerPosition, ldc: cout)
             }
-            tiles.transformOutputs(product, perPosition: mPerPosition, first: first, count: count, bias: bias, into: y, scratch: e)
+            tiles.transformOutputs(product, OperandLayout(perPosition: mPerPosition, row: cout), first: first, count: count, bias: bias,
+                                   into: y, scratch: e)
         }
     }
     m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
@@ -123,14 +124,13 @@ public func winogradInputTiles(m: Int, _ g: ConvGeometry, input x: UnsafePointer
     m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
 }
 
-/// Y = Aᵀ·M·A (+ bias) for tiles first..<first+count from rows 0..<count of the products `product`
-/// (M[ξ] at product + ξ·perPosition, rows `rowLength` floats apart): `winogradConvolveTiles`' last step.
-public func winogradOutputTiles(m: Int, _ g: ConvGeometry, products product: UnsafePointer<Float>, perPosition: Int, rowLength: Int,
+/// Y = Aᵀ·M·A (+ bias) for tiles first..<first+count from rows 0..<count of the products `product`,
+/// laid out as `layout` says: `winogradConvolveTiles`' last step, for a whole batch at once.
+public func winogradOutputTiles(m: Int, _ g: ConvGeometry, products product: UnsafePointer<Float>, _ layout: OperandLayout,
                                 first: Int, count: Int, bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
     func run<W: WinogradTransforms>(_: W.Type) {
         withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: W.positions) { buffer in
-            Tiles<W>(g).transformOutputs(product, perPosition: perPosition, rowLength: rowLength, first: first, count: count, bias: bias, into: y,
-                                         scratch: buffer.baseAddress!)
+            Tiles<W>(g).transformOutputs(product, layout, first: first, count: count, bias: bias, into: y, scratch: buffer.baseAddress!)
         }
     }
     m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
@@ -262,20 +262,21 @@ private struct Tiles<W: WinogradTransforms> {
         }
     }
 
-    /// Y = Aᵀ·M·A (+ bias) for tiles first..<first+count, M[ξ][t] at product + ξ·perPosition +
-    /// t·rowLength (Cout by default), skipping pixels past the edge; without a bias nothing is added.
+    /// Y = Aᵀ·M·A (+ bias) for tiles first..<first+count, M read from `product` as `layout` says,
+    /// skipping pixels past the edge; without a bias nothing is added.
     @inline(__always)
-    func transformOutputs(_ product: UnsafePointer<Float>, perPosition: Int, rowLength: Int? = nil, first: Int, count: Int,
+    func transformOutputs(_ product: UnsafePointer<Float>, _ layout: OperandLayout, first: Int, count: Int,
                           bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>, scratch e: UnsafeMutablePointer<SIMD16<Float>>) {
-        let oh = g.outHeight, ow = g.outWidth, cout = g.outChannels, alpha = W.alpha
+        let oh = g.outHeight, ow = g.outWidth, cout = g.outChannels, alpha = W.alpha, perPosition = layout.perPosition
         for t in 0..<count {
             let (image, oy, ox) = origin(first + t)
             let rows = min(W.m, oh - oy), columns = min(W.m, ow - ox)
             let out = y + ((image * oh + oy) * ow + ox) * cout
-            let src = product + t * (rowLength ?? cout)
-            for c in stride(from: 0, to: cout, by: 16) {
+            let row = product + t * layout.row
+            layout.forEachVector(channels: cout) { offset, c in
+                let src = row + offset
                 for q in 0..<alpha {
-                    W.output({ load(src + ($0 * alpha + q) * perPosition + c) }, { e[$0 * alpha + q] = $1 })
+                    W.output({ load(src + ($0 * alpha + q) * perPosition) }, { e[$0 * alpha + q] = $1 })
                 }
                 if let bias {
                     let b = load(bias + c)
