@@ -46,8 +46,9 @@ enum CLI {
         return finish(process, log: log, started: started, timeout: timeout)
     }
 
+    /// A fresh directory under `testsRoot`, so nothing a test writes outlives the test process.
     static func temporaryDirectory() -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ddptrain-test-\(UUID().uuidString)").path
+        let dir = testsRoot + "/" + UUID().uuidString
         try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         return dir
     }
@@ -101,3 +102,16 @@ enum CLI {
 }
 
 /// Under real `mpirun` (through cluster/ddprun): the world size must not change what is learned.
+
+/// One directory per test process for every run directory, data set and log the tests make
+/// (a full run writes about 70 MB), removed when the process exits, whichever test was last.
+private let testsRoot: String = {
+    let root = testsRootPath(pid: getpid())
+    try! FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+    atexit { try? FileManager.default.removeItem(atPath: testsRootPath(pid: getpid())) }
+    return root
+}()
+
+private func testsRootPath(pid: Int32) -> String {
+    FileManager.default.temporaryDirectory.appendingPathComponent("ddptrain-tests-\(pid)").path
+}

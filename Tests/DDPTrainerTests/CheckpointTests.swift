@@ -11,7 +11,7 @@ import Testing
 
     /// A valid checkpoint of model S written through the real store, and its network.
     func makeCheckpoint(spec: ModelSpec = Self.spec) throws -> (path: String, network: Network, directory: String) {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("ckpt-\(UUID().uuidString)").path
+        let dir = CLI.temporaryDirectory()
         let network = Network(spec: spec, maxBatch: 1, threads: 1)
         network.initializeParameters(seed: 3)
         for i in 0..<network.bufferCount { network.buffers[i] = Float(i) * 0.25 }

@@ -16,12 +16,6 @@ private func pixel(_ image: RGBImage, _ x: Int, _ y: Int) -> Color {
     Color(red: image[x: x, y: y, c: 0], green: image[x: x, y: y, c: 1], blue: image[x: x, y: y, c: 2])
 }
 
-private func temporaryPath(_ name: String) -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("drawing-test-\(UUID().uuidString)").path
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir + "/" + name
-}
-
 @Suite struct CanvasTests {
     @Test("text covers exactly its cells: 6x13 per character, scaled; upward text is the same turned a quarter")
     func text() {
@@ -122,7 +116,7 @@ private func temporaryPath(_ name: String) -> String {
 
     @Test("the same heat map gives the same PNG bytes, and they decode to the drawn pixels")
     func heatMapDeterministic() throws {
-        let a = temporaryPath("a.png"), b = temporaryPath("b.png")
+        let a = temporaryFile("a.png"), b = temporaryFile("b.png")
         try heatMap.draw().writePNG(to: a)
         try heatMap.draw().writePNG(to: b)
         let bytes = try Data(contentsOf: URL(fileURLWithPath: a))

@@ -2,12 +2,6 @@ import Foundation
 import Images
 import Testing
 
-private func temporaryFile(_ name: String) -> String {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("images-test-\(UUID().uuidString)").path
-    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-    return dir + "/" + name
-}
-
 /// A deterministic image with every channel varying, so a swapped channel or row shows.
 private func pattern(width: Int, height: Int) -> RGBImage {
     var pixels: [UInt8] = []
