@@ -46,18 +46,81 @@ extension ConvShape {
         .init(batch: batch, height: height, width: width, inChannels: inChannels, outChannels: outChannels,
               kernelHeight: kernelHeight, kernelWidth: kernelWidth, stride: stride, padding: padding)
     }
-    var geometry512: ConvKernelsAVX512.ConvGeometry {
-        .init(batch: batch, height: height, width: width, inChannels: inChannels, outChannels: outChannels,
-              kernelHeight: kernelHeight, kernelWidth: kernelWidth, stride: stride, padding: padding)
+}
+
+/// `DDPTRAIN_NARROW_TILES=0` keeps products of at most 8 output channels on the wide tiles, for comparison.
+private let narrowTilesEnabled = ProcessInfo.processInfo.environment["DDPTRAIN_NARROW_TILES"] != "0"
+
+extension ConvKernelSet {
+    /// Whether products with `columns` output channels run on the narrow tiles (NarrowTiles.swift),
+    /// with weights packed `narrowWidth` floats per row.
+    public func narrow(columns: Int) -> Bool { narrowTilesEnabled && columns <= ConvKernels.narrowWidth }
+
+    /// Slivers of packed weights for `columns` output channels: one narrow row set, or whole slivers.
+    func slivers(columns: Int) -> Int { narrow(columns: columns) ? 1 : (columns + sliverWidth - 1) / sliverWidth }
+
+    /// Floats of a K×N matrix packed by `packConvWeights`.
+    func packedCount(k: Int, n: Int) -> Int {
+        k * (narrow(columns: n) ? ConvKernels.narrowWidth : slivers(columns: n) * sliverWidth)
     }
 }
 
-/// Packs a K×N weight matrix, given element-wise, for `kernels`.
+/// Packs a K×N weight matrix, given element-wise, for `kernels`: narrow rows for N ≤ 8, else slivers.
 func packConvWeights(_ kernels: ConvKernelSet, k: Int, n: Int, into dst: UnsafeMutablePointer<Float>,
                      _ element: (_ row: Int, _ column: Int) -> Float) {
+    if kernels.narrow(columns: n) {
+        ConvKernels.packNarrowWeights(k: k, n: n, into: dst, element)
+        return
+    }
     switch kernels {
     case .avx2: ConvKernels.packWeightSlivers(k: k, n: n, into: dst, element)
     case .avx512: ConvKernelsAVX512.packWeightSlivers(k: k, n: n, into: dst, element)
+    }
+}
+
+/// C = A·B for A's rows (kc floats each) at a + i·lda, read in place, and B packed by
+/// `packConvWeights`: the GEMM tile, or the narrow tile for at most 8 columns.
+func multiplyRows(_ kernels: ConvKernelSet, kc: Int, a: UnsafePointer<Float>, lda: Int, rows: Int,
+                  packedB b: UnsafePointer<Float>, columns: Int, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    switch (kernels, kernels.narrow(columns: columns)) {
+    case (.avx2, true):
+        ConvKernels.gemmBlockNarrow(kc: kc, a: a, lda: lda, rows: rows, packedB: b, columns: columns, c: c, ldc: ldc)
+    case (.avx512, true):
+        ConvKernelsAVX512.gemmBlockNarrow(kc: kc, a: a, lda: lda, rows: rows, packedB: b, columns: columns, c: c, ldc: ldc)
+    case (.avx2, false):
+        ConvKernels.gemmBlock(kc: kc, a: a, lda: lda, rows: rows, packedB: b, columns: columns, c: c, ldc: ldc)
+    case (.avx512, false):
+        ConvKernelsAVX512.gemmBlock(kc: kc, a: a, lda: lda, rows: rows, packedB: b, columns: columns, c: c, ldc: ldc)
+    }
+}
+
+/// Output pixels first..<last of `g`, one sliver of its output channels (all of them on the
+/// narrow tile), with weights packed by `packConvWeights`.
+func convolveRows(_ kernels: ConvKernelSet, _ g: ConvKernels.ConvGeometry, input x: UnsafePointer<Float>,
+                  packedWeights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
+                  zeros: UnsafePointer<Float>, first: Int, last: Int, sliver: Int) {
+    // Nothing compiled for AVX-512 may run on a CPU without it, not even a geometry's init.
+    switch (kernels, kernels.narrow(columns: g.outChannels)) {
+    case (.avx2, true):
+        ConvKernels.convolveRowsNarrow(g, input: x, packedWeights: w, bias: bias, output: y, zeros: zeros, first: first, last: last)
+    case (.avx512, true):
+        ConvKernelsAVX512.convolveRowsNarrow(g.avx512, input: x, packedWeights: w, bias: bias, output: y, zeros: zeros,
+                                             first: first, last: last)
+    case (.avx2, false):
+        ConvKernels.convolveRows(g, input: x, packedWeights: w, bias: bias, output: y, zeros: zeros,
+                                 first: first, last: last, sliver: sliver)
+    case (.avx512, false):
+        ConvKernelsAVX512.convolveRows(g.avx512, input: x, packedWeights: w, bias: bias, output: y, zeros: zeros,
+                                       first: first, last: last, sliver: sliver)
+    }
+}
+
+extension ConvKernels.ConvGeometry {
+    /// The same geometry for the AVX-512 module.
+    var avx512: ConvKernelsAVX512.ConvGeometry {
+        .init(batch: batch, height: height, width: width, inChannels: inChannels, outChannels: outChannels,
+              kernelHeight: kernelHeight, kernelWidth: kernelWidth, paddingTop: paddingTop, paddingLeft: paddingLeft,
+              outHeight: outHeight, outWidth: outWidth, stride: stride)
     }
 }
 
@@ -66,21 +129,13 @@ func packConvWeights(_ kernels: ConvKernelSet, k: Int, n: Int, into dst: UnsafeM
 func convolveDirect(_ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePointer<Float>, packedWeights w: UnsafePointer<Float>,
                     bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
                     zeros: UnsafePointer<Float>, pool: WorkerPool) {
-    let slivers = (s.outChannels + kernels.sliverWidth - 1) / kernels.sliverWidth
+    let slivers = kernels.slivers(columns: s.outChannels)
     let rowsPerTask = 96
     let blocks = (s.outputPixels + rowsPerTask - 1) / rowsPerTask
-    // Nothing compiled for AVX-512 may run on a CPU without it, not even a geometry's init.
     pool.run(tasks: blocks * slivers) { task, _ in
-        let sliver = task % slivers
         let first = (task / slivers) * rowsPerTask, last = min(s.outputPixels, first + rowsPerTask)
-        switch kernels {
-        case .avx2:
-            ConvKernels.convolveRows(s.geometry, input: x, packedWeights: w, bias: bias, output: y, zeros: zeros,
-                                     first: first, last: last, sliver: sliver)
-        case .avx512:
-            ConvKernelsAVX512.convolveRows(s.geometry512, input: x, packedWeights: w, bias: bias, output: y, zeros: zeros,
-                                           first: first, last: last, sliver: sliver)
-        }
+        convolveRows(kernels, s.geometry, input: x, packedWeights: w, bias: bias, output: y, zeros: zeros,
+                     first: first, last: last, sliver: task % slivers)
     }
 }
 
@@ -97,12 +152,7 @@ func convolvePointwise(_ kernels: ConvKernelSet, _ s: ConvShape, input x: Unsafe
         for row in (task * rowsPerTask)..<min(rows, (task + 1) * rowsPerTask) {
             let n = row / oh, oy = row % oh
             let a = x + (n * s.height + oy * s.stride) * s.width * cin, c = y + row * ow * cout
-            switch kernels {
-            case .avx2:
-                ConvKernels.gemmBlock(kc: cin, a: a, lda: s.stride * cin, rows: ow, packedB: w, columns: cout, c: c, ldc: cout)
-            case .avx512:
-                ConvKernelsAVX512.gemmBlock(kc: cin, a: a, lda: s.stride * cin, rows: ow, packedB: w, columns: cout, c: c, ldc: cout)
-            }
+            multiplyRows(kernels, kc: cin, a: a, lda: s.stride * cin, rows: ow, packedB: w, columns: cout, c: c, ldc: cout)
             if let bias { for p in 0..<ow { addInPlace(c + p * cout, bias, count: cout) } }
         }
     }
@@ -120,7 +170,7 @@ func convolutionWeightGradientDirect(_ kernels: ConvKernelSet, _ s: ConvShape, i
         case .avx2:
             ConvKernels.weightGradientGroup(s.geometry, input: x, outputGradient: dy, images: images, into: out)
         case .avx512:
-            ConvKernelsAVX512.weightGradientGroup(s.geometry512, input: x, outputGradient: dy, images: images, into: out)
+            ConvKernelsAVX512.weightGradientGroup(s.geometry.avx512, input: x, outputGradient: dy, images: images, into: out)
         }
         if db != nil {
             sumRows(dy + images.lowerBound * pixelsPerImage * cout, rows: images.count * pixelsPerImage, columns: cout, into: out + count)

@@ -56,7 +56,8 @@ extension ConvShape {
 /// floats apart from `rows` on. It goes output row by output row and, within one, kernel row by
 /// kernel row, so that the inner loop only steps its source and destination (the per-pixel
 /// index arithmetic of a first attempt cost as much as the products).
-func writePatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, pixels: Range<Int>, into rows: UnsafeMutablePointer<Float>) {
+func writePatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, zeros: UnsafePointer<Float>, pixels: Range<Int>,
+                    into rows: UnsafeMutablePointer<Float>) {
     let oh = s.outHeight, ow = s.outWidth, cin = s.inChannels, kw = s.kernelWidth
     let length = s.patchRowLength, run = kw * cin, step = s.stride * cin
     var p = pixels.lowerBound, segment = rows
@@ -71,7 +72,7 @@ func writePatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, pixels: Range
             var dst = segment + ky * run
             if iy < 0 || iy >= s.height {
                 for _ in 0..<count {
-                    for i in 0..<run { dst[i] = 0 }
+                    copyRun(dst, zeros, count: run)
                     dst += length
                 }
                 continue
@@ -94,8 +95,7 @@ func writePatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, pixels: Range
         }
         var tail = segment + s.patchSize
         for _ in 0..<count {
-            tail[0] = 1
-            for i in 1..<(length - s.patchSize) { tail[i] = 0 }
+            writeTail(tail, count: length - s.patchSize)
             tail += length
         }
         segment += count * length
@@ -116,15 +116,42 @@ func writePatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, pixels: Range
     }
 }
 
-/// Copies a kernel row's floats 8 at a time: scalar copies of the 27 floats of a 3x3x3 patch
-/// took as long as the patch's 28 × 32 multiply-adds.
+/// Copies a kernel row's floats 8 at a time, the last 8 overlapping the others where the count
+/// is not a multiple of 8 (LeNet-5's 15): scalar copies of the 27 floats of a 3x3x3 patch took as
+/// long as the patch's 28 × 32 multiply-adds, and the scalar rest of each 5x3 row was a third
+/// of LeNet-5's step.
 @inline(__always) private func copyRun(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int) {
-    var i = 0
-    while i + 8 <= count {
+    @inline(__always) func copy8(_ i: Int) {
         UnsafeMutableRawPointer(dst + i).storeBytes(of: UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<Float>.self), as: SIMD8<Float>.self)
+    }
+    if count < 8 {
+        for i in 0..<count { dst[i] = src[i] }
+        return
+    }
+    var i = 0
+    while i + 8 < count {
+        copy8(i)
         i += 8
     }
-    while i < count { dst[i] = src[i]; i += 1 }
+    copy8(count - 8)
+}
+
+/// Writes a patch row's tail: the bias's 1, then zeros to the row's end, 8 floats at a time
+/// (the last 8 overlapping).
+@inline(__always) private func writeTail(_ tail: UnsafeMutablePointer<Float>, count: Int) {
+    @inline(__always) func store(_ i: Int, _ v: SIMD8<Float>) { UnsafeMutableRawPointer(tail + i).storeBytes(of: v, as: SIMD8<Float>.self) }
+    if count < 8 {
+        tail[0] = 1
+        for i in 1..<count { tail[i] = 0 }
+        return
+    }
+    var i = 8
+    while i < count - 8 {
+        store(i, SIMD8())
+        i += 8
+    }
+    store(count - 8, SIMD8())
+    store(0, SIMD8(1, 0, 0, 0, 0, 0, 0, 0))
 }
 
 extension ConvWorkspace {
@@ -135,19 +162,12 @@ extension ConvWorkspace {
         let cout = s.outChannels, k = s.patchSize + (bias == nil ? 0 : 1)
         packConvWeights(kernels, k: k, n: cout, into: packedWeights) { p, j in p < s.patchSize ? w[p * cout + j] : bias![j] }
         let weights = UnsafePointer(packedWeights), scratch = patchScratch, perWorker = s.patchScratchPerWorker
-        let length = s.patchRowLength, kernels = self.kernels
+        let length = s.patchRowLength, kernels = self.kernels, zeros = UnsafePointer(self.zeros)
         pool.run(tasks: (s.outputPixels + patchBlock - 1) / patchBlock) { task, worker in
             let first = task * patchBlock, count = min(patchBlock, s.outputPixels - first)
             let rows = scratch + worker * perWorker
-            writePatchRows(s, input: x, pixels: first..<(first + count), into: rows)
-            switch kernels {
-            case .avx2:
-                ConvKernels.gemmBlock(kc: k, a: rows, lda: length, rows: count, packedB: weights, columns: cout,
-                                      c: y + first * cout, ldc: cout)
-            case .avx512:
-                ConvKernelsAVX512.gemmBlock(kc: k, a: rows, lda: length, rows: count, packedB: weights, columns: cout,
-                                            c: y + first * cout, ldc: cout)
-            }
+            writePatchRows(s, input: x, zeros: zeros, pixels: first..<(first + count), into: rows)
+            multiplyRows(kernels, kc: k, a: rows, lda: length, rows: count, packedB: weights, columns: cout, c: y + first * cout, ldc: cout)
         }
     }
 
@@ -159,7 +179,7 @@ extension ConvWorkspace {
         let cout = s.outChannels, length = s.patchRowLength, perImage = s.outHeight * s.outWidth
         let rowsOut = s.patchSize + (db == nil ? 0 : 1)
         let tileRows = (rowsOut + kernels.outerProductRows - 1) / kernels.outerProductRows * kernels.outerProductRows
-        let scratch = patchScratch, perWorker = s.patchScratchPerWorker, kernels = self.kernels
+        let scratch = patchScratch, perWorker = s.patchScratchPerWorker, kernels = self.kernels, zeros = UnsafePointer(self.zeros)
         // Along the rows, sums is dWᵀ: output channels × whole slivers of the patch row.
         let alongRows = s.patchGradientAlongRows
         let alongColumns = (rowsOut + kernels.sliverWidth - 1) / kernels.sliverWidth * kernels.sliverWidth
@@ -169,7 +189,7 @@ extension ConvWorkspace {
             var first = pixels.lowerBound
             while first < pixels.upperBound {
                 let count = min(patchGradientBlock, pixels.upperBound - first)
-                writePatchRows(s, input: x, pixels: first..<(first + count), into: rows)
+                writePatchRows(s, input: x, zeros: zeros, pixels: first..<(first + count), into: rows)
                 let accumulate = first > pixels.lowerBound
                 let (a, lda, m, b, ldb, n) = alongRows
                     ? (dy + first * cout, cout, cout, UnsafePointer(rows), length, alongColumns)

@@ -50,8 +50,7 @@ extension ConvShape {
 func inputGradientByPhases(_ s: ConvShape, outputGradient dy: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
                            inputGradient dx: UnsafeMutablePointer<Float>, workspace ws: ConvWorkspace) {
     let st = s.stride, cin = s.inChannels, cout = s.outChannels, kw = s.kernelWidth
-    let kernels = ws.kernels, sliverWidth = kernels.sliverWidth
-    let slivers = (cin + sliverWidth - 1) / sliverWidth
+    let kernels = ws.kernels, slivers = kernels.slivers(columns: cin)
     func axes(_ ry: Int, _ rx: Int) -> (PhaseAxis, PhaseAxis) {
         (PhaseAxis(phase: ry, input: s.height, kernel: s.kernelHeight, stride: st, padding: s.padding),
          PhaseAxis(phase: rx, input: s.width, kernel: kw, stride: st, padding: s.padding))
@@ -69,7 +68,7 @@ func inputGradientByPhases(_ s: ConvShape, outputGradient dy: UnsafePointer<Floa
                 let ky = py.first + st * (py.taps - 1 - tap / px.taps), kx = px.first + st * (px.taps - 1 - tap % px.taps)
                 return w[((ky * kw + kx) * cin + ci) * cout + co]
             }
-            offset += k * slivers * sliverWidth
+            offset += kernels.packedCount(k: k, n: cin)
         }
     }
     precondition(ws.columnCapacity >= ws.pool.threads * s.phaseImageCount, "conv workspace too small for \(s)")
@@ -91,37 +90,23 @@ func inputGradientByPhases(_ s: ConvShape, outputGradient dy: UnsafePointer<Floa
                     continue
                 }
                 let weights = UnsafePointer(packed + offset)
-                offset += k * slivers * sliverWidth
+                offset += kernels.packedCount(k: k, n: cin)
                 if py.taps == 1 && px.taps == 1 && py.padding == 0 && px.padding == 0 && py.size <= oh && px.size <= ow {
                     // A 1x1 sub-kernel reading dY in place (a 1x1 layer's only phase, a 3x3
                     // stride-2 layer's first): one small product per row, written straight to
                     // dX (`stride`·Cin floats between its pixels), no phase image.
                     for jy in 0..<py.size {
                         let a = gradient + jy * ow * cout, c = pixel(jy, 0), ldc = st * cin
-                        switch kernels {
-                        case .avx2:
-                            ConvKernels.gemmBlock(kc: cout, a: a, lda: cout, rows: px.size, packedB: weights, columns: cin, c: c, ldc: ldc)
-                        case .avx512:
-                            ConvKernelsAVX512.gemmBlock(kc: cout, a: a, lda: cout, rows: px.size, packedB: weights, columns: cin, c: c, ldc: ldc)
-                        }
+                        multiplyRows(kernels, kc: cout, a: a, lda: cout, rows: px.size, packedB: weights, columns: cin, c: c, ldc: ldc)
                     }
                     continue
                 }
+                let g = ConvKernels.ConvGeometry(batch: 1, height: oh, width: ow, inChannels: cout, outChannels: cin,
+                                                 kernelHeight: py.taps, kernelWidth: px.taps, paddingTop: py.padding,
+                                                 paddingLeft: px.padding, outHeight: py.size, outWidth: px.size)
                 for sliver in 0..<slivers {
-                    switch kernels {
-                    case .avx2:
-                        let g = ConvKernels.ConvGeometry(batch: 1, height: oh, width: ow, inChannels: cout, outChannels: cin,
-                                                         kernelHeight: py.taps, kernelWidth: px.taps, paddingTop: py.padding,
-                                                         paddingLeft: px.padding, outHeight: py.size, outWidth: px.size)
-                        ConvKernels.convolveRows(g, input: gradient, packedWeights: weights, bias: nil, output: phaseImage,
-                                                 zeros: zeros, first: 0, last: py.size * px.size, sliver: sliver)
-                    case .avx512:
-                        let g = ConvKernelsAVX512.ConvGeometry(batch: 1, height: oh, width: ow, inChannels: cout, outChannels: cin,
-                                                               kernelHeight: py.taps, kernelWidth: px.taps, paddingTop: py.padding,
-                                                               paddingLeft: px.padding, outHeight: py.size, outWidth: px.size)
-                        ConvKernelsAVX512.convolveRows(g, input: gradient, packedWeights: weights, bias: nil, output: phaseImage,
-                                                       zeros: zeros, first: 0, last: py.size * px.size, sliver: sliver)
-                    }
+                    convolveRows(kernels, g, input: gradient, packedWeights: weights, bias: nil, output: phaseImage,
+                                 zeros: zeros, first: 0, last: py.size * px.size, sliver: sliver)
                 }
                 var source = UnsafePointer(phaseImage)
                 for jy in 0..<py.size {

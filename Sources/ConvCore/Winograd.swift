@@ -104,7 +104,7 @@ extension ConvWorkspace {
                                                         into: sum, biasGradient: withBias, scratch: scratch + worker * perWorker)
                 ConvKernels.winogradWeightsFromGradient(m: m, count: cin * cout, transformedGradient: sum, into: out)
             case .avx512:
-                ConvKernelsAVX512.winogradWeightGradientTiles(m: m, s.geometry512, input: x, outputGradient: dy, first: first, end: end,
+                ConvKernelsAVX512.winogradWeightGradientTiles(m: m, s.geometry.avx512, input: x, outputGradient: dy, first: first, end: end,
                                                               into: sum, biasGradient: withBias, scratch: scratch + worker * perWorker)
                 ConvKernelsAVX512.winogradWeightsFromGradient(m: m, count: cin * cout, transformedGradient: sum, into: out)
             }
@@ -152,7 +152,7 @@ extension ConvWorkspace {
                 ConvKernels.winogradConvolveTiles(m: m, s.geometry, input: x, transformedWeights: u, bias: bias, output: y,
                                                   first: first, count: count, scratch: scratch + worker * perWorker)
             case .avx512:
-                ConvKernelsAVX512.winogradConvolveTiles(m: m, s.geometry512, input: x, transformedWeights: u, bias: bias, output: y,
+                ConvKernelsAVX512.winogradConvolveTiles(m: m, s.geometry.avx512, input: x, transformedWeights: u, bias: bias, output: y,
                                                         first: first, count: count, scratch: scratch + worker * perWorker)
             }
         }

@@ -148,7 +148,7 @@ extension ConvWorkspace {
                                                      v: v + first * vLayout.row, vLayout.avx2, d: d + first * dLayout.row, dLayout.avx2,
                                                      biasSum: bias)
             case .avx512:
-                ConvKernelsAVX512.winogradGradientOperands(m: m, s.geometry512, input: x, outputGradient: dy, first: first, count: count,
+                ConvKernelsAVX512.winogradGradientOperands(m: m, s.geometry.avx512, input: x, outputGradient: dy, first: first, count: count,
                                                            v: v + first * vLayout.row, vLayout.avx512, d: d + first * dLayout.row,
                                                            dLayout.avx512, biasSum: bias)
             }
@@ -208,7 +208,7 @@ extension ConvWorkspace {
             case .avx2:
                 ConvKernels.winogradInputTiles(m: m, s.geometry, input: x, first: first, count: count, v: v + first * vRow, vLayout.avx2)
             case .avx512:
-                ConvKernelsAVX512.winogradInputTiles(m: m, s.geometry512, input: x, first: first, count: count, v: v + first * vRow,
+                ConvKernelsAVX512.winogradInputTiles(m: m, s.geometry.avx512, input: x, first: first, count: count, v: v + first * vRow,
                                                      vLayout.avx512)
             }
         }
@@ -230,7 +230,7 @@ extension ConvWorkspace {
             case .avx2:
                 ConvKernels.winogradOutputTiles(m: m, s.geometry, products: m0, mLayout.avx2, first: first, count: count, bias: bias, output: y)
             case .avx512:
-                ConvKernelsAVX512.winogradOutputTiles(m: m, s.geometry512, products: m0, mLayout.avx512, first: first, count: count,
+                ConvKernelsAVX512.winogradOutputTiles(m: m, s.geometry.avx512, products: m0, mLayout.avx512, first: first, count: count,
                                                       bias: bias, output: y)
             }
         }

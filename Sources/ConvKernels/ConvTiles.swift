@@ -30,14 +30,14 @@ public struct ConvGeometry {
         (paddingTop, paddingLeft) = (padding, padding)
     }
 
-    /// A stride-1 geometry (for `convolveRows` only) with its own top and left padding and
-    /// output size: reads past the bottom and right edges are zeros like any padding. One phase
-    /// of a strided convolution's input gradient is such a convolution (ConvCore/StridedConv.swift).
+    /// A geometry (for `convolveRows` only) with its own top and left padding and output size:
+    /// reads past the bottom and right edges are zeros like any padding. One phase of a strided
+    /// convolution's input gradient is such a convolution, of stride 1 (ConvCore/StridedConv.swift).
     public init(batch: Int, height: Int, width: Int, inChannels: Int, outChannels: Int, kernelHeight: Int, kernelWidth: Int,
-                paddingTop: Int, paddingLeft: Int, outHeight: Int, outWidth: Int) {
+                paddingTop: Int, paddingLeft: Int, outHeight: Int, outWidth: Int, stride: Int = 1) {
         self.batch = batch; self.height = height; self.width = width
         self.inChannels = inChannels; self.outChannels = outChannels
-        self.kernelHeight = kernelHeight; self.kernelWidth = kernelWidth; stride = 1; padding = paddingTop
+        self.kernelHeight = kernelHeight; self.kernelWidth = kernelWidth; self.stride = stride; padding = paddingTop
         self.paddingTop = paddingTop; self.paddingLeft = paddingLeft
         self.outHeight = outHeight; self.outWidth = outWidth
     }

@@ -37,8 +37,8 @@ import Testing
     func kernelSetsAgree(s: ConvShape) { layer.expectKernelSetsAgree(s) }
 
     /// A quick timing, not a test: `DDPTRAIN_CONV_TIMING=1 swift test -c release --disable-xctest
-    /// --filter patchRowTiming` prints GFLOP/s of the first layers of models S and M and of
-    /// model M's dense layers, one thread, against the FMA peak measured the same way. Times are
+    /// --filter patchRowTiming` prints GFLOP/s of the first layers of models S and M, of LeNet-5's
+    /// two layers and of model M's dense layers, one thread, against the FMA peak measured the same way. Times are
     /// the thread's CPU time (best of 9), so that other processes on a shared machine count less.
     @Test("timing of first layers and dense layers in thread CPU time (set DDPTRAIN_CONV_TIMING=1)",
           .enabled(if: ProcessInfo.processInfo.environment["DDPTRAIN_CONV_TIMING"] != nil))
@@ -58,10 +58,13 @@ import Testing
             }
             return flops / best
         }
-        let shapes = [64].flatMap { batch in [
-            ConvShape(batch: batch, height: 32, width: 32, inChannels: 3, outChannels: 32, kernelHeight: 3, kernelWidth: 3, padding: 0),
-            ConvShape(batch: batch, height: 32, width: 32, inChannels: 3, outChannels: 32, kernelHeight: 3, kernelWidth: 3, padding: 1),
-        ] }
+        let shapes = [
+            ConvShape(batch: 64, height: 32, width: 32, inChannels: 3, outChannels: 32, kernelHeight: 3, kernelWidth: 3, padding: 0),
+            ConvShape(batch: 64, height: 32, width: 32, inChannels: 3, outChannels: 32, kernelHeight: 3, kernelWidth: 3, padding: 1),
+            // LeNet-5's two layers.
+            ConvShape(batch: 64, height: 32, width: 32, inChannels: 3, outChannels: 6, kernelHeight: 5, kernelWidth: 5, padding: 0),
+            ConvShape(batch: 64, height: 14, width: 14, inChannels: 6, outChannels: 16, kernelHeight: 5, kernelWidth: 5, padding: 0),
+        ]
         let dense = [DenseShape(batch: 64, inputs: 2304, outputs: 512), DenseShape(batch: 64, inputs: 1024, outputs: 64)]
         let ws = layer.workspace(shapes, threads: 1)
         dense.forEach(ws.reserve(for:))
@@ -78,6 +81,7 @@ import Testing
         for s in shapes {
             report("\(s.forwardAlgorithm) \(s.height)x\(s.width)x\(s.inChannels)→\(s.outChannels) p\(s.padding)", [
                 ("forward", rate(s.forwardFlops) { conv2DForward(s, input: x, weights: w, bias: bias, output: y, workspace: ws) }),
+                ("input gradient", rate(s.forwardFlops) { conv2DBackwardData(s, outputGradient: y, weights: w, inputGradient: dw, workspace: ws) }),
                 ("weight gradient", rate(s.forwardFlops) {
                     conv2DBackwardWeights(s, input: x, outputGradient: y, weightGradient: dw, biasGradient: db, workspace: ws)
                 }),
