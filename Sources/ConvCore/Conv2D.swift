@@ -110,6 +110,10 @@ public final class ConvWorkspace: @unchecked Sendable {
                 winogradBlocks.reserve(algorithm.blockScratchCount(shape, groups: groups, workers: pool.threads))
             }
         }
+        // A narrow direct convolution reads padded copies of its input (forward or flipped), an image per worker.
+        for direct in [shape, shape.inputGradientConvolution] where direct.directPadsInput(kernels) {
+            im2col.reserve(pool.threads * direct.paddedImage.inputCount)
+        }
         // Pixel pairs' input gradient packs Wᵀ of one tap at a time.
         if shape.usesPixelPairs { gemmScratch.reserve(k: shape.outChannels, n: shape.inChannels) }
         // A zero row as long as any kernel row (of the forward or the flipped convolution).
@@ -151,7 +155,7 @@ public func conv2DForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights
         convolvePointwise(ws.kernels, s, input: x, packedWeights: ws.packedWeights, bias: bias, output: y, pool: ws.pool)
         return
     }
-    convolveDirect(ws.kernels, s, input: x, packedWeights: ws.packedWeights, bias: bias, output: y, zeros: ws.zeros, pool: ws.pool)
+    ws.convolveDirect(s, input: x, packedWeights: ws.packedWeights, bias: bias, output: y)
 }
 
 /// dW = patchesᵀ·dY and dBias = Σ dY over pixels (both overwritten). Pass `biasGradient: nil`
@@ -191,6 +195,10 @@ public func conv2DBackwardData(_ s: ConvShape, outputGradient dy: UnsafePointer<
                                inputGradient dx: UnsafeMutablePointer<Float>,
                                workspace ws: ConvWorkspace) {
     let kh = s.kernelHeight, kw = s.kernelWidth, cin = s.inChannels, cout = s.outChannels
+    if s.usesPatchRows {
+        ws.inputGradientByPatchRows(s, outputGradient: dy, weights: w, inputGradient: dx)
+        return
+    }
     if s.usesPixelPairs {
         ws.inputGradientByPixelPairs(s, outputGradient: dy, weights: w, inputGradient: dx)
         return
@@ -206,7 +214,7 @@ public func conv2DBackwardData(_ s: ConvShape, outputGradient dy: UnsafePointer<
             let ky = kh - 1 - tap / kw, kx = kw - 1 - tap % kw
             return w[((ky * kw + kx) * cin + ci) * cout + co]
         }
-        convolveDirect(ws.kernels, flipped, input: dy, packedWeights: ws.packedWeights, bias: nil, output: dx, zeros: ws.zeros, pool: ws.pool)
+        ws.convolveDirect(flipped, input: dy, packedWeights: ws.packedWeights, bias: nil, output: dx)
         return
     }
     if s.inputGradientByPhases {

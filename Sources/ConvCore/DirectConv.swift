@@ -124,18 +124,56 @@ extension ConvKernels.ConvGeometry {
     }
 }
 
-/// Y = conv(X, W) + bias for NHWC X and weights packed by `packConvWeights`. Tasks are blocks
-/// of 96 output pixels × one weight sliver.
-func convolveDirect(_ kernels: ConvKernelSet, _ s: ConvShape, input x: UnsafePointer<Float>, packedWeights w: UnsafePointer<Float>,
-                    bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
-                    zeros: UnsafePointer<Float>, pool: WorkerPool) {
-    let slivers = kernels.slivers(columns: s.outChannels)
-    let rowsPerTask = 96
-    let blocks = (s.outputPixels + rowsPerTask - 1) / rowsPerTask
-    pool.run(tasks: blocks * slivers) { task, _ in
-        let first = (task / slivers) * rowsPerTask, last = min(s.outputPixels, first + rowsPerTask)
-        convolveRows(kernels, s.geometry, input: x, packedWeights: w, bias: bias, output: y, zeros: zeros,
-                     first: first, last: last, sliver: task % slivers)
+extension ConvShape {
+    /// Whether the direct path first copies the input into zero-padded images: for narrow
+    /// outputs (LeNet-5's second layer's input gradient pads 10x10 by 4), whose 12-pixel tiles
+    /// would otherwise take the per-tap path at nearly every pixel. The padding's taps are the
+    /// same zeros either way, so the sums are the same bits.
+    func directPadsInput(_ kernels: ConvKernelSet) -> Bool { padding > 0 && kernels.narrow(columns: outChannels) }
+
+    /// The convolution of one zero-padded image.
+    var paddedImage: ConvShape {
+        ConvShape(batch: 1, height: height + 2 * padding, width: width + 2 * padding, inChannels: inChannels,
+                  outChannels: outChannels, kernelHeight: kernelHeight, kernelWidth: kernelWidth, stride: stride, padding: 0)
+    }
+}
+
+extension ConvWorkspace {
+    /// Y = conv(X, W) + bias for NHWC X and weights packed by `packConvWeights`. Tasks are blocks
+    /// of 96 output pixels × one weight sliver, or images where the input is padded first.
+    func convolveDirect(_ s: ConvShape, input x: UnsafePointer<Float>, packedWeights w: UnsafePointer<Float>,
+                        bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
+        let kernels = self.kernels, zeros = UnsafePointer(self.zeros)
+        if s.directPadsInput(kernels) {
+            // One task per image, padded into the worker's scratch.
+            let padded = s.paddedImage, perWorker = padded.inputCount, scratch = columns
+            let perImage = s.height * s.width * s.inChannels, outputs = s.outHeight * s.outWidth
+            precondition(columnCapacity >= pool.threads * perWorker, "conv workspace too small for \(s)")
+            pool.run(tasks: s.batch) { n, worker in
+                let image = scratch + worker * perWorker
+                pad(s, image: x + n * perImage, into: image)
+                convolveRows(kernels, padded.geometry, input: image, packedWeights: w, bias: bias, output: y + n * outputs * s.outChannels,
+                             zeros: zeros, first: 0, last: outputs, sliver: 0)
+            }
+            return
+        }
+        let slivers = kernels.slivers(columns: s.outChannels)
+        let rowsPerTask = 96
+        let blocks = (s.outputPixels + rowsPerTask - 1) / rowsPerTask
+        pool.run(tasks: blocks * slivers) { task, _ in
+            let first = (task / slivers) * rowsPerTask, last = min(s.outputPixels, first + rowsPerTask)
+            convolveRows(kernels, s.geometry, input: x, packedWeights: w, bias: bias, output: y, zeros: zeros,
+                         first: first, last: last, sliver: task % slivers)
+        }
+    }
+}
+
+/// Copies one image into the middle of a zeroed image `s.padding` larger on every side.
+private func pad(_ s: ConvShape, image x: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>) {
+    let p = s.padding, cin = s.inChannels, width = s.width + 2 * p, run = s.width * cin
+    out.update(repeating: 0, count: (s.height + 2 * p) * width * cin)
+    for iy in 0..<s.height {
+        (out + ((iy + p) * width + p) * cin).update(from: x + iy * run, count: run)
     }
 }
 

@@ -11,7 +11,10 @@ import Foundation
 /// is the one of the constant 1). A block of rows is built per task in a worker's scratch and
 /// costs little next to the products: one row per output pixel, K floats long.
 ///
-/// The input gradient keeps the direct path: the first layer's is never computed.
+/// The input gradient runs on patch rows too: dY·Wᵀ gives each output pixel's patch-row
+/// gradient, added back onto the pixels the patch covers. The flipped convolution the other
+/// paths use would spend half its multiply-adds on padding for LeNet-5's second layer (a 10x10
+/// output padded by 4), and 5 of every 8 columns of its narrow tile on a 3-channel first layer.
 
 private let patchRowsEnabled = ProcessInfo.processInfo.environment["DDPTRAIN_PATCH_ROWS"] != "0"
 
@@ -47,9 +50,14 @@ extension ConvShape {
     /// Every sum is the same, over the same pixels in the same order.
     var patchGradientAlongRows: Bool { outChannels < 16 }
 
+    /// Floats per row of the input gradient's patch rows: whole slivers of either kernel set.
+    var patchGradientRowLength: Int { (patchSize + 31) / 32 * 32 }
+
     /// Floats of patch-row scratch one worker needs: a block of rows, and the weight gradient's
-    /// running sums (tile rows × output channels).
-    var patchScratchPerWorker: Int { patchGradientBlock * patchRowLength + patchRowLength * outChannels }
+    /// running sums (tile rows × output channels); or the input gradient's block.
+    var patchScratchPerWorker: Int {
+        max(patchGradientBlock * patchRowLength + patchRowLength * outChannels, patchBlock * patchGradientRowLength)
+    }
 }
 
 /// Writes the patch rows of output pixels `pixels` (numbered over the batch), `s.patchRowLength`
@@ -212,4 +220,60 @@ extension ConvWorkspace {
             }
         }
     }
+
+    /// dX = the input gradient (overwritten). One task per image, block of pixels by block: the
+    /// block's patch-row gradients, dY·Wᵀ, into the worker's scratch, then added onto the
+    /// image while they are in L1. Each input pixel sums its terms in the order of the output
+    /// pixels, whatever the thread count.
+    func inputGradientByPatchRows(_ s: ConvShape, outputGradient dy: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
+                                  inputGradient dx: UnsafeMutablePointer<Float>) {
+        // Rows of whole slivers (their extra columns are zeros), so that every tile is stored whole.
+        let cout = s.outChannels, k = s.patchSize, length = s.patchGradientRowLength
+        packConvWeights(kernels, k: cout, n: length, into: packedWeights) { co, p in p < k ? w[p * cout + co] : 0 }
+        let weights = UnsafePointer(packedWeights), scratch = patchScratch, perWorker = s.patchScratchPerWorker
+        let kernels = self.kernels, perImage = s.outHeight * s.outWidth, imageSize = s.height * s.width * s.inChannels
+        pool.run(tasks: s.batch) { n, worker in
+            let rows = scratch + worker * perWorker
+            (dx + n * imageSize).update(repeating: 0, count: imageSize)
+            var first = n * perImage
+            while first < (n + 1) * perImage {
+                let count = min(patchBlock, (n + 1) * perImage - first)
+                multiplyRows(kernels, kc: cout, a: dy + first * cout, lda: cout, rows: count, packedB: weights, columns: length,
+                             c: rows, ldc: length)
+                addPatchRows(s, rows, length: length, pixels: first..<(first + count), into: dx)
+                first += count
+            }
+        }
+    }
+}
+
+/// Adds patch rows (`length` floats apart, [ky][kx][ci]) of output pixels `pixels` onto the
+/// input pixels they were read from: the adjoint of `writePatchRows`, without its bias and
+/// padding. Within a kernel row the taps inside the image are one run of floats in both.
+func addPatchRows(_ s: ConvShape, _ rows: UnsafePointer<Float>, length: Int, pixels: Range<Int>, into dx: UnsafeMutablePointer<Float>) {
+    let oh = s.outHeight, ow = s.outWidth, cin = s.inChannels, kw = s.kernelWidth
+    var row = rows
+    for p in pixels {
+        let n = p / (oh * ow), oy = (p % (oh * ow)) / ow, ox = p % ow
+        let left = ox * s.stride - s.padding
+        let kxLow = max(0, -left), kxHigh = min(kw, s.width - left)
+        for ky in 0..<s.kernelHeight {
+            let iy = oy * s.stride - s.padding + ky
+            if iy < 0 || iy >= s.height || kxHigh <= kxLow { continue }
+            addRun(dx + ((n * s.height + iy) * s.width + left + kxLow) * cin, row + (ky * kw + kxLow) * cin,
+                   count: (kxHigh - kxLow) * cin)
+        }
+        row += length
+    }
+}
+
+/// dst[i] += src[i] for a short run (a kernel row of a few channels: 9 or 30 floats).
+@inline(__always) private func addRun(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int) {
+    var i = 0
+    while i + 8 <= count {
+        let sum = UnsafeRawPointer(dst + i).loadUnaligned(as: SIMD8<Float>.self) + UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(dst + i).storeBytes(of: sum, as: SIMD8<Float>.self)
+        i += 8
+    }
+    while i < count { dst[i] += src[i]; i += 1 }
 }
