@@ -146,6 +146,10 @@ public func conv2DForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights
         ws.winogradForward(algorithm, s, input: x, weights: w, bias: bias, output: y)
         return
     }
+    if s.usesPlanarTiles {
+        ws.convolveByPlanarTiles(s, input: x, weights: w, bias: bias, output: y)
+        return
+    }
     if s.usesPatchRows {
         ws.convolveByPatchRows(s, input: x, weights: w, bias: bias, output: y)
         return

@@ -30,9 +30,11 @@ extension ConvShape {
     public var usesPatchRows: Bool { patchRowsEnabled && inChannels < 8 && kernelHeight * kernelWidth > 1 && winograd == nil }
 
     /// How the forward pass runs, for reports: "pixel pairs" (with the weight gradient's Winograd
-    /// variant, if any), the Winograd variant, "patch rows" or "direct".
+    /// variant, if any), "planar" (with patch rows for the gradients), the Winograd variant,
+    /// "patch rows" or "direct".
     public var forwardAlgorithm: String {
         if usesPixelPairs { return "pixel pairs" + (winograd.map { ", dW \($0.rawValue)" } ?? "") }
+        if usesPlanarTiles { return "planar, dW patch rows" }
         return winograd?.rawValue ?? (usesPatchRows ? "patch rows" : "direct")
     }
 
@@ -56,7 +58,8 @@ extension ConvShape {
     /// Floats of patch-row scratch one worker needs: a block of rows, and the weight gradient's
     /// running sums (tile rows × output channels); or the input gradient's block.
     var patchScratchPerWorker: Int {
-        max(patchGradientBlock * patchRowLength + patchRowLength * outChannels, patchBlock * patchGradientRowLength)
+        max(patchGradientBlock * patchRowLength + patchRowLength * outChannels, patchBlock * patchGradientRowLength,
+            usesPlanarTiles ? planarScratchPerWorker : 0)
     }
 }
 

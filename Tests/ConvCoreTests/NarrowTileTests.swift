@@ -1,8 +1,8 @@
 import ConvCore
 import Testing
 
-/// Products of at most 8 output channels on the 12x8 narrow tiles (NarrowTiles.swift): LeNet-5's
-/// first layer and its second layer's input gradient, and every other path that reaches them.
+/// Products of at most 8 output channels on the 12x8 narrow tiles (NarrowTiles.swift) and the
+/// planar tiles (PlanarTiles.swift): LeNet-5's first layer, and every other path that reaches them.
 @Suite struct NarrowTileTests {
     /// Each shape names the narrow products it reaches; pixel counts leave partial 12-pixel tiles.
     static let shapes: [ConvShape] = [
@@ -26,6 +26,10 @@ import Testing
         let kernels = ConvKernelSet.best
         #expect((1...8).allSatisfy { kernels.narrow(columns: $0) })
         #expect(!kernels.narrow(columns: 9) && !kernels.narrow(columns: 16))
+        // The forward pass of a narrow stride-1 layer on patch rows runs on planar tiles.
+        let lenet5 = ConvShape(batch: 1, height: 32, width: 32, inChannels: 3, outChannels: 6, kernelHeight: 5, kernelWidth: 5)
+        #expect(lenet5.usesPlanarTiles && NarrowTileTests.shapes[1].usesPlanarTiles)
+        #expect(!NarrowTileTests.shapes[2].usesPlanarTiles && !NarrowTileTests.shapes[0].usesPlanarTiles)
     }
 
     @Test("narrow tiles match the double-precision reference in all three directions, bias included", arguments: shapes)

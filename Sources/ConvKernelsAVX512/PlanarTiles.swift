@@ -1,0 +1,1 @@
+../ConvKernels/PlanarTiles.swift
