@@ -45,6 +45,27 @@ public func maxPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output
                     UnsafeMutableRawPointer(arg + ch).storeBytes(of: bestAt, as: SIMD16<Int32>.self)
                     ch += 16
                 }
+                // The rest (LeNet-5's 6 channels) 8 lanes at once: the lanes past the pixel's
+                // channels read the next input pixel and write the next output pixel, which is
+                // written after this one. Only the image's last output pixel would read past the
+                // image, and it stays scalar.
+                if c - ch > 1 && c - ch <= 8 && (oy < oh - 1 || ox < ow - 1) {
+                    let first = image + corner + ch
+                    var best = loadVector8(first)
+                    var bestAt = SIMD8<Int32>(repeating: Int32(corner + ch)) &+ laneIndices8
+                    for ky in 0..<s.size {
+                        for kx in 0..<s.size where ky != 0 || kx != 0 {
+                            let at = corner + (ky * s.width + kx) * c + ch
+                            let v = loadVector8(image + at)
+                            let better = v .> best
+                            best.replace(with: v, where: better)
+                            bestAt.replace(with: SIMD8<Int32>(repeating: Int32(at)) &+ laneIndices8, where: better)
+                        }
+                    }
+                    UnsafeMutableRawPointer(out + ch).storeBytes(of: best, as: SIMD8<Float>.self)
+                    UnsafeMutableRawPointer(arg + ch).storeBytes(of: bestAt, as: SIMD8<Int32>.self)
+                    ch = c
+                }
                 while ch < c {
                     var best = image[corner + ch], bestAt = corner + ch
                     for ky in 0..<s.size {
@@ -64,6 +85,11 @@ public func maxPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output
 }
 
 private let laneIndices = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+private let laneIndices8 = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
+
+@inline(__always) private func loadVector8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
 
 /// dx[argmax] += dy; every other input gradient is zero.
 public func maxPoolBackward(_ s: PoolShape, outputGradient dy: UnsafePointer<Float>,
