@@ -174,6 +174,10 @@ public func conv2DBackwardWeights(_ s: ConvShape, input x: UnsafePointer<Float>,
         ws.winogradBackwardWeights(algorithm, s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db)
         return
     }
+    if s.usesPlanarTiles {
+        ws.weightGradientByPlanarTiles(s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db)
+        return
+    }
     if s.usesPatchRows {
         ws.weightGradientByPatchRows(s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db)
         return

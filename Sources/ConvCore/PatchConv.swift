@@ -30,11 +30,11 @@ extension ConvShape {
     public var usesPatchRows: Bool { patchRowsEnabled && inChannels < 8 && kernelHeight * kernelWidth > 1 && winograd == nil }
 
     /// How the forward pass runs, for reports: "pixel pairs" (with the weight gradient's Winograd
-    /// variant, if any), "planar" (with patch rows for the gradients), the Winograd variant,
+    /// variant, if any), "planar" (with patch rows for the input gradient), the Winograd variant,
     /// "patch rows" or "direct".
     public var forwardAlgorithm: String {
         if usesPixelPairs { return "pixel pairs" + (winograd.map { ", dW \($0.rawValue)" } ?? "") }
-        if usesPlanarTiles { return "planar, dW patch rows" }
+        if usesPlanarTiles { return "planar" }
         return winograd?.rawValue ?? (usesPatchRows ? "patch rows" : "direct")
     }
 

@@ -35,18 +35,10 @@ public func convolvePlanes(_ planes: UnsafePointer<Float>, planeSize: Int, rowSt
                            packedWeights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
                            output y: UnsafeMutablePointer<Float>, tile: UnsafeMutablePointer<Float>) {
     let k = kernelHeight * kernelWidth * inChannels
-    // Each tap's offset from the tile's first pixel, in the taps' order: one flat loop over
-    // them keeps the 12 accumulators in registers (nested ky/kx/ci loops spilled them).
-    withUnsafeTemporaryAllocation(of: Int.self, capacity: k) { offsets in
-        var p = 0
-        for ky in 0..<kernelHeight {
-            for kx in 0..<kernelWidth {
-                for ci in 0..<inChannels {
-                    offsets[p] = ci * planeSize + ky * rowStride + kx
-                    p += 1
-                }
-            }
-        }
+    // One flat loop over the taps keeps the 12 accumulators in registers (nested ky/kx/ci
+    // loops spilled them).
+    withTapOffsets(planeSize: planeSize, rowStride: rowStride, inChannels: inChannels, kernelHeight: kernelHeight,
+                   kernelWidth: kernelWidth) { offsets in
         for oy in 0..<outHeight {
             for ox0 in stride(from: 0, to: outWidth, by: sliverWidth) {
                 let pixels = min(sliverWidth, outWidth - ox0), first = planes + oy * rowStride + ox0
@@ -70,6 +62,76 @@ public func convolvePlanes(_ planes: UnsafePointer<Float>, planeSize: Int, rowSt
                         out += outChannels
                     }
                 }
+            }
+        }
+    }
+}
+
+/// Calls `body` with each tap's offset from a pixel's first plane value, in the taps' [ky][kx][ci] order.
+@inline(__always)
+func withTapOffsets(planeSize: Int, rowStride: Int, inChannels: Int, kernelHeight: Int, kernelWidth: Int,
+                    _ body: (UnsafeMutablePointer<Int>) -> Void) {
+    withUnsafeTemporaryAllocation(of: Int.self, capacity: kernelHeight * kernelWidth * inChannels) { buffer in
+        let offsets = buffer.baseAddress!
+        var p = 0
+        for ky in 0..<kernelHeight {
+            for kx in 0..<kernelWidth {
+                for ci in 0..<inChannels {
+                    offsets[p] = ci * planeSize + ky * rowStride + kx
+                    p += 1
+                }
+            }
+        }
+        body(offsets)
+    }
+}
+
+/// Adds one image's terms of a planar layer's weight gradient, dW[p][c] = Σ_pixels X[pixel
+/// shifted by tap p] · dY[pixel][c], to running sums kept 8 pixels wide: `partials` holds, per
+/// group of 6 output channels and pair of taps, 6 × 2 vectors (channel r, tap t at index
+/// (pair · 6 + r) · 2 + t). X is read from `planes` as `convolvePlanes` reads it; dY from
+/// `gradients`, channel c's plane at c · outHeight · gradientRowStride, zero past the last output
+/// column. A tile is 6 channels × 2 taps: per 8 pixels, 8 loads and 12 multiply-adds, nothing
+/// copied per pixel.
+public func accumulatePlanarWeightGradient(planes: UnsafePointer<Float>, planeSize: Int, rowStride: Int, inChannels: Int,
+                                           kernelHeight: Int, kernelWidth: Int,
+                                           gradients: UnsafePointer<Float>, gradientRowStride: Int, outHeight: Int, outChannels: Int,
+                                           partials: UnsafeMutablePointer<SIMD8<Float>>) {
+    let k = kernelHeight * kernelWidth * inChannels
+    let pairs = (k + 1) / 2, vectors = gradientRowStride / 8, plane = outHeight * gradientRowStride
+    @inline(__always) func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
+    withTapOffsets(planeSize: planeSize, rowStride: rowStride, inChannels: inChannels, kernelHeight: kernelHeight,
+                   kernelWidth: kernelWidth) { offsets in
+        for group in stride(from: 0, to: outChannels, by: planarTileChannels) {
+            // Channels past the last read the last one again; their sums are never read.
+            @inline(__always) func channel(_ r: Int) -> UnsafePointer<Float> { gradients + min(group + r, outChannels - 1) * plane }
+            let (d0, d1, d2, d3, d4, d5) = (channel(0), channel(1), channel(2), channel(3), channel(4), channel(5))
+            for pair in 0..<pairs {
+                let sums = partials + ((group / planarTileChannels) * pairs + pair) * 12
+                var (a0, b0, a1, b1, a2, b2) = (sums[0], sums[1], sums[2], sums[3], sums[4], sums[5])
+                var (a3, b3, a4, b4, a5, b5) = (sums[6], sums[7], sums[8], sums[9], sums[10], sums[11])
+                let x0 = planes + offsets[2 * pair], x1 = planes + offsets[min(2 * pair + 1, k - 1)]
+                for oy in 0..<outHeight {
+                    let row = oy * rowStride, drow = oy * gradientRowStride
+                    for v in 0..<vectors {
+                        let q = 8 * v
+                        let u = load8(x0 + row + q), w = load8(x1 + row + q)
+                        var g = load8(d0 + drow + q)
+                        a0 = a0.addingProduct(g, u); b0 = b0.addingProduct(g, w)
+                        g = load8(d1 + drow + q)
+                        a1 = a1.addingProduct(g, u); b1 = b1.addingProduct(g, w)
+                        g = load8(d2 + drow + q)
+                        a2 = a2.addingProduct(g, u); b2 = b2.addingProduct(g, w)
+                        g = load8(d3 + drow + q)
+                        a3 = a3.addingProduct(g, u); b3 = b3.addingProduct(g, w)
+                        g = load8(d4 + drow + q)
+                        a4 = a4.addingProduct(g, u); b4 = b4.addingProduct(g, w)
+                        g = load8(d5 + drow + q)
+                        a5 = a5.addingProduct(g, u); b5 = b5.addingProduct(g, w)
+                    }
+                }
+                (sums[0], sums[1], sums[2], sums[3], sums[4], sums[5]) = (a0, b0, a1, b1, a2, b2)
+                (sums[6], sums[7], sums[8], sums[9], sums[10], sums[11]) = (a3, b3, a4, b4, a5, b5)
             }
         }
     }

@@ -11,6 +11,8 @@ import Testing
         // Patch rows forward with 1 and 8 output channels (the partial and the whole vector).
         ConvShape(batch: 2, height: 9, width: 7, inChannels: 3, outChannels: 1, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1),
         ConvShape(batch: 2, height: 9, width: 7, inChannels: 2, outChannels: 8, kernelHeight: 5, kernelWidth: 5, stride: 2, padding: 2),
+        // Planar tiles with two groups of output channels (6 + 1), an odd tap count and padding.
+        ConvShape(batch: 3, height: 11, width: 19, inChannels: 3, outChannels: 7, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1),
         // Direct forward 16 → 7 with padding; its input gradient is wide.
         ConvShape(batch: 2, height: 7, width: 5, inChannels: 16, outChannels: 7, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1),
         // A strided input gradient into 5 channels, phase by phase.
@@ -28,7 +30,7 @@ import Testing
         #expect(!kernels.narrow(columns: 9) && !kernels.narrow(columns: 16))
         // The forward pass of a narrow stride-1 layer on patch rows runs on planar tiles.
         let lenet5 = ConvShape(batch: 1, height: 32, width: 32, inChannels: 3, outChannels: 6, kernelHeight: 5, kernelWidth: 5)
-        #expect(lenet5.usesPlanarTiles && NarrowTileTests.shapes[1].usesPlanarTiles)
+        #expect(lenet5.usesPlanarTiles && NarrowTileTests.shapes[1].usesPlanarTiles && NarrowTileTests.shapes[3].usesPlanarTiles)
         #expect(!NarrowTileTests.shapes[2].usesPlanarTiles && !NarrowTileTests.shapes[0].usesPlanarTiles)
     }
 
