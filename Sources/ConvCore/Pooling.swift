@@ -30,19 +30,7 @@ public func maxPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output
                 var ch = 0
                 // 16 channels at a time: channels are contiguous in NHWC.
                 while ch + 16 <= c {
-                    var best = loadVector(image + corner + ch)
-                    var bestAt = SIMD16<Int32>(repeating: Int32(corner + ch)) &+ laneIndices
-                    for ky in 0..<s.size {
-                        for kx in 0..<s.size where ky != 0 || kx != 0 {
-                            let at = corner + (ky * s.width + kx) * c + ch
-                            let v = loadVector(image + at)
-                            let better = v .> best
-                            best.replace(with: v, where: better)
-                            bestAt.replace(with: SIMD16<Int32>(repeating: Int32(at)) &+ laneIndices, where: better)
-                        }
-                    }
-                    storeVector(out + ch, best)
-                    UnsafeMutableRawPointer(arg + ch).storeBytes(of: bestAt, as: SIMD16<Int32>.self)
+                    windowMaximum(SIMD16<Float>.self, s, image: image, corner: corner, channel: ch, lanes: laneIndices, output: out, argmax: arg)
                     ch += 16
                 }
                 // The rest (LeNet-5's 6 channels) 8 lanes at once: the lanes past the pixel's
@@ -50,20 +38,7 @@ public func maxPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output
                 // written after this one. Only the image's last output pixel would read past the
                 // image, and it stays scalar.
                 if c - ch > 1 && c - ch <= 8 && (oy < oh - 1 || ox < ow - 1) {
-                    let first = image + corner + ch
-                    var best = loadVector8(first)
-                    var bestAt = SIMD8<Int32>(repeating: Int32(corner + ch)) &+ laneIndices8
-                    for ky in 0..<s.size {
-                        for kx in 0..<s.size where ky != 0 || kx != 0 {
-                            let at = corner + (ky * s.width + kx) * c + ch
-                            let v = loadVector8(image + at)
-                            let better = v .> best
-                            best.replace(with: v, where: better)
-                            bestAt.replace(with: SIMD8<Int32>(repeating: Int32(at)) &+ laneIndices8, where: better)
-                        }
-                    }
-                    UnsafeMutableRawPointer(out + ch).storeBytes(of: best, as: SIMD8<Float>.self)
-                    UnsafeMutableRawPointer(arg + ch).storeBytes(of: bestAt, as: SIMD8<Int32>.self)
+                    windowMaximum(SIMD8<Float>.self, s, image: image, corner: corner, channel: ch, lanes: laneIndices8, output: out, argmax: arg)
                     ch = c
                 }
                 while ch < c {
@@ -87,8 +62,25 @@ public func maxPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output
 private let laneIndices = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
 private let laneIndices8 = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
 
-@inline(__always) private func loadVector8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+/// The window maxima of the `V.scalarCount` channels from `ch` on, and where each was, at
+/// `output + ch` and `argmax + ch` (`lanes` is 0, 1, 2, … in V's Int32 mask vector).
+@inline(__always)
+private func windowMaximum<V: SIMD>(_: V.Type, _ s: PoolShape, image: UnsafePointer<Float>, corner: Int, channel ch: Int,
+                                    lanes: V.MaskStorage, output: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>)
+where V.Scalar == Float, V.MaskStorage.Scalar == Int32, V.MaskStorage.MaskStorage == V.MaskStorage {
+    var best = UnsafeRawPointer(image + corner + ch).loadUnaligned(as: V.self)
+    var bestAt = V.MaskStorage(repeating: Int32(corner + ch)) &+ lanes
+    for ky in 0..<s.size {
+        for kx in 0..<s.size where ky != 0 || kx != 0 {
+            let at = corner + (ky * s.width + kx) * s.channels + ch
+            let v = UnsafeRawPointer(image + at).loadUnaligned(as: V.self)
+            let better = v .> best
+            best.replace(with: v, where: better)
+            bestAt.replace(with: V.MaskStorage(repeating: Int32(at)) &+ lanes, where: better)
+        }
+    }
+    UnsafeMutableRawPointer(output + ch).storeBytes(of: best, as: V.self)
+    UnsafeMutableRawPointer(argmax + ch).storeBytes(of: bestAt, as: V.MaskStorage.self)
 }
 
 /// dx[argmax] += dy; every other input gradient is zero.

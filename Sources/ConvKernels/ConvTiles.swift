@@ -138,11 +138,36 @@ struct Accumulators {
     }
 }
 
+/// Output pixel coordinates advanced one pixel at a time: integer divisions per pixel cost as
+/// much as the arithmetic of a small layer's tile.
+struct PixelCursor {
+    let g: ConvGeometry
+    var n: Int, oy: Int, ox: Int
+
+    @inline(__always) init(_ g: ConvGeometry, first: Int) {
+        let perImage = g.outHeight * g.outWidth
+        (self.g, n, oy, ox) = (g, first / perImage, (first % perImage) / g.outWidth, first % g.outWidth)
+    }
+
+    /// The pixel's image and the input row and column its receptive field starts at; then on
+    /// to the next pixel.
+    @inline(__always) mutating func next() -> (image: Int, top: Int, left: Int) {
+        let pixel = (n, oy * g.stride - g.paddingTop, ox * g.stride - g.paddingLeft)
+        ox += 1
+        if ox == g.outWidth {
+            ox = 0
+            oy += 1
+            if oy == g.outHeight { oy = 0; n += 1 }
+        }
+        return pixel
+    }
+}
+
 /// Output pixels first..<last for one sliver of output channels.
 public func convolveRows(_ g: ConvGeometry, input x: UnsafePointer<Float>, packedWeights w: UnsafePointer<Float>,
                          bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
                          zeros: UnsafePointer<Float>, first: Int, last: Int, sliver: Int) {
-    let oh = g.outHeight, ow = g.outWidth, cout = g.outChannels, cin = g.inChannels
+    let cout = g.outChannels, cin = g.inChannels
     let k = g.kernelHeight * g.kernelWidth * cin
     let columns = min(sliverWidth, cout - sliver * sliverWidth)
     var initial = Accumulators()
@@ -155,24 +180,12 @@ public func convolveRows(_ g: ConvGeometry, input x: UnsafePointer<Float>, packe
     }
     let wSliver = w + sliver * k * sliverWidth
     let rowLength = g.kernelWidth * cin
-    // The next pixel's coordinates, advanced one pixel at a time: integer divisions per pixel
-    // cost as much as the arithmetic of a small layer's tile.
-    var n = first / (oh * ow), oy = (first % (oh * ow)) / ow, ox = first % ow
+    var cursor = PixelCursor(g, first: first)
     var p0 = first
     while p0 < last {
         let valid = min(6, last - p0)
         var image = SIMD8<Int>(), top = SIMD8<Int>(), left = SIMD8<Int>()
-        for r in 0..<valid {
-            image[r] = n
-            top[r] = oy * g.stride - g.paddingTop
-            left[r] = ox * g.stride - g.paddingLeft
-            ox += 1
-            if ox == ow {
-                ox = 0
-                oy += 1
-                if oy == oh { oy = 0; n += 1 }
-            }
-        }
+        for r in 0..<valid { (image[r], top[r], left[r]) = cursor.next() }
         var acc = initial
         var bp = UnsafePointer(wSliver)
         for ky in 0..<g.kernelHeight {

@@ -102,27 +102,17 @@ public func gemmBlockNarrow(kc: Int, a: UnsafePointer<Float>, lda: Int, rows: In
 public func convolveRowsNarrow(_ g: ConvGeometry, input x: UnsafePointer<Float>, packedWeights w: UnsafePointer<Float>,
                                bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
                                zeros: UnsafePointer<Float>, first: Int, last: Int) {
-    let oh = g.outHeight, ow = g.outWidth, cout = g.outChannels, cin = g.inChannels
+    let cout = g.outChannels, cin = g.inChannels
     precondition(cout <= narrowWidth, "a narrow tile holds at most \(narrowWidth) output channels")
     var start = SIMD8<Float>()
     if let bias { for q in 0..<cout { start[q] = bias[q] } }
     let rowLength = g.kernelWidth * cin
-    var n = first / (oh * ow), oy = (first % (oh * ow)) / ow, ox = first % ow
+    var cursor = PixelCursor(g, first: first)
     var p0 = first
     while p0 < last {
         let valid = min(12, last - p0)
         var image = SIMD16<Int>(), top = SIMD16<Int>(), left = SIMD16<Int>()
-        for r in 0..<valid {
-            image[r] = n
-            top[r] = oy * g.stride - g.paddingTop
-            left[r] = ox * g.stride - g.paddingLeft
-            ox += 1
-            if ox == ow {
-                ox = 0
-                oy += 1
-                if oy == oh { oy = 0; n += 1 }
-            }
-        }
+        for r in 0..<valid { (image[r], top[r], left[r]) = cursor.next() }
         var acc = NarrowAccumulators(repeating: start)
         var bp = w
         for ky in 0..<g.kernelHeight {
