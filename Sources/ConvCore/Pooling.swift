@@ -30,15 +30,31 @@ public func maxPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output
                 var ch = 0
                 // 16 channels at a time: channels are contiguous in NHWC.
                 while ch + 16 <= c {
-                    windowMaximum(SIMD16<Float>.self, s, image: image, corner: corner, channel: ch, lanes: laneIndices, output: out, argmax: arg)
+                    var best = loadVector(image + corner + ch)
+                    var bestAt = SIMD16<Int32>(repeating: Int32(corner + ch)) &+ laneIndices16
+                    for ky in 0..<s.size {
+                        for kx in 0..<s.size where ky != 0 || kx != 0 {
+                            let at = corner + (ky * s.width + kx) * c + ch
+                            let v = loadVector(image + at)
+                            let better = v .> best
+                            best.replace(with: v, where: better)
+                            bestAt.replace(with: SIMD16<Int32>(repeating: Int32(at)) &+ laneIndices16, where: better)
+                        }
+                    }
+                    storeVector(out + ch, best)
+                    UnsafeMutableRawPointer(arg + ch).storeBytes(of: bestAt, as: SIMD16<Int32>.self)
                     ch += 16
                 }
                 // The rest (LeNet-5's 6 channels) 8 lanes at once: the lanes past the pixel's
                 // channels read the next input pixel and write the next output pixel, which is
                 // written after this one. Only the image's last output pixel would read past the
                 // image, and it stays scalar.
-                if c - ch > 1 && c - ch <= 8 && (oy < oh - 1 || ox < ow - 1) {
-                    windowMaximum(SIMD8<Float>.self, s, image: image, corner: corner, channel: ch, lanes: laneIndices8, output: out, argmax: arg)
+                if c - ch > 8 {
+                    windowMaximum(s, image: image, corner: corner, channel: ch, output: out, argmax: arg)
+                    ch += 8
+                }
+                if c - ch > 1 && (oy < oh - 1 || ox < ow - 1) {
+                    windowMaximum(s, image: image, corner: corner, channel: ch, output: out, argmax: arg)
                     ch = c
                 }
                 while ch < c {
@@ -59,28 +75,29 @@ public func maxPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output
     }
 }
 
-private let laneIndices = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
-private let laneIndices8 = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
+private let laneIndices16 = SIMD16<Int32>(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+private let laneIndices = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
 
-/// The window maxima of the `V.scalarCount` channels from `ch` on, and where each was, at
-/// `output + ch` and `argmax + ch` (`lanes` is 0, 1, 2, … in V's Int32 mask vector).
+/// The window maxima of the 8 channels from `ch` on, and where each was, at `output + ch` and
+/// `argmax + ch`. (A version generic over the vector width, to serve the 16-lane loop too, ran 20
+/// times slower: the comparisons and selects of a generic SIMD are per-lane loops; 8 lanes
+/// twice in its place ran a third slower than 16.)
 @inline(__always)
-private func windowMaximum<V: SIMD>(_: V.Type, _ s: PoolShape, image: UnsafePointer<Float>, corner: Int, channel ch: Int,
-                                    lanes: V.MaskStorage, output: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>)
-where V.Scalar == Float, V.MaskStorage.Scalar == Int32, V.MaskStorage.MaskStorage == V.MaskStorage {
-    var best = UnsafeRawPointer(image + corner + ch).loadUnaligned(as: V.self)
-    var bestAt = V.MaskStorage(repeating: Int32(corner + ch)) &+ lanes
+private func windowMaximum(_ s: PoolShape, image: UnsafePointer<Float>, corner: Int, channel ch: Int,
+                           output: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>) {
+    var best = UnsafeRawPointer(image + corner + ch).loadUnaligned(as: SIMD8<Float>.self)
+    var bestAt = SIMD8<Int32>(repeating: Int32(corner + ch)) &+ laneIndices
     for ky in 0..<s.size {
         for kx in 0..<s.size where ky != 0 || kx != 0 {
             let at = corner + (ky * s.width + kx) * s.channels + ch
-            let v = UnsafeRawPointer(image + at).loadUnaligned(as: V.self)
+            let v = UnsafeRawPointer(image + at).loadUnaligned(as: SIMD8<Float>.self)
             let better = v .> best
             best.replace(with: v, where: better)
-            bestAt.replace(with: V.MaskStorage(repeating: Int32(at)) &+ lanes, where: better)
+            bestAt.replace(with: SIMD8<Int32>(repeating: Int32(at)) &+ laneIndices, where: better)
         }
     }
-    UnsafeMutableRawPointer(output + ch).storeBytes(of: best, as: V.self)
-    UnsafeMutableRawPointer(argmax + ch).storeBytes(of: bestAt, as: V.MaskStorage.self)
+    UnsafeMutableRawPointer(output + ch).storeBytes(of: best, as: SIMD8<Float>.self)
+    UnsafeMutableRawPointer(argmax + ch).storeBytes(of: bestAt, as: SIMD8<Int32>.self)
 }
 
 /// dx[argmax] += dy; every other input gradient is zero.
