@@ -126,9 +126,9 @@ extension ConvKernels.ConvGeometry {
 
 extension ConvShape {
     /// Whether the direct path first copies the input into zero-padded images: for narrow
-    /// outputs (LeNet-5's second layer's input gradient pads 10x10 by 4), whose 12-pixel tiles
-    /// would otherwise take the per-tap path at nearly every pixel. The padding's taps are the
-    /// same zeros either way, so the sums are the same bits.
+    /// outputs, whose 12-pixel tiles span whole rows of a small image and would otherwise take
+    /// the per-tap path at nearly every pixel (the flipped convolution of a 10x10 output padded
+    /// by 4, say). The padding's taps are the same zeros either way, so the sums are the same bits.
     func directPadsInput(_ kernels: ConvKernelSet) -> Bool { padding > 0 && kernels.narrow(columns: outChannels) }
 
     /// The convolution of one zero-padded image.
