@@ -1,13 +1,13 @@
-/// The forward pass of a stride-1 convolution with few input and output channels (LeNet-5's
-/// first layer, 3 → 6), compiled into both kernel modules like ConvTiles.swift. The image is
-/// read as zero-padded planes, one per input channel, and a tile is 6 output channels ×
-/// `sliverWidth` consecutive pixels of one output row: the 6x16 (6x32) tile turned round, so
-/// that its rows are the few output channels and each tap's pixels are one unaligned load from
-/// a plane. Nothing is copied per pixel (patch rows cost LeNet-5 as much as their products),
-/// and every column of the tile is a pixel.
+/// The forward pass and weight gradient of a stride-1 convolution with few input and output
+/// channels (LeNet-5's first layer, 3 → 6), compiled into both kernel modules like
+/// ConvTiles.swift. The image is read as zero-padded planes, one per input channel. A forward
+/// tile is 6 output channels × `sliverWidth` consecutive pixels of one output row: the 6x16
+/// (6x32) tile turned round, so that its rows are the few output channels and each tap's pixels
+/// are one unaligned load from a plane. Nothing is copied per pixel (patch rows cost LeNet-5 as
+/// much as their products), and every column of the tile is a pixel.
 ///
-/// Each output sums its taps in the patch rows' [ky][kx][ci] order and adds the bias last, as
-/// the patch-row product does, so the results are the same bits.
+/// Each forward output sums its taps in the patch rows' [ky][kx][ci] order and adds the bias
+/// last, as the patch-row product does, so the results are the same bits.
 
 /// Output channels per planar tile.
 public let planarTileChannels = 6
