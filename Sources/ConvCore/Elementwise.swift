@@ -67,13 +67,19 @@ public func sumRows(_ m: UnsafePointer<Float>, rows: Int, columns: Int, into out
     for r in 0..<rows { addInPlace(out, m + r * columns, count: columns) }
 }
 
-/// dst += src.
+/// dst += src: 16 floats at a time, then 8, then one by one (a patch's kernel row of a few
+/// channels is 9 or 30 floats).
 @inline(__always)
 public func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int) {
     var i = 0
     while i + 16 <= count {
         storeVector(dst + i, loadVector(dst + i) + loadVector(src + i))
         i += 16
+    }
+    if i + 8 <= count {
+        let sum = UnsafeRawPointer(dst + i).loadUnaligned(as: SIMD8<Float>.self) + UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(dst + i).storeBytes(of: sum, as: SIMD8<Float>.self)
+        i += 8
     }
     while i < count { dst[i] += src[i]; i += 1 }
 }

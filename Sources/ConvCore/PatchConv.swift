@@ -263,20 +263,9 @@ func addPatchRows(_ s: ConvShape, _ rows: UnsafePointer<Float>, length: Int, pix
         for ky in 0..<s.kernelHeight {
             let iy = oy * s.stride - s.padding + ky
             if iy < 0 || iy >= s.height || kxHigh <= kxLow { continue }
-            addRun(dx + ((n * s.height + iy) * s.width + left + kxLow) * cin, row + (ky * kw + kxLow) * cin,
-                   count: (kxHigh - kxLow) * cin)
+            addInPlace(dx + ((n * s.height + iy) * s.width + left + kxLow) * cin, row + (ky * kw + kxLow) * cin,
+                       count: (kxHigh - kxLow) * cin)
         }
         row += length
     }
-}
-
-/// dst[i] += src[i] for a short run (a kernel row of a few channels: 9 or 30 floats).
-@inline(__always) private func addRun(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, count: Int) {
-    var i = 0
-    while i + 8 <= count {
-        let sum = UnsafeRawPointer(dst + i).loadUnaligned(as: SIMD8<Float>.self) + UnsafeRawPointer(src + i).loadUnaligned(as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(dst + i).storeBytes(of: sum, as: SIMD8<Float>.self)
-        i += 8
-    }
-    while i < count { dst[i] += src[i]; i += 1 }
 }

@@ -26,7 +26,10 @@ extension ConvShape {
     var gradientPlanesCount: Int { outChannels * outHeight * gradientPlaneRowStride }
     /// 8-wide running sums of the weight gradient (6 channels × 2 taps per group and pair of
     /// taps), then of the bias gradient (one per channel).
-    var planarPartialCount: Int { 8 * (12 * ((outChannels + 5) / 6) * ((patchSize + 1) / 2) + outChannels) }
+    var planarPartialCount: Int {
+        let tile = ConvKernels.planarTileChannels
+        return 8 * (2 * tile * ((outChannels + tile - 1) / tile) * ((patchSize + 1) / 2) + outChannels)
+    }
 
     /// Floats of planar scratch one worker needs: the planes; then a tile turned round, or dY's
     /// planes and the running sums (with room to align them to 32 bytes).
@@ -71,15 +74,14 @@ extension ConvWorkspace {
         let k = s.patchSize, cout = s.outChannels, kernels = self.kernels
         let scratch = patchScratch, perWorker = s.patchScratchPerWorker
         let imageSize = s.height * s.width * s.inChannels, outputs = s.outHeight * s.outWidth
-        let pairs = (k + 1) / 2, groups = (cout + 5) / 6
+        let tile = ConvKernels.planarTileChannels, pairs = (k + 1) / 2, groups = (cout + tile - 1) / tile
         sumOverImageGroups(s, weightGradient: dw, biasGradient: db) { images, worker, out in
             let planes = scratch + worker * perWorker, gradients = planes + s.inChannels * s.planeSize
             let sums = UnsafeMutableRawPointer(gradients + s.gradientPlanesCount).alignedUp(toMultipleOf: 32)
                 .bindMemory(to: SIMD8<Float>.self, capacity: s.planarPartialCount / 8)
-            sums.initialize(repeating: SIMD8(), count: s.planarPartialCount / 8 - cout)
+            sums.initialize(repeating: SIMD8(), count: s.planarPartialCount / 8)
             // The bias gradient from dY's planes, 8 pixels apart in the lanes like the weights'.
             let biasSums = sums + s.planarPartialCount / 8 - cout
-            biasSums.initialize(repeating: SIMD8(), count: cout)
             for n in images {
                 writePlanes(s, image: x + n * imageSize, into: planes)
                 writeGradientPlanes(s, dy + n * outputs * cout, into: gradients)
@@ -107,9 +109,9 @@ extension ConvWorkspace {
             }
             for group in 0..<groups {
                 for pair in 0..<pairs {
-                    for r in 0..<6 where group * 6 + r < cout {
+                    for r in 0..<tile where group * tile + r < cout {
                         for t in 0..<2 where 2 * pair + t < k {
-                            out[(2 * pair + t) * cout + group * 6 + r] = sums[((group * pairs + pair) * 6 + r) * 2 + t].sum()
+                            out[(2 * pair + t) * cout + group * tile + r] = sums[((group * pairs + pair) * tile + r) * 2 + t].sum()
                         }
                     }
                 }

@@ -9,7 +9,7 @@
 /// Output channels per narrow tile, and the floats per row of its packed weights.
 public let narrowWidth = 8
 
-@inline(__always) private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+@inline(__always) func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
     UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
 }
 

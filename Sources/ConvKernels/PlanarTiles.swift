@@ -99,7 +99,6 @@ public func accumulatePlanarWeightGradient(planes: UnsafePointer<Float>, planeSi
                                            partials: UnsafeMutablePointer<SIMD8<Float>>) {
     let k = kernelHeight * kernelWidth * inChannels
     let pairs = (k + 1) / 2, vectors = gradientRowStride / 8, plane = outHeight * gradientRowStride
-    @inline(__always) func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
     withTapOffsets(planeSize: planeSize, rowStride: rowStride, inChannels: inChannels, kernelHeight: kernelHeight,
                    kernelWidth: kernelWidth) { offsets in
         for group in stride(from: 0, to: outChannels, by: planarTileChannels) {
