@@ -27,8 +27,10 @@ public enum WinogradAlgorithm: String, Sendable {
     func tiles(_ s: ConvShape) -> Int { s.batch * tilesPerImage(s) }
     /// Tiles of one image (tiles are numbered image by image).
     func tilesPerImage(_ s: ConvShape) -> Int { ((s.outHeight + m - 1) / m) * ((s.outWidth + m - 1) / m) }
-    /// Floats of one group's partial sums: dU, then the bias gradient.
-    func gradientSliceCount(_ s: ConvShape) -> Int { positions * s.inChannels * s.outChannels + s.outChannels }
+    /// Floats of one group's partial sums: dU's planes, then the bias gradient.
+    func gradientSliceCount(_ s: ConvShape) -> Int { gradientPlanesCount(rows: s.inChannels, columns: s.outChannels) + s.outChannels }
+    /// Floats of dU's planes for `rows` input × `columns` output channels.
+    func gradientPlanesCount(rows: Int, columns: Int) -> Int { positions * ConvKernels.winogradGradientPlaneStride(count: rows * columns) }
     /// Floats of one group's dW, then its bias gradient.
     func weightSliceCount(_ s: ConvShape) -> Int { s.weightCount + s.outChannels }
 }
@@ -89,7 +91,7 @@ extension ConvWorkspace {
         }
         let sampleGroups = pool.sampleGroups, groups = sampleGroups.count(batch: s.batch)
         let slice = algorithm.gradientSliceCount(s), tilesPerImage = algorithm.tilesPerImage(s)
-        let products = algorithm.positions * s.inChannels * s.outChannels, withBias = db != nil
+        let products = algorithm.gradientPlanesCount(rows: s.inChannels, columns: s.outChannels), withBias = db != nil
         let partials = self.partials, scratch = winogradScratch, perWorker = winogradPerWorker, kernels = self.kernels, m = algorithm.m
         let weightSlice = algorithm.weightSliceCount(s), weightPartials = partials + groups * slice
         let cin = s.inChannels, cout = s.outChannels, weights = s.weightCount

@@ -94,7 +94,8 @@ extension WinogradAlgorithm {
     /// Floats of the split by positions' operands (V, then the products M).
     func operandCount(_ s: ConvShape) -> Int { positions * tiles(s) * (operandRow(s.inChannels) + operandRow(s.outChannels)) }
     func blockScratchPerWorker(groups: Int) -> Int {
-        (positions + SampleGroups.treeSlots(groups) * 9) * winogradBlockRows * winogradBlockColumns
+        gradientPlanesCount(rows: winogradBlockRows, columns: winogradBlockColumns)
+            + SampleGroups.treeSlots(groups) * 9 * winogradBlockRows * winogradBlockColumns
     }
 }
 
@@ -159,7 +160,7 @@ extension ConvWorkspace {
             let rowBlock = task / columnBlocks, columnBlock = task % columnBlocks
             let ci0 = rowBlock * winogradBlockRows, co0 = columnBlock * winogradBlockColumns
             let rows = min(winogradBlockRows, cin - ci0), columns = min(winogradBlockColumns, cout - co0), slice = 9 * rows * columns
-            let du = blocks + worker * perWorker, slots = du + algorithm.positions * winogradBlockRows * winogradBlockColumns
+            let du = blocks + worker * perWorker, slots = du + algorithm.gradientPlanesCount(rows: winogradBlockRows, columns: winogradBlockColumns)
             SampleGroups.sumInTree(groups, form: { group, slot in
                 let (first, count) = tiles(of: group)
                 let a = UnsafePointer(v + rowBlock * vLayout.blockStride + first * vLayout.row)

@@ -53,6 +53,10 @@ func sumOuterProducts<Terms: OuterProductTerms>(rows: Int, columns: Int, into c:
                     }
                     continue
                 }
+                if width == sliverWidth && height < 6 {
+                    outerProductShortTile(terms(i, j), rows: height, into: c + i * ldc + j, ldc: ldc, accumulate: accumulate)
+                    continue
+                }
                 for r in stride(from: i, to: i + height, by: 6) {
                     outerProductEdgeTile(terms(r, j), rows: min(6, i + height - r), columns: width, into: c + r * ldc + j,
                                          ldc: ldc, accumulate: accumulate, padded: scratch.baseAddress!)
@@ -79,6 +83,53 @@ private func outerProductEdgeTile<Terms: OuterProductTerms>(_ terms: Terms, rows
                 rows > 5 ? a[5] : 0, bp)
     }
     acc.write(to: out, ldc: ldc, rows: rows, columns: columns)
+}
+
+/// A tile of 1–5 rows × a whole sliver (the last 2 rows of 32 input channels in 6-row tiles,
+/// the last 4 of 64), with only its rows' accumulators: the edge tile's zero rows made 2 rows
+/// cost as much as 6. One case per row count, so each loop keeps its accumulators in registers.
+@inline(never)
+private func outerProductShortTile<Terms: OuterProductTerms>(_ terms: Terms, rows: Int, into out: UnsafeMutablePointer<Float>,
+                                                             ldc: Int, accumulate: Bool) {
+    switch rows {
+    case 1: shortTile(terms, rows: 1, into: out, ldc: ldc, accumulate: accumulate)
+    case 2: shortTile(terms, rows: 2, into: out, ldc: ldc, accumulate: accumulate)
+    case 3: shortTile(terms, rows: 3, into: out, ldc: ldc, accumulate: accumulate)
+    case 4: shortTile(terms, rows: 4, into: out, ldc: ldc, accumulate: accumulate)
+    default: shortTile(terms, rows: 5, into: out, ldc: ldc, accumulate: accumulate)
+    }
+}
+
+/// `outerProductShortTile` for a constant row count: rows past it fold away.
+@inline(__always)
+private func shortTile<Terms: OuterProductTerms>(_ terms: Terms, rows: Int, into out: UnsafeMutablePointer<Float>, ldc: Int,
+                                                 accumulate: Bool) {
+    var l0 = SIMD16<Float>(), l1 = SIMD16<Float>(), l2 = SIMD16<Float>(), l3 = SIMD16<Float>(), l4 = SIMD16<Float>()
+    var h0 = SIMD16<Float>(), h1 = SIMD16<Float>(), h2 = SIMD16<Float>(), h3 = SIMD16<Float>(), h4 = SIMD16<Float>()
+    @inline(__always) func loadRow(_ r: Int, _ l: inout SIMD16<Float>, _ h: inout SIMD16<Float>) {
+        guard accumulate && r < rows else { return }
+        l = load(out + r * ldc)
+        if vectorsPerRow == 2 { h = load(out + r * ldc + 16) }
+    }
+    @inline(__always) func addRow(_ r: Int, _ a: UnsafePointer<Float>, _ b0: SIMD16<Float>, _ b1: SIMD16<Float>,
+                               _ l: inout SIMD16<Float>, _ h: inout SIMD16<Float>) {
+        guard r < rows else { return }
+        let s = SIMD16(repeating: a[r])
+        l = l.addingProduct(s, b0)
+        if vectorsPerRow == 2 { h = h.addingProduct(s, b1) }
+    }
+    @inline(__always) func storeRow(_ r: Int, _ l: SIMD16<Float>, _ h: SIMD16<Float>) {
+        guard r < rows else { return }
+        store(out + r * ldc, l)
+        if vectorsPerRow == 2 { store(out + r * ldc + 16, h) }
+    }
+    loadRow(0, &l0, &h0); loadRow(1, &l1, &h1); loadRow(2, &l2, &h2); loadRow(3, &l3, &h3); loadRow(4, &l4, &h4)
+    terms.forEach { a, b in
+        let b0 = load(b), b1 = vectorsPerRow == 2 ? load(b + 16) : SIMD16()
+        addRow(0, a, b0, b1, &l0, &h0); addRow(1, a, b0, b1, &l1, &h1); addRow(2, a, b0, b1, &l2, &h2)
+        addRow(3, a, b0, b1, &l3, &h3); addRow(4, a, b0, b1, &l4, &h4)
+    }
+    storeRow(0, l0, h0); storeRow(1, l1, h1); storeRow(2, l2, h2); storeRow(3, l3, h3); storeRow(4, l4, h4)
 }
 
 /// The common AVX2 tile (6 rows × a whole sliver) in a function of its own: with only this

@@ -7,6 +7,12 @@
 public func winogradTilesPerTask(m: Int) -> Int { m == 2 ? WinogradF2.tilesPerTask : WinogradF4.tilesPerTask }
 public func winogradPositions(m: Int) -> Int { (m + 2) * (m + 2) }
 
+/// Floats between the positions' planes of a weight gradient's dU, planes of `count` floats
+/// (Cin × Cout, or a block's rows × columns): a cache line more than the plane. Planes are
+/// often whole multiples of 4 KB, and the back transform reads all α² of them at once, which
+/// put 36 streams in the same L1 sets (15 % of the weight gradient went to it).
+public func winogradGradientPlaneStride(count: Int) -> Int { count + 16 }
+
 /// Floats of one position's transformed weights (K × N, N padded to whole slivers of this kernel set).
 public func winogradWeightsPerPosition(k: Int, n: Int) -> Int { k * ((n + sliverWidth - 1) / sliverWidth * sliverWidth) }
 
@@ -137,15 +143,15 @@ public func winogradOutputTiles(m: Int, _ g: ConvGeometry, products product: Uns
 }
 
 /// Adds to `sum` the weight-gradient terms of tiles first..<end: dU[ξ][ci][co] += V[ξ][t][ci]·D[ξ][t][co]
-/// (V = Bᵀ·d·B of the input block, D = A·dY·Aᵀ of the output-gradient tile), then, after
-/// positions × Cin × Cout floats, the bias gradient Σ dY when `biasGradient` (a convolution
-/// without bias skips it).
+/// (V = Bᵀ·d·B of the input block, D = A·dY·Aᵀ of the output-gradient tile; planes
+/// `winogradGradientPlaneStride` apart), then, after the positions' planes, the bias gradient
+/// Σ dY when `biasGradient` (a convolution without bias skips it).
 public func winogradWeightGradientTiles(m: Int, _ g: ConvGeometry, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                                         first start: Int, end: Int, into sum: UnsafeMutablePointer<Float>, biasGradient: Bool,
                                         scratch: UnsafeMutablePointer<Float>) {
     func run<W: WinogradTransforms>(_: W.Type) {
         let tiles = Tiles<W>(g), cin = g.inChannels, cout = g.outChannels, T = W.tilesPerTask
-        let products = W.positions * cin * cout
+        let plane = winogradGradientPlaneStride(count: cin * cout), products = W.positions * plane
         let vPerPosition = T * cin, dPerPosition = T * cout
         let v = scratch, d = scratch + W.positions * vPerPosition
         withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: W.positions) { buffer in
@@ -159,7 +165,7 @@ public func winogradWeightGradientTiles(m: Int, _ g: ConvGeometry, input x: Unsa
                 for xi in 0..<W.positions {
                     transposedProduct(count: count, a: v + xi * vPerPosition, lda: cin, rows: cin,
                                       b: d + xi * dPerPosition, ldb: cout, columns: cout,
-                                      c: sum + xi * cin * cout, ldc: cout, accumulate: true)
+                                      c: sum + xi * plane, ldc: cout, accumulate: true)
                 }
                 first += count
             }
@@ -193,24 +199,26 @@ public func winogradGradientOperands(m: Int, _ g: ConvGeometry, input x: UnsafeP
 public func winogradWeightGradientBlock(m: Int, count: Int, v: UnsafePointer<Float>, vPerPosition: Int, vRow: Int,
                                         d: UnsafePointer<Float>, dPerPosition: Int, dRow: Int, rows: Int, columns: Int,
                                         du: UnsafeMutablePointer<Float>, into dw: UnsafeMutablePointer<Float>) {
+    let plane = winogradGradientPlaneStride(count: rows * columns)
     for xi in 0..<winogradPositions(m: m) {
         transposedProduct(count: count, a: v + xi * vPerPosition, lda: vRow, rows: rows, b: d + xi * dPerPosition, ldb: dRow,
-                          columns: columns, c: du + xi * rows * columns, ldc: columns, accumulate: false)
+                          columns: columns, c: du + xi * plane, ldc: columns, accumulate: false)
     }
     winogradWeightsFromGradient(m: m, count: rows * columns, transformedGradient: du, into: dw)
 }
 
 /// dW[ky][kx] = (Gᵀ·dU·G)[ky][kx] for every entry of a plane of `count` floats (Cin × Cout, or
-/// a block's rows × columns; a multiple of 16): dU as [ξ][plane], dW as [ky][kx][plane].
+/// a block's rows × columns; a multiple of 16): dU as [ξ][plane] with planes
+/// `winogradGradientPlaneStride` apart, dW as [ky][kx][plane].
 public func winogradWeightsFromGradient(m: Int, count: Int, transformedGradient du: UnsafePointer<Float>,
                                         into dw: UnsafeMutablePointer<Float>) {
     func run<W: WinogradTransforms>(_: W.Type) {
-        let alpha = W.alpha
+        let alpha = W.alpha, plane = winogradGradientPlaneStride(count: count)
         withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: 3 * alpha) { buffer in
             let h = buffer.baseAddress!
             for e in stride(from: 0, to: count, by: 16) {
                 for k in 0..<alpha {
-                    W.weightGradient({ load(du + ($0 * alpha + k) * count + e) }, { h[$0 * alpha + k] = $1 })
+                    W.weightGradient({ load(du + ($0 * alpha + k) * plane + e) }, { h[$0 * alpha + k] = $1 })
                 }
                 for ky in 0..<3 {
                     W.weightGradient({ h[ky * alpha + $0] }, { kx, value in store(dw + (ky * 3 + kx) * count + e, value) })

@@ -64,9 +64,17 @@ import Testing
             // LeNet-5's two layers.
             ConvShape(batch: 64, height: 32, width: 32, inChannels: 3, outChannels: 6, kernelHeight: 5, kernelWidth: 5, padding: 0),
             ConvShape(batch: 64, height: 14, width: 14, inChannels: 6, outChannels: 16, kernelHeight: 5, kernelWidth: 5, padding: 0),
+            // The Winograd layers of models S (conv2, conv3) and M (conv2, conv3, conv4).
+            ConvShape(batch: 64, height: 15, width: 15, inChannels: 32, outChannels: 64, kernelHeight: 3, kernelWidth: 3, padding: 0),
+            ConvShape(batch: 64, height: 6, width: 6, inChannels: 64, outChannels: 64, kernelHeight: 3, kernelWidth: 3, padding: 0),
+            ConvShape(batch: 64, height: 32, width: 32, inChannels: 32, outChannels: 32, kernelHeight: 3, kernelWidth: 3, padding: 0),
+            ConvShape(batch: 64, height: 15, width: 15, inChannels: 32, outChannels: 64, kernelHeight: 3, kernelWidth: 3, padding: 1),
+            ConvShape(batch: 64, height: 15, width: 15, inChannels: 64, outChannels: 64, kernelHeight: 3, kernelWidth: 3, padding: 0),
         ]
         let dense = [DenseShape(batch: 64, inputs: 2304, outputs: 512), DenseShape(batch: 64, inputs: 1024, outputs: 64)]
         let ws = layer.workspace(shapes, threads: 1)
+        ws.pool.sampleGroups = SampleGroups.standard(globalBatch: 64)  // the groups training uses, which sizes every weight gradient's partials
+        shapes.forEach(ws.reserve(for:))
         dense.forEach(ws.reserve(for:))
         let peakIterations = 20_000_000
         let peak = rate(Double(peakIterations / 12 * 12 * 32)) { _ = ws.kernels.measuredPeakGflopsPerCore() }
