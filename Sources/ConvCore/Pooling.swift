@@ -16,8 +16,12 @@ public struct PoolShape: Sendable, Equatable {
 
 /// y = window maximum; `argmax` records which input element (offset within its image) won,
 /// so the backward pass routes gradient without recomparing. Ties go to the first element.
+///
+/// With `relu`, y = max(window maximum, 0): a ReLU before the pool done on its 4× fewer
+/// outputs (the maximum of rectified values is the rectified maximum), with its gradient mask
+/// applied by `maxPoolBackward(…, reluOutput: y)`; the same numbers as ReLU then pool.
 public func maxPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
-                           argmax: UnsafeMutablePointer<Int32>, pool: WorkerPool) {
+                           argmax: UnsafeMutablePointer<Int32>, relu: Bool = false, pool: WorkerPool) {
     let oh = s.outHeight, ow = s.outWidth, c = s.channels
     let imageSize = s.height * s.width * c
     pool.run(tasks: s.batch) { n, _ in
@@ -41,7 +45,7 @@ public func maxPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output
                             bestAt.replace(with: SIMD16<Int32>(repeating: Int32(at)) &+ laneIndices16, where: better)
                         }
                     }
-                    storeVector(out + ch, best)
+                    storeVector(out + ch, relu ? pointwiseMax(best, SIMD16(repeating: 0)) : best)
                     UnsafeMutableRawPointer(arg + ch).storeBytes(of: bestAt, as: SIMD16<Int32>.self)
                     ch += 16
                 }
@@ -50,11 +54,11 @@ public func maxPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output
                 // written after this one. Only the image's last output pixel would read past the
                 // image, and it stays scalar.
                 if c - ch > 8 {
-                    windowMaximum(s, image: image, corner: corner, channel: ch, output: out, argmax: arg)
+                    windowMaximum(s, image: image, corner: corner, channel: ch, output: out, argmax: arg, relu: relu)
                     ch += 8
                 }
                 if c - ch > 1 && (oy < oh - 1 || ox < ow - 1) {
-                    windowMaximum(s, image: image, corner: corner, channel: ch, output: out, argmax: arg)
+                    windowMaximum(s, image: image, corner: corner, channel: ch, output: out, argmax: arg, relu: relu)
                     ch = c
                 }
                 while ch < c {
@@ -65,7 +69,7 @@ public func maxPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output
                             if image[at] > best { best = image[at]; bestAt = at }
                         }
                     }
-                    out[ch] = best
+                    out[ch] = relu ? max(best, 0) : best
                     arg[ch] = Int32(bestAt)
                     ch += 1
                 }
@@ -84,7 +88,7 @@ private let laneIndices = SIMD8<Int32>(0, 1, 2, 3, 4, 5, 6, 7)
 /// twice in its place ran a third slower than 16.)
 @inline(__always)
 private func windowMaximum(_ s: PoolShape, image: UnsafePointer<Float>, corner: Int, channel ch: Int,
-                           output: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>) {
+                           output: UnsafeMutablePointer<Float>, argmax: UnsafeMutablePointer<Int32>, relu: Bool) {
     var best = UnsafeRawPointer(image + corner + ch).loadUnaligned(as: SIMD8<Float>.self)
     var bestAt = SIMD8<Int32>(repeating: Int32(corner + ch)) &+ laneIndices
     for ky in 0..<s.size {
@@ -96,20 +100,27 @@ private func windowMaximum(_ s: PoolShape, image: UnsafePointer<Float>, corner: 
             bestAt.replace(with: SIMD8<Int32>(repeating: Int32(at)) &+ laneIndices, where: better)
         }
     }
-    UnsafeMutableRawPointer(output + ch).storeBytes(of: best, as: SIMD8<Float>.self)
+    UnsafeMutableRawPointer(output + ch).storeBytes(of: relu ? pointwiseMax(best, SIMD8(repeating: 0)) : best, as: SIMD8<Float>.self)
     UnsafeMutableRawPointer(argmax + ch).storeBytes(of: bestAt, as: SIMD8<Int32>.self)
 }
 
-/// dx[argmax] += dy; every other input gradient is zero.
+/// dx[argmax] += dy; every other input gradient is zero. With `reluOutput` (the output of a
+/// pool that applied the ReLU before it, `relu: true`) only where that output is positive:
+/// the ReLU's backward pass, on the way.
 public func maxPoolBackward(_ s: PoolShape, outputGradient dy: UnsafePointer<Float>,
                             argmax: UnsafePointer<Int32>, inputGradient dx: UnsafeMutablePointer<Float>,
-                            pool: WorkerPool) {
+                            reluOutput: UnsafePointer<Float>? = nil, pool: WorkerPool) {
     let perImageOut = s.outHeight * s.outWidth * s.channels
     let imageSize = s.height * s.width * s.channels
     pool.run(tasks: s.batch) { n, _ in
         let image = dx + n * imageSize
         image.update(repeating: 0, count: imageSize)
         let g = dy + n * perImageOut, arg = argmax + n * perImageOut
-        for i in 0..<perImageOut { image[Int(arg[i])] += g[i] }
+        if let reluOutput {
+            let y = reluOutput + n * perImageOut
+            for i in 0..<perImageOut { image[Int(arg[i])] += y[i] > 0 ? g[i] : 0 }
+        } else {
+            for i in 0..<perImageOut { image[Int(arg[i])] += g[i] }
+        }
     }
 }

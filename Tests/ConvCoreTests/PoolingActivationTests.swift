@@ -102,6 +102,30 @@ import Testing
         for _ in 0..<10 { #expect(results(three) == want) }
     }
 
+    // MARK: ReLU done by the max pool
+
+    @Test("a max pool that does the ReLU before it equals ReLU then pool bit for bit, forward and backward",
+          arguments: [(6, 2, 2), (16, 2, 2), (32, 2, 2), (3, 3, 2), (24, 3, 2), (40, 2, 2)])
+    func reluInMaxPool(shape: (channels: Int, size: Int, stride: Int)) {
+        let s = PoolShape(batch: 3, height: 9, width: 11, channels: shape.channels, size: shape.size, stride: shape.stride)
+        // Values around zero, some exactly zero, so that whole windows are negative or tied.
+        let x = randomArray(s.inputCount, seed: 11).map { $0 < -0.8 ? 0 : $0 - 0.3 }
+        let dy = randomArray(s.outputCount, seed: 12)
+        var rectified = [Float](repeating: 0, count: s.inputCount)
+        var (y0, y1) = ([Float](repeating: 0, count: s.outputCount), [Float](repeating: 0, count: s.outputCount))
+        var (a0, a1) = ([Int32](repeating: 0, count: s.outputCount), [Int32](repeating: 0, count: s.outputCount))
+        var (dx0, dx1) = ([Float](repeating: 0, count: s.inputCount), [Float](repeating: 0, count: s.inputCount))
+        reluForward(x, &rectified, count: s.inputCount, pool: pool)
+        maxPoolForward(s, input: rectified, output: &y0, argmax: &a0, pool: pool)
+        maxPoolBackward(s, outputGradient: dy, argmax: a0, inputGradient: &dx0, pool: pool)
+        reluBackward(output: rectified, outputGradient: dx0, inputGradient: &dx0, count: s.inputCount, pool: pool)
+        maxPoolForward(s, input: x, output: &y1, argmax: &a1, relu: true, pool: pool)
+        maxPoolBackward(s, outputGradient: dy, argmax: a1, inputGradient: &dx1, reluOutput: y1, pool: pool)
+        #expect(y1.map(\.bitPattern) == y0.map(\.bitPattern))
+        #expect(dx1.map(\.bitPattern) == dx0.map(\.bitPattern))
+        #expect(y1.contains(0) && y1.contains { $0 > 0 }, "the case needs both rectified and positive windows")
+    }
+
     // MARK: Activations
 
     typealias Kernel = @Sendable (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int, WorkerPool) -> Void

@@ -166,14 +166,14 @@ public final class Network {
                 normalize(norm, batch: n, input: x, output: y, training: key != nil)
             case .relu:
                 reluForward(x, y, count: n * layer.outputSize, pool: pool)
-            case .reluInBatchNorm:
+            case .reluInBatchNorm, .reluInMaxPool:
                 break
             case .sigmoid:
                 sigmoidForward(x, y, count: n * layer.outputSize, pool: pool)
             case .tanh:
                 tanhForward(x, y, count: n * layer.outputSize, pool: pool)
-            case let .maxPool(shape, argmax):
-                maxPoolForward(shape.batched(n), input: x, output: y, argmax: argmax, pool: pool)
+            case let .maxPool(shape, argmax, relu):
+                maxPoolForward(shape.batched(n), input: x, output: y, argmax: argmax, relu: relu, pool: pool)
             case let .avgPool(shape):
                 avgPoolForward(shape.batched(n), input: x, output: y, pool: pool)
             case let .globalAvgPool(pixels, channels):
@@ -243,7 +243,7 @@ public final class Network {
             case .relu:
                 dIn = dOut
                 reluBackward(output: y, outputGradient: dOut, inputGradient: dIn, count: n * layer.outputSize, pool: pool)
-            case .reluInBatchNorm:
+            case .reluInBatchNorm, .reluInMaxPool:
                 dIn = dOut
             case .sigmoid:
                 dIn = dOut
@@ -251,8 +251,8 @@ public final class Network {
             case .tanh:
                 dIn = dOut
                 tanhBackward(output: y, outputGradient: dOut, inputGradient: dIn, count: n * layer.outputSize, pool: pool)
-            case let .maxPool(shape, argmax):
-                maxPoolBackward(shape.batched(n), outputGradient: dOut, argmax: argmax, inputGradient: dIn, pool: pool)
+            case let .maxPool(shape, argmax, relu):
+                maxPoolBackward(shape.batched(n), outputGradient: dOut, argmax: argmax, inputGradient: dIn, reluOutput: relu ? y : nil, pool: pool)
             case let .avgPool(shape):
                 avgPoolBackward(shape.batched(n), outputGradient: dOut, inputGradient: dIn, pool: pool)
             case let .globalAvgPool(pixels, channels):
@@ -393,9 +393,10 @@ public final class Network {
                 case let .batchNorm(bn): add(name("bn") + " \(bn.channels)")
                 case .relu: add("relu")
                 case .reluInBatchNorm: add("relu (done by the batch norm)")
+                case .reluInMaxPool: add("relu (done by the max pool)")
                 case .sigmoid: add("sigmoid")
                 case .tanh: add("tanh")
-                case let .maxPool(s, _): add("maxpool \(s.size)x\(s.size)/\(s.stride)", [s.outHeight, s.outWidth, s.channels])
+                case let .maxPool(s, _, _): add("maxpool \(s.size)x\(s.size)/\(s.stride)", [s.outHeight, s.outWidth, s.channels])
                 case let .avgPool(s): add("avgpool \(s.size)x\(s.size)/\(s.stride)", [s.outHeight, s.outWidth, s.channels])
                 case let .globalAvgPool(_, c): add("globalavgpool", [1, 1, c])
                 case let .dropout(rate, _): add("dropout \(rate)")
@@ -428,8 +429,11 @@ public final class Network {
                     if last + 1 < list.count, case .batchNorm = list[last + 1].op { last += 1 }
                     if last + 1 < list.count, list[last + 1].isActivation { last += 1 }
                     let start = list[last].output + image * layer.outputSize
+                    var values = Array(UnsafeBufferPointer(start: start, count: layer.outputSize))
+                    // A ReLU that the max pool does leaves its buffer unrectified.
+                    if case .reluInMaxPool = list[last].op { values = values.map { max($0, 0) } }
                     out.append(FeatureMaps(name: "conv\(out.count + 1)", height: s.outHeight, width: s.outWidth, channels: s.outChannels,
-                                           values: Array(UnsafeBufferPointer(start: start, count: layer.outputSize))))
+                                           values: values))
                 case let .residual(body, shortcut, _):
                     visit(body)
                     visit(shortcut)
@@ -463,7 +467,12 @@ struct CompiledLayer {
         /// A ReLU right after a batch norm, which applies it on the way out and takes its mask in
         /// its backward pass (`FusedReLU`): no work of its own, and the norm's output buffer.
         case reluInBatchNorm
-        case maxPool(PoolShape, argmax: UnsafeMutablePointer<Int32>)
+        /// A ReLU right before a max pool, which the pool applies to its 4× fewer outputs (and
+        /// its mask to the gradient it routes back): no work of its own, and its input's buffer,
+        /// left unrectified.
+        case reluInMaxPool
+        /// `relu`: the pool does the ReLU before it (`reluInMaxPool`).
+        case maxPool(PoolShape, argmax: UnsafeMutablePointer<Int32>, relu: Bool)
         case avgPool(PoolShape)
         case globalAvgPool(pixels: Int, channels: Int)
         case dropout(rate: Float, mask: UnsafeMutablePointer<Float>)
@@ -480,7 +489,7 @@ struct CompiledLayer {
 
     var isActivation: Bool {
         switch op {
-        case .relu, .reluInBatchNorm, .sigmoid, .tanh: return true
+        case .relu, .reluInBatchNorm, .reluInMaxPool, .sigmoid, .tanh: return true
         default: return false
         }
     }
@@ -513,8 +522,8 @@ private struct LayerCompiler {
     var owned: [UnsafeMutableRawPointer] = []
     /// The largest per-sample activation, for the shared gradient buffers.
     var widest = 0
-    /// Whether ReLUs after batch norms are fused into them (`DDPTRAIN_FUSE_RELU=0` keeps them
-    /// apart, for comparison; the bits are the same).
+    /// Whether ReLUs after batch norms and before max pools are fused into them
+    /// (`DDPTRAIN_FUSE_RELU=0` keeps them apart, for comparison; the bits are the same).
     let fuseReLU = ProcessInfo.processInfo.environment["DDPTRAIN_FUSE_RELU"] != "0"
     private var nextIndex = 0
 
@@ -544,7 +553,7 @@ private struct LayerCompiler {
         // back from: only then may an activation overwrite it.
         var currentIsScratch = false
         var out: [CompiledLayer] = []
-        for node in nodes {
+        for (position, node) in nodes.enumerated() {
             let index = nextIndex
             nextIndex += 1
             widest = max(widest, node.outputSize)
@@ -570,11 +579,15 @@ private struct LayerCompiler {
                     out[out.count - 1] = CompiledLayer(op: .batchNorm(norm), index: previous.index, input: previous.input,
                                                        output: previous.output, inputSize: previous.inputSize, outputSize: previous.outputSize)
                     op = .reluInBatchNorm
+                } else if case .relu = op, currentIsScratch, fuseReLU, position + 1 < nodes.count, case .maxPool = nodes[position + 1].step {
+                    op = .reluInMaxPool
                 }
             case let .maxPool(shape):
                 let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: maxBatch * node.outputSize)
                 owned.append(UnsafeMutableRawPointer(argmax))
-                op = .maxPool(shape, argmax: argmax)
+                let relu: Bool
+                if case .reluInMaxPool = out.last?.op { relu = true } else { relu = false }
+                op = .maxPool(shape, argmax: argmax, relu: relu)
             case let .avgPool(shape):
                 op = .avgPool(shape)
             case let .globalAvgPool(pixels, channels):
