@@ -50,14 +50,15 @@ public func maxPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output
                     ch += 16
                 }
                 // The rest (LeNet-5's 6 channels) 8 lanes at once: the lanes past the pixel's
-                // channels read the next input pixel and write the next output pixel, which is
-                // written after this one. Only the image's last output pixel would read past the
-                // image, and it stays scalar.
+                // channels read the next input pixels and write the next output pixels, which
+                // are written after this one. The image's last few output pixels, whose 8 lanes
+                // would reach past the image (into the next image's, another task's), stay scalar.
                 if c - ch > 8 {
                     windowMaximum(s, image: image, corner: corner, channel: ch, output: out, argmax: arg, relu: relu)
                     ch += 8
                 }
-                if c - ch > 1 && (oy < oh - 1 || ox < ow - 1) {
+                let outputLeft = ((oh - oy) * ow - ox) * c - ch, lastRead = corner + ((s.size - 1) * s.width + s.size - 1) * c + ch
+                if c - ch > 1 && outputLeft >= 8 && lastRead + 8 <= imageSize {
                     windowMaximum(s, image: image, corner: corner, channel: ch, output: out, argmax: arg, relu: relu)
                     ch = c
                 }
@@ -114,13 +115,52 @@ public func maxPoolBackward(_ s: PoolShape, outputGradient dy: UnsafePointer<Flo
     let imageSize = s.height * s.width * s.channels
     pool.run(tasks: s.batch) { n, _ in
         let image = dx + n * imageSize
-        image.update(repeating: 0, count: imageSize)
         let g = dy + n * perImageOut, arg = argmax + n * perImageOut
+        if s.size == s.stride {
+            if let reluOutput {
+                routeDisjointWindows(s, outputGradient: g, argmax: arg, reluOutput: reluOutput + n * perImageOut, relu: true, into: image)
+            } else {
+                routeDisjointWindows(s, outputGradient: g, argmax: arg, reluOutput: g, relu: false, into: image)
+            }
+            return
+        }
+        image.update(repeating: 0, count: imageSize)
         if let reluOutput {
             let y = reluOutput + n * perImageOut
             for i in 0..<perImageOut { image[Int(arg[i])] += y[i] > 0 ? g[i] : 0 }
         } else {
             for i in 0..<perImageOut { image[Int(arg[i])] += g[i] }
+        }
+    }
+}
+
+/// One image of `maxPoolBackward` for windows that do not overlap (size = stride, 2x2/2): every
+/// input gradient written once, in order, as its window's winner's dy + 0 (0 + dy as the scatter
+/// adds it, so a -0 becomes +0 there too) or zero, instead of clearing the image and scattering
+/// onto it. Inputs that no window covers (the last row or column of an odd size) get zero.
+@inline(__always)
+private func routeDisjointWindows(_ s: PoolShape, outputGradient g: UnsafePointer<Float>, argmax arg: UnsafePointer<Int32>,
+                                  reluOutput y: UnsafePointer<Float>, relu: Bool, into image: UnsafeMutablePointer<Float>) {
+    let w = s.width, c = s.channels, oh = s.outHeight, ow = s.outWidth, zero = SIMD16<Float>(repeating: 0)
+    for iy in 0..<s.height {
+        let row = image + iy * w * c, oy = iy / s.size
+        guard oy < oh else { row.update(repeating: 0, count: w * c); continue }
+        for ix in 0..<w {
+            let out = row + ix * c, ox = ix / s.size
+            guard ox < ow else { out.update(repeating: 0, count: c); continue }
+            let o = (oy * ow + ox) * c, at = Int32((iy * w + ix) * c)
+            var ch = 0
+            while ch + 16 <= c {
+                let here = SIMD16<Int32>(repeating: at + Int32(ch)) &+ laneIndices16
+                var wins = UnsafeRawPointer(arg + o + ch).loadUnaligned(as: SIMD16<Int32>.self) .== here
+                if relu { wins = wins .& (loadVector(y + o + ch) .> zero) }
+                storeVector(out + ch, zero.replacing(with: loadVector(g + o + ch) + zero, where: wins))
+                ch += 16
+            }
+            while ch < c {
+                out[ch] = arg[o + ch] == at + Int32(ch) && (!relu || y[o + ch] > 0) ? g[o + ch] + 0 : 0
+                ch += 1
+            }
         }
     }
 }

@@ -104,7 +104,7 @@ import Testing
 
     // MARK: ReLU done by the max pool
 
-    @Test("a max pool that does the ReLU before it equals ReLU then pool bit for bit, forward and backward",
+    @Test("a max pool that does the ReLU before it equals ReLU then pool bit for bit, forward and backward, and both the scatter of dy",
           arguments: [(6, 2, 2), (16, 2, 2), (32, 2, 2), (3, 3, 2), (24, 3, 2), (40, 2, 2)])
     func reluInMaxPool(shape: (channels: Int, size: Int, stride: Int)) {
         let s = PoolShape(batch: 3, height: 9, width: 11, channels: shape.channels, size: shape.size, stride: shape.stride)
@@ -121,7 +121,13 @@ import Testing
         reluBackward(output: rectified, outputGradient: dx0, inputGradient: &dx0, count: s.inputCount, pool: pool)
         maxPoolForward(s, input: x, output: &y1, argmax: &a1, relu: true, pool: pool)
         maxPoolBackward(s, outputGradient: dy, argmax: a1, inputGradient: &dx1, reluOutput: y1, pool: pool)
+        // The gradient as a scatter onto zeros, then the ReLU's mask: what both must equal.
+        var reference = [Float](repeating: 0, count: s.inputCount)
+        let perImage = s.outHeight * s.outWidth * s.channels, imageSize = s.height * s.width * s.channels
+        for i in 0..<s.outputCount { reference[i / perImage * imageSize + Int(a0[i])] += dy[i] }
+        reference = zip(reference, rectified).map { $1 > 0 ? $0 : 0 }
         #expect(y1.map(\.bitPattern) == y0.map(\.bitPattern))
+        #expect(dx0.map(\.bitPattern) == reference.map(\.bitPattern))
         #expect(dx1.map(\.bitPattern) == dx0.map(\.bitPattern))
         #expect(y1.contains(0) && y1.contains { $0 > 0 }, "the case needs both rectified and positive windows")
     }
