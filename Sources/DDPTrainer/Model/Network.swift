@@ -467,9 +467,9 @@ struct CompiledLayer {
         /// A ReLU right after a batch norm, which applies it on the way out and takes its mask in
         /// its backward pass (`FusedReLU`): no work of its own, and the norm's output buffer.
         case reluInBatchNorm
-        /// A ReLU right before a max pool, which the pool applies to its 4× fewer outputs (and
-        /// its mask to the gradient it routes back): no work of its own, and its input's buffer,
-        /// left unrectified.
+        /// A ReLU right before a max pool over whole 16-channel vectors, which the pool applies
+        /// to its 4× fewer outputs (and its mask to the gradient it routes back): no work of its
+        /// own, and its input's buffer, left unrectified.
         case reluInMaxPool
         /// `relu`: the pool does the ReLU before it (`reluInMaxPool`).
         case maxPool(PoolShape, argmax: UnsafeMutablePointer<Int32>, relu: Bool)
@@ -579,7 +579,10 @@ private struct LayerCompiler {
                     out[out.count - 1] = CompiledLayer(op: .batchNorm(norm), index: previous.index, input: previous.input,
                                                        output: previous.output, inputSize: previous.inputSize, outputSize: previous.outputSize)
                     op = .reluInBatchNorm
-                } else if case .relu = op, currentIsScratch, fuseReLU, position + 1 < nodes.count, case .maxPool = nodes[position + 1].step {
+                } else if case .relu = op, currentIsScratch, fuseReLU, position + 1 < nodes.count,
+                          case let .maxPool(pooled) = nodes[position + 1].step, pooled.channels % 16 == 0 {
+                    // Over whole 16-channel vectors only: LeNet-5's 6-channel pool took longer
+                    // with the ReLU than the ReLU's own pass over its small activations.
                     op = .reluInMaxPool
                 }
             case let .maxPool(shape):
