@@ -72,6 +72,19 @@ enum CLI {
         }.sorted()
     }
 
+    /// The rank processes of a running job once `count` of them are seen, or whatever is seen
+    /// after `timeout` seconds: a single look at /proc found one of two ranks once, on a loaded
+    /// machine, while both were training.
+    static func rankPIDs(marker: String, count: Int, timeout: TimeInterval = 10) -> [Int32] {
+        let deadline = Date().addingTimeInterval(timeout)
+        var pids = rankPIDs(marker: marker)
+        while pids.count < count && Date() < deadline {
+            Thread.sleep(forTimeInterval: 0.05)
+            pids = rankPIDs(marker: marker)
+        }
+        return pids
+    }
+
     /// Parameter values of a safetensors file, by tensor name.
     static func weights(_ path: String) throws -> [String: [Float]] {
         Dictionary(uniqueKeysWithValues: try SafeTensors.read(path).tensors.map { ($0.name, $0.values) })

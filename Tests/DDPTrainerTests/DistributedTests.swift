@@ -126,7 +126,7 @@ import Testing
                                             "--batch-size", "8", "--epochs", "1000", "--collective-timeout", "3"])
         let deadline = Date().addingTimeInterval(120)
         while Date() < deadline && !FileManager.default.fileExists(atPath: dir + "/latest") { Thread.sleep(forTimeInterval: 0.02) }
-        let ranks = CLI.rankPIDs(marker: dir)
+        let ranks = CLI.rankPIDs(marker: dir, count: 2)
         try #require(ranks.count == 2, "expected 2 rank processes, found \(ranks)")
         kill(ranks.last!, SIGSTOP)
         let outcome = CLI.finish(process, log: log, started: Date(), timeout: 60)

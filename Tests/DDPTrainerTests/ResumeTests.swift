@@ -78,7 +78,7 @@ import Testing
         // Wait for the first checkpoint, then kill a rank other than the writer.
         let deadline = Date().addingTimeInterval(120)
         while Date() < deadline && !FileManager.default.fileExists(atPath: dir + "/latest") { Thread.sleep(forTimeInterval: 0.02) }
-        let ranks = CLI.rankPIDs(marker: dir)
+        let ranks = CLI.rankPIDs(marker: dir, count: 4)
         try #require(ranks.count == 4, "expected 4 rank processes, found \(ranks)")
         kill(ranks.last!, SIGKILL)
         let killedAt = Date()

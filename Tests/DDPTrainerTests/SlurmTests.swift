@@ -222,7 +222,7 @@ struct SlurmTests {
                                   + trainArguments(data: data, runDir: dir, epochs: 30))
         let deadline = Date().addingTimeInterval(180)
         while Date() < deadline && !FileManager.default.fileExists(atPath: dir + "/latest") { Thread.sleep(forTimeInterval: 0.05) }
-        try #require(CLI.rankPIDs(marker: dir).count == 2, "2 ranks expected to be running")
+        try #require(CLI.rankPIDs(marker: dir, count: 2).count == 2, "2 ranks expected to be running")
         let cancel = try slurm.run(["scancel", "\(id)"])
         #expect(cancel.status == 0, "\(cancel.output)")
         let end = try slurm.waitForEnd(id, timeout: 120)

@@ -49,7 +49,7 @@ import Testing
         let args = command(ranks: ranks, data: data, runDir: dir)
         let (process, log) = try CLI.start(args)
         waitForFirstCheckpoint(dir)
-        let pids = CLI.rankPIDs(marker: dir)
+        let pids = CLI.rankPIDs(marker: dir, count: ranks)
         try #require(pids.count == ranks, "expected \(ranks) rank processes, found \(pids)")
         let signalled = Date()
         send(process.processIdentifier, pids)
@@ -102,7 +102,7 @@ import Testing
         let dir = CLI.temporaryDirectory()
         let (process, log) = try CLI.start(command(ranks: 1, data: data, runDir: dir))
         waitForFirstCheckpoint(dir)
-        let pids = CLI.rankPIDs(marker: dir)
+        let pids = CLI.rankPIDs(marker: dir, count: 1)
         try #require(pids.count == 1)
         kill(pids[0], SIGINT)
         // Two signals pending at once would be delivered as one; the stop itself takes longer.
