@@ -38,9 +38,10 @@ import Testing
 
     /// A quick timing, not a test: `DDPTRAIN_CONV_TIMING=1 swift test -c release --disable-xctest
     /// --filter patchRowTiming` prints GFLOP/s of the first layers of models S and M, of LeNet-5's
-    /// two layers and of model M's dense layers, one thread, against the FMA peak measured the same way. Times are
-    /// the thread's CPU time (best of 9), so that other processes on a shared machine count less.
-    @Test("timing of first layers and dense layers in thread CPU time (set DDPTRAIN_CONV_TIMING=1)",
+    /// two layers, of the Winograd layers of S and M and of model M's dense layers, one thread,
+    /// with training's sample groups, against the FMA peak measured the same way. Times are the
+    /// thread's CPU time (best of 9), so that other processes on a shared machine count less.
+    @Test("timing of first, Winograd and dense layers in thread CPU time (set DDPTRAIN_CONV_TIMING=1)",
           .enabled(if: ProcessInfo.processInfo.environment["DDPTRAIN_CONV_TIMING"] != nil))
     func patchRowTiming() {
         func cpuNanoseconds() -> Double {
