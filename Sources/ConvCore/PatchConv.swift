@@ -38,12 +38,12 @@ extension ConvShape {
         return winograd?.rawValue ?? (usesPatchRows ? "patch rows" : "direct")
     }
 
-    /// Floats per patch row: the patch, the bias's 1, then zeros up to whole weight-gradient
-    /// tiles of either kernel set (6 rows with AVX2, 8 with AVX-512; or, where the weight
-    /// gradient runs along the rows, `patchGradientAlongRows`, slivers of 16 or 32 columns).
+    /// Floats per patch row: the patch, the bias's 1, then zeros up to a whole number of 8-float
+    /// vectors or, where the weight gradient runs along the rows (`patchGradientAlongRows`), of
+    /// its slivers of 16 or 32 columns.
     var patchRowLength: Int {
         let k = patchSize + 1
-        return patchGradientAlongRows ? (k + 31) / 32 * 32 : max((k + 5) / 6 * 6, (k + 7) / 8 * 8)
+        return patchGradientAlongRows ? (k + 31) / 32 * 32 : (k + 7) / 8 * 8
     }
 
     /// Whether the weight gradient is formed transposed, dWᵀ = Σ dYᵀ·patch row, with tiles of
@@ -58,9 +58,12 @@ extension ConvShape {
     /// Floats of patch-row scratch one worker needs: a block of rows, and the weight gradient's
     /// running sums (tile rows × output channels); or the input gradient's block.
     var patchScratchPerWorker: Int {
-        max(patchGradientBlock * patchRowLength + patchRowLength * outChannels, patchBlock * patchGradientRowLength,
-            usesPlanarTiles ? planarScratchPerWorker : 0)
+        max(patchGradientAlongRows ? patchGradientBlock * patchRowLength + patchRowLength * outChannels : paddedImageCount,
+            patchBlock * patchGradientRowLength, usesPlanarTiles ? planarScratchPerWorker : 0)
     }
+
+    /// Floats of one image with its padding around it.
+    var paddedImageCount: Int { (height + 2 * padding) * (width + 2 * padding) * inChannels }
 }
 
 /// Writes the patch rows of output pixels `pixels` (numbered over the batch), `s.patchRowLength`
@@ -111,6 +114,15 @@ func writePatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, zeros: Unsafe
         }
         segment += count * length
         p += count
+    }
+}
+
+/// Copies an image into the middle of a zeroed (height + 2·padding) × (width + 2·padding) one.
+func padImage(_ s: ConvShape, _ image: UnsafePointer<Float>, into padded: UnsafeMutablePointer<Float>) {
+    let row = s.width * s.inChannels, paddedRow = (s.width + 2 * s.padding) * s.inChannels
+    padded.update(repeating: 0, count: s.paddedImageCount)
+    for y in 0..<s.height {
+        (padded + (y + s.padding) * paddedRow + s.padding * s.inChannels).update(from: image + y * row, count: row)
     }
 }
 
@@ -183,16 +195,51 @@ extension ConvWorkspace {
     }
 
     /// dW = Σ patch rowᵀ · dY over pixels, and dBias (the row of the constant 1) unless `db` is
-    /// nil. Each image group sums its pixels block by block into the worker's running sums,
-    /// then hands them to `sumOverImageGroups`.
+    /// nil, summed by image groups (`sumOverImageGroups`).
     func weightGradientByPatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                                    weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>?) {
+        if s.patchGradientAlongRows {
+            transposedWeightGradientByPatchRows(s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db)
+            return
+        }
+        // Each patch is read in place from its image, padded once into the worker's scratch:
+        // writing its patch rows took 29 % of this pass (a row per pixel, as long as the patch).
+        let cout = s.outChannels, ow = s.outWidth, perImage = s.outHeight * ow, imageSize = s.height * s.width * s.inChannels
+        let paddedRow = (s.width + 2 * s.padding) * s.inChannels
+        let blockRows = max(1, patchGradientBlock / ow)
+        let scratch = patchScratch, perWorker = s.patchScratchPerWorker, kernels = self.kernels
+        sumOverImageGroups(s, weightGradient: dw, biasGradient: db) { images, worker, out in
+            let padded = scratch + worker * perWorker
+            for n in images {
+                padImage(s, x + n * imageSize, into: padded)
+                for oy in stride(from: 0, to: s.outHeight, by: blockRows) {
+                    let pixels = (a: UnsafePointer(padded + oy * s.stride * paddedRow), pixelStep: s.stride * s.inChannels,
+                                  rowStep: s.stride * paddedRow, rows: min(blockRows, s.outHeight - oy), columns: ow)
+                    let b = dy + (n * perImage + oy * ow) * cout, bias = db == nil ? nil : out + s.weightCount
+                    let accumulate = n > images.lowerBound || oy > 0
+                    switch kernels {
+                    case .avx2:
+                        ConvKernels.paddedImageProduct(pixels: pixels, kernelRows: s.kernelHeight, kernelRowStep: paddedRow,
+                                                       run: s.kernelWidth * s.inChannels, b: b, ldb: cout, columns: cout,
+                                                       c: out, ldc: cout, bias: bias, accumulate: accumulate)
+                    case .avx512:
+                        ConvKernelsAVX512.paddedImageProduct(pixels: pixels, kernelRows: s.kernelHeight, kernelRowStep: paddedRow,
+                                                             run: s.kernelWidth * s.inChannels, b: b, ldb: cout, columns: cout,
+                                                             c: out, ldc: cout, bias: bias, accumulate: accumulate)
+                    }
+                }
+            }
+        }
+    }
+
+    /// dWᵀ = Σ dYᵀ · patch row, block of patch rows by block, for `patchGradientAlongRows`.
+    private func transposedWeightGradientByPatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
+                                                     weightGradient dw: UnsafeMutablePointer<Float>,
+                                                     biasGradient db: UnsafeMutablePointer<Float>?) {
         let cout = s.outChannels, length = s.patchRowLength, perImage = s.outHeight * s.outWidth
         let rowsOut = s.patchSize + (db == nil ? 0 : 1)
-        let tileRows = (rowsOut + kernels.outerProductRows - 1) / kernels.outerProductRows * kernels.outerProductRows
         let scratch = patchScratch, perWorker = s.patchScratchPerWorker, kernels = self.kernels, zeros = UnsafePointer(self.zeros)
-        // Along the rows, sums is dWᵀ: output channels × whole slivers of the patch row.
-        let alongRows = s.patchGradientAlongRows
+        // sums is dWᵀ: output channels × whole slivers of the patch row.
         let alongColumns = (rowsOut + kernels.sliverWidth - 1) / kernels.sliverWidth * kernels.sliverWidth
         sumOverImageGroups(s, weightGradient: dw, biasGradient: db) { images, worker, out in
             let rows = scratch + worker * perWorker, sums = rows + patchGradientBlock * length
@@ -202,25 +249,17 @@ extension ConvWorkspace {
                 let count = min(patchGradientBlock, pixels.upperBound - first)
                 writePatchRows(s, input: x, zeros: zeros, pixels: first..<(first + count), into: rows)
                 let accumulate = first > pixels.lowerBound
-                let (a, lda, m, b, ldb, n) = alongRows
-                    ? (dy + first * cout, cout, cout, UnsafePointer(rows), length, alongColumns)
-                    : (UnsafePointer(rows), length, tileRows, dy + first * cout, cout, cout)
                 switch kernels {
                 case .avx2:
-                    ConvKernels.transposedProduct(count: count, a: a, lda: lda, rows: m, b: b, ldb: ldb, columns: n, c: sums, ldc: n,
-                                                  accumulate: accumulate)
+                    ConvKernels.transposedProduct(count: count, a: dy + first * cout, lda: cout, rows: cout, b: rows, ldb: length,
+                                                  columns: alongColumns, c: sums, ldc: alongColumns, accumulate: accumulate)
                 case .avx512:
-                    ConvKernelsAVX512.transposedProduct(count: count, a: a, lda: lda, rows: m, b: b, ldb: ldb, columns: n, c: sums, ldc: n,
-                                                        accumulate: accumulate)
+                    ConvKernelsAVX512.transposedProduct(count: count, a: dy + first * cout, lda: cout, rows: cout, b: rows, ldb: length,
+                                                        columns: alongColumns, c: sums, ldc: alongColumns, accumulate: accumulate)
                 }
                 first += count
             }
-            if alongRows {
-                for p in 0..<rowsOut { for co in 0..<cout { out[p * cout + co] = sums[co * alongColumns + p] } }
-            } else {
-                // Rows past the patch (and the bias) are the zero padding's sums.
-                out.update(from: sums, count: rowsOut * cout)
-            }
+            for p in 0..<rowsOut { for co in 0..<cout { out[p * cout + co] = sums[co * alongColumns + p] } }
         }
     }
 

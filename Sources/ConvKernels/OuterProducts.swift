@@ -35,6 +35,48 @@ public func transposedProduct(count: Int, a: UnsafePointer<Float>, lda: Int, row
     }
 }
 
+/// Output pixels read in place from a zero-padded image: `rows` output rows of `columns` pixels,
+/// `pixelStep` floats apart within a row and `rowStep` from row to row, each with its output
+/// gradients (`ldb` floats apart, pixel after pixel).
+struct PaddedImagePixels: OuterProductTerms {
+    let a: UnsafePointer<Float>, pixelStep: Int, rowStep: Int, b: UnsafePointer<Float>, ldb: Int, rows: Int, columns: Int
+    @inline(__always) func forEach(_ body: (_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>) -> Void) {
+        var row = a, b = self.b
+        for _ in 0..<rows {
+            var a = row
+            for _ in 0..<columns {
+                body(a, b)
+                a += pixelStep
+                b += ldb
+            }
+            row += rowStep
+        }
+    }
+}
+
+/// A convolution's weight gradient straight from a zero-padded image, with no patch rows
+/// written: C[t][j] (+)= Σ_p patch_p[t] · B[p][j] over the output pixels p of `pixels`, where
+/// a kernel row's taps are `run` contiguous floats of the image and kernel row ky starts
+/// `ky · kernelRowStep` floats after kernel row 0 (C's rows [ky][kx][ci], like the weights).
+/// With `bias`, also bias[j] (+)= Σ_p B[p][j], the sum a patch row's constant 1 would give.
+/// Every sum runs over the pixels in order, as over patch rows.
+public func paddedImageProduct(pixels: (a: UnsafePointer<Float>, pixelStep: Int, rowStep: Int, rows: Int, columns: Int),
+                               kernelRows: Int, kernelRowStep: Int, run: Int,
+                               b: UnsafePointer<Float>, ldb: Int, columns: Int, c: UnsafeMutablePointer<Float>, ldc: Int,
+                               bias: UnsafeMutablePointer<Float>?, accumulate: Bool) {
+    for ky in 0..<kernelRows {
+        sumOuterProducts(rows: run, columns: columns, into: c + ky * run * ldc, ldc: ldc, accumulate: accumulate) { i, j in
+            PaddedImagePixels(a: pixels.a + ky * kernelRowStep + i, pixelStep: pixels.pixelStep, rowStep: pixels.rowStep,
+                              b: b + j, ldb: ldb, rows: pixels.rows, columns: pixels.columns)
+        }
+    }
+    guard let bias else { return }
+    withUnsafePointer(to: Float(1)) { one in
+        transposedProduct(count: pixels.rows * pixels.columns, a: one, lda: 0, rows: 1, b: b, ldb: ldb, columns: columns,
+                          c: bias, ldc: columns, accumulate: accumulate)
+    }
+}
+
 /// C (row stride ldc) = or += Σ a ⊗ b, tile by tile; `terms(i, j)` gives the pairs of the tile
 /// at row i, column j.
 @inline(__always)
