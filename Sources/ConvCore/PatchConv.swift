@@ -59,7 +59,7 @@ extension ConvShape {
     /// running sums (tile rows × output channels); or the input gradient's block.
     var patchScratchPerWorker: Int {
         max(patchGradientAlongRows ? patchGradientBlock * patchRowLength + patchRowLength * outChannels : paddedImageCount,
-            patchBlock * patchGradientRowLength, usesPlanarTiles ? planarScratchPerWorker : 0)
+            patchBlock * patchGradientRowLength + paddedImageCount, usesPlanarTiles ? planarScratchPerWorker : 0)
     }
 
     /// Floats of one image with its padding around it.
@@ -263,48 +263,48 @@ extension ConvWorkspace {
         }
     }
 
-    /// dX = the input gradient (overwritten). One task per image, block of pixels by block: the
-    /// block's patch-row gradients, dY·Wᵀ, into the worker's scratch, then added onto the
-    /// image while they are in L1. Each input pixel sums its terms in the order of the output
-    /// pixels, whatever the thread count.
+    /// dX = the input gradient (overwritten). One task per image, block of output rows by block:
+    /// the block's patch-row gradients, dY·Wᵀ, into the worker's scratch, then added onto the
+    /// image, padded in scratch, while they are in L1. Each input pixel sums its terms in the
+    /// order of the output pixels, whatever the thread count.
     func inputGradientByPatchRows(_ s: ConvShape, outputGradient dy: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
                                   inputGradient dx: UnsafeMutablePointer<Float>) {
         // Rows of whole slivers (their extra columns are zeros), so that every tile is stored whole.
         let cout = s.outChannels, k = s.patchSize, length = s.patchGradientRowLength
         packConvWeights(kernels, k: cout, n: length, into: packedWeights) { co, p in p < k ? w[p * cout + co] : 0 }
         let weights = UnsafePointer(packedWeights), scratch = patchScratch, perWorker = s.patchScratchPerWorker
-        let kernels = self.kernels, perImage = s.outHeight * s.outWidth, imageSize = s.height * s.width * s.inChannels
+        let kernels = self.kernels, ow = s.outWidth, perImage = s.outHeight * ow, imageSize = s.height * s.width * s.inChannels
+        let blockRows = max(1, patchBlock / ow), paddedRow = (s.width + 2 * s.padding) * s.inChannels
+        let run = s.kernelWidth * s.inChannels
         pool.run(tasks: s.batch) { n, worker in
-            let rows = scratch + worker * perWorker
-            (dx + n * imageSize).update(repeating: 0, count: imageSize)
-            var first = n * perImage
-            while first < (n + 1) * perImage {
-                let count = min(patchBlock, (n + 1) * perImage - first)
-                multiplyRows(kernels, kc: cout, a: dy + first * cout, lda: cout, rows: count, packedB: weights, columns: length,
-                             c: rows, ldc: length)
-                addPatchRows(s, rows, length: length, pixels: first..<(first + count), into: dx)
-                first += count
+            let rows = scratch + worker * perWorker, padded = rows + patchBlock * length
+            padded.update(repeating: 0, count: s.paddedImageCount)
+            for oy0 in stride(from: 0, to: s.outHeight, by: blockRows) {
+                let oy1 = min(oy0 + blockRows, s.outHeight)
+                multiplyRows(kernels, kc: cout, a: dy + (n * perImage + oy0 * ow) * cout, lda: cout, rows: (oy1 - oy0) * ow,
+                             packedB: weights, columns: length, c: rows, ldc: length)
+                var row = UnsafePointer(rows)
+                for oy in oy0..<oy1 {
+                    var patch = padded + oy * s.stride * paddedRow
+                    for _ in 0..<ow {
+                        for ky in 0..<s.kernelHeight {
+                            let dst = patch + ky * paddedRow, src = row + ky * run
+                            addInPlace(dst, src, count: run)
+                        }
+                        patch += s.stride * s.inChannels
+                        row += length
+                    }
+                }
             }
+            unpadImage(s, padded, into: dx + n * imageSize)
         }
     }
 }
 
-/// Adds patch rows (`length` floats apart, [ky][kx][ci]) of output pixels `pixels` onto the
-/// input pixels they were read from: the adjoint of `writePatchRows`, without its bias and
-/// padding. Within a kernel row the taps inside the image are one run of floats in both.
-func addPatchRows(_ s: ConvShape, _ rows: UnsafePointer<Float>, length: Int, pixels: Range<Int>, into dx: UnsafeMutablePointer<Float>) {
-    let oh = s.outHeight, ow = s.outWidth, cin = s.inChannels, kw = s.kernelWidth
-    var row = rows
-    for p in pixels {
-        let n = p / (oh * ow), oy = (p % (oh * ow)) / ow, ox = p % ow
-        let left = ox * s.stride - s.padding
-        let kxLow = max(0, -left), kxHigh = min(kw, s.width - left)
-        for ky in 0..<s.kernelHeight {
-            let iy = oy * s.stride - s.padding + ky
-            if iy < 0 || iy >= s.height || kxHigh <= kxLow { continue }
-            addInPlace(dx + ((n * s.height + iy) * s.width + left + kxLow) * cin, row + (ky * kw + kxLow) * cin,
-                       count: (kxHigh - kxLow) * cin)
-        }
-        row += length
+/// The inverse of `padImage`: copies the middle of a padded image out.
+func unpadImage(_ s: ConvShape, _ padded: UnsafePointer<Float>, into image: UnsafeMutablePointer<Float>) {
+    let row = s.width * s.inChannels, paddedRow = (s.width + 2 * s.padding) * s.inChannels
+    for y in 0..<s.height {
+        (image + y * row).update(from: padded + (y + s.padding) * paddedRow + s.padding * s.inChannels, count: row)
     }
 }
