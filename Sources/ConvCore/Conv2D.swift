@@ -53,7 +53,7 @@ public final class ConvWorkspace: @unchecked Sendable {
     public let kernels: ConvKernelSet
     private let im2col = ScratchBuffer(), packed = ScratchBuffer(), zeroRow = ScratchBuffer()
     private let partialSums = ScratchBuffer(), winograd = ScratchBuffer(), patchRows = ScratchBuffer()
-    private let winogradBlocks = ScratchBuffer()
+    private let winogradBlocks = ScratchBuffer(), denseTransposeBuffer = ScratchBuffer()
     public var columns: UnsafeMutablePointer<Float> { im2col.pointer }
     public var columnCapacity: Int { im2col.capacity }
     var packedWeights: UnsafeMutablePointer<Float> { packed.pointer }
@@ -63,6 +63,9 @@ public final class ConvWorkspace: @unchecked Sendable {
     var partialCapacity: Int { partialSums.capacity }
     /// Grows the partial-sum scratch (per sample group or per worker) to `count` floats.
     func reservePartials(_ count: Int) { partialSums.reserve(count) }
+    /// dyᵀ and dxᵀ of a dense layer's input gradient (Dense.swift).
+    var denseTransposes: UnsafeMutablePointer<Float> { denseTransposeBuffer.pointer }
+    func reserveDenseTransposes(_ count: Int) { denseTransposeBuffer.reserve(count) }
     /// Per worker, `winogradPerWorker` floats from `winogradScratch`: a Winograd task's
     /// transformed inputs and products.
     var winogradScratch: UnsafeMutablePointer<Float> { winograd.pointer }

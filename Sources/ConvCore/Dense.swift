@@ -81,13 +81,46 @@ func denseGradientScratchCount(_ s: DenseShape, groups: Int) -> Int {
     return groups * max(patchRows * denseGradientColumns, s.outputs)
 }
 
-/// dx = dy·Wᵀ (overwritten).
+/// dx = dy·Wᵀ (overwritten). Where the batch is whole slivers it is formed transposed, dxᵀ =
+/// W·dyᵀ, with W's rows read in place: the other way round packs Wᵀ, a transposing copy of the
+/// whole weight matrix every step, where the transposes of dy and dx are a batch's rows. Each
+/// sum runs over the outputs in the same order and the same chunks either way.
 public func denseBackwardData(_ s: DenseShape, outputGradient dy: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
                               inputGradient dx: UnsafeMutablePointer<Float>, workspace ws: ConvWorkspace) {
-    gemm(m: s.batch, n: s.inputs, k: s.outputs, a: GemmOperand(dy, stride: s.outputs),
-         b: GemmOperand(w, stride: s.outputs, transposed: true), c: dx, ldc: s.inputs, accumulate: false,
-         scratch: ws.gemmScratch, pool: ws.pool)
+    let batch = s.batch, kernels = ws.kernels
+    guard batch % kernels.sliverWidth == 0 && batch <= denseTransposeBatch else {
+        gemm(m: batch, n: s.inputs, k: s.outputs, a: GemmOperand(dy, stride: s.outputs),
+             b: GemmOperand(w, stride: s.outputs, transposed: true), c: dx, ldc: s.inputs, accumulate: false,
+             scratch: ws.gemmScratch, pool: ws.pool)
+        return
+    }
+    ws.reserveDenseTransposes((s.inputs + s.outputs) * batch)  // grows on the first call only
+    let dyT = ws.denseTransposes, dxT = dyT + s.outputs * batch
+    for b in 0..<batch { for o in 0..<s.outputs { dyT[o * batch + b] = dy[b * s.outputs + o] } }
+    let blocks = (s.inputs + denseTransposeRows - 1) / denseTransposeRows
+    ws.pool.run(tasks: blocks) { task, _ in
+        let i0 = task * denseTransposeRows, rows = min(denseTransposeRows, s.inputs - i0)
+        var p0 = 0
+        while p0 < s.outputs {
+            let kc = min(GemmScratch.kc, s.outputs - p0)
+            let a = w + i0 * s.outputs + p0, b = UnsafePointer(dyT + p0 * batch), c = dxT + i0 * batch
+            switch kernels {
+            case .avx2:
+                ConvKernels.gemmBlock(kc: kc, a: a, lda: s.outputs, rows: rows, b: b, ldb: batch, columns: batch,
+                                      c: c, ldc: batch, accumulate: p0 > 0)
+            case .avx512:
+                ConvKernelsAVX512.gemmBlock(kc: kc, a: a, lda: s.outputs, rows: rows, b: b, ldb: batch, columns: batch,
+                                            c: c, ldc: batch, accumulate: p0 > 0)
+            }
+            p0 += kc
+        }
+        for b in 0..<batch { for r in 0..<rows { dx[b * s.inputs + i0 + r] = dxT[(i0 + r) * batch + b] } }
+    }
 }
+
+/// Rows of W per task of the transposed dense input gradient, and the largest batch it takes
+/// (past it, packing Wᵀ costs little next to the product).
+let denseTransposeRows = 96, denseTransposeBatch = 256
 
 extension ConvWorkspace {
     /// Sizes the GEMM's packing for a dense layer's three products; called while a network is built.
@@ -95,5 +128,6 @@ extension ConvWorkspace {
         gemmScratch.reserve(k: s.inputs, n: s.outputs)
         gemmScratch.reserve(k: s.outputs, n: s.inputs)
         reservePartials(pool.threads * denseGradientScratchCount(s, groups: pool.sampleGroups.count(batch: s.batch)))
+        reserveDenseTransposes((s.inputs + s.outputs) * s.batch)
     }
 }

@@ -255,6 +255,38 @@ import Testing
         #expect(finiteDifferenceError(b, analytic: db) { weightedSum(fwd(x, w, $0), r) } < 1e-2)
     }
 
+    @Test("dense input gradient of a batch of whole slivers (dxᵀ = W·dyᵀ): the packed GEMM's bits, the reference's values, any thread count",
+          arguments: [DenseShape(batch: 32, inputs: 131, outputs: 300), DenseShape(batch: 64, inputs: 2304, outputs: 40)])
+    func denseInputGradientTransposed(s: DenseShape) throws {
+        let dy = randomArray(s.batch * s.outputs, seed: 5), w = randomArray(s.weightCount, seed: 6)
+        func inputGradient(threads: Int) -> [Float] {
+            let ws = ConvWorkspace(threads: threads)
+            var dx = [Float](repeating: .nan, count: s.batch * s.inputs)
+            dx.withUnsafeMutableBufferPointer { denseBackwardData(s, outputGradient: dy, weights: w, inputGradient: $0.baseAddress!, workspace: ws) }
+            return dx
+        }
+        let dx = inputGradient(threads: 2)
+        #expect(dx == inputGradient(threads: 1) && dx == inputGradient(threads: 3))
+        var packed = [Float](repeating: .nan, count: dx.count)
+        packed.withUnsafeMutableBufferPointer { out in
+            dy.withUnsafeBufferPointer { dyp in w.withUnsafeBufferPointer { wp in
+                gemm(m: s.batch, n: s.inputs, k: s.outputs, a: GemmOperand(dyp.baseAddress!, stride: s.outputs),
+                     b: GemmOperand(wp.baseAddress!, stride: s.outputs, transposed: true), c: out.baseAddress!, ldc: s.inputs,
+                     accumulate: false, scratch: ws.gemmScratch, pool: ws.pool)
+            } }
+        }
+        #expect(dx == packed)
+        var worst = 0.0
+        for b in 0..<s.batch {
+            for i in 0..<s.inputs {
+                var want = 0.0
+                for o in 0..<s.outputs { want += Double(dy[b * s.outputs + o]) * Double(w[i * s.outputs + o]) }
+                worst = max(worst, abs(Double(dx[b * s.inputs + i]) - want) / max(1, abs(want)))
+            }
+        }
+        #expect(worst < 1e-5, "largest relative error \(worst)")
+    }
+
     @Test("softmax cross-entropy: loss, accuracy count and logit gradient")
     func softmaxCrossEntropyGradient() {
         let batch = 6, classes = 10
