@@ -6,10 +6,13 @@ import Foundation
 /// each output pixel's receptive field copied into one contiguous row, [ky][kx][ci] like the
 /// weights, followed by a 1 that multiplies the bias. The direct tiles would spend as much on
 /// a pixel's tap bookkeeping as on its 27 multiply-adds; here the forward pass is the GEMM tile
-/// reading the rows in place (K = 27 + 1 for the bias), and the weight gradient is a sum of
-/// outer products of patch rows with output gradients whose every tile is full (its bias row
-/// is the one of the constant 1). A block of rows is built per task in a worker's scratch and
-/// costs little next to the products: one row per output pixel, K floats long.
+/// reading the rows in place (K = 27 + 1 for the bias). A block of rows is built per task in a
+/// worker's scratch: one row per output pixel, K floats long.
+///
+/// The weight gradient is a sum of outer products of patches with output gradients. It writes
+/// no rows: each image is padded once into scratch, where a kernel row's taps are one run of
+/// floats, and the tiles read the patches in place (`paddedImageProduct`). Only the transposed
+/// form for fewer than 16 output channels still builds rows.
 ///
 /// The input gradient runs on patch rows too: dY·Wᵀ gives each output pixel's patch-row
 /// gradient, added back onto the pixels the patch covers. The flipped convolution the other
@@ -18,9 +21,9 @@ import Foundation
 
 private let patchRowsEnabled = ProcessInfo.processInfo.environment["DDPTRAIN_PATCH_ROWS"] != "0"
 
-/// Output pixels per block of patch rows in the forward pass: the rows and the block's outputs
-/// stay in L1. The weight gradient takes blocks twice as long: each of its tiles reads only a
-/// few floats of every row, and its running sums are loaded and stored once per block.
+/// Output pixels per block in the forward pass: the rows and the block's outputs stay in L1. The
+/// weight gradient takes blocks twice as long: its running sums are loaded and stored once per
+/// block, and each tile reads only a few floats of every pixel.
 let patchBlock = 96, patchGradientBlock = 192
 
 extension ConvShape {
@@ -194,8 +197,8 @@ extension ConvWorkspace {
         }
     }
 
-    /// dW = Σ patch rowᵀ · dY over pixels, and dBias (the row of the constant 1) unless `db` is
-    /// nil, summed by image groups (`sumOverImageGroups`).
+    /// dW = Σ patchᵀ · dY over pixels, and dBias (what a patch row's constant 1 gives: Σ dY)
+    /// unless `db` is nil, summed by image groups (`sumOverImageGroups`).
     func weightGradientByPatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                                    weightGradient dw: UnsafeMutablePointer<Float>, biasGradient db: UnsafeMutablePointer<Float>?) {
         if s.patchGradientAlongRows {
