@@ -58,8 +58,9 @@ extension ConvShape {
     /// Floats per row of the input gradient's patch rows: whole slivers of either kernel set.
     var patchGradientRowLength: Int { (patchSize + 31) / 32 * 32 }
 
-    /// Floats of patch-row scratch one worker needs: a block of rows, and the weight gradient's
-    /// running sums (tile rows × output channels); or the input gradient's block.
+    /// Floats of patch-row scratch one worker needs: a padded image for the weight gradient (or,
+    /// transposed, a block of rows and its running sums); or the input gradient's block of rows
+    /// and padded image; or the planar tiles' scratch.
     var patchScratchPerWorker: Int {
         max(patchGradientAlongRows ? patchGradientBlock * patchRowLength + patchRowLength * outChannels : paddedImageCount,
             patchBlock * patchGradientRowLength + paddedImageCount, usesPlanarTiles ? planarScratchPerWorker : 0)

@@ -257,7 +257,7 @@ import Testing
 
     @Test("dense input gradient of a batch of whole slivers (dxᵀ = W·dyᵀ): the packed GEMM's bits, the reference's values, any thread count",
           arguments: [DenseShape(batch: 32, inputs: 131, outputs: 300), DenseShape(batch: 64, inputs: 2304, outputs: 40)])
-    func denseInputGradientTransposed(s: DenseShape) throws {
+    func denseInputGradientTransposed(s: DenseShape) {
         let dy = randomArray(s.batch * s.outputs, seed: 5), w = randomArray(s.weightCount, seed: 6)
         func inputGradient(threads: Int) -> [Float] {
             let ws = ConvWorkspace(threads: threads)
