@@ -85,6 +85,13 @@ enum CLI {
         return pids
     }
 
+    /// Waits (up to `timeout` seconds) for a run's first checkpoint, named by its `latest`
+    /// pointer: training is under way, mid-epoch.
+    static func waitForFirstCheckpoint(_ runDir: String, timeout: TimeInterval = 120) {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline && !FileManager.default.fileExists(atPath: runDir + "/latest") { Thread.sleep(forTimeInterval: 0.02) }
+    }
+
     /// Parameter values of a safetensors file, by tensor name.
     static func weights(_ path: String) throws -> [String: [Float]] {
         Dictionary(uniqueKeysWithValues: try SafeTensors.read(path).tensors.map { ($0.name, $0.values) })

@@ -124,8 +124,7 @@ import Testing
         let dir = CLI.temporaryDirectory()
         let (process, log) = try CLI.start([CLI.launcher, "-n", "2", CLI.binary, "--data", data, "--run-dir", dir,
                                             "--batch-size", "8", "--epochs", "1000", "--collective-timeout", "3"])
-        let deadline = Date().addingTimeInterval(120)
-        while Date() < deadline && !FileManager.default.fileExists(atPath: dir + "/latest") { Thread.sleep(forTimeInterval: 0.02) }
+        CLI.waitForFirstCheckpoint(dir)
         let ranks = CLI.rankPIDs(marker: dir, count: 2)
         try #require(ranks.count == 2, "expected 2 rank processes, found \(ranks)")
         kill(ranks.last!, SIGSTOP)

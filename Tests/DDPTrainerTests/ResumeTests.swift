@@ -76,8 +76,7 @@ import Testing
         let args = command(ranks: 4, data: data, runDir: dir)
         let (process, log) = try CLI.start(args)
         // Wait for the first checkpoint, then kill a rank other than the writer.
-        let deadline = Date().addingTimeInterval(120)
-        while Date() < deadline && !FileManager.default.fileExists(atPath: dir + "/latest") { Thread.sleep(forTimeInterval: 0.02) }
+        CLI.waitForFirstCheckpoint(dir)
         let ranks = CLI.rankPIDs(marker: dir, count: 4)
         try #require(ranks.count == 4, "expected 4 rank processes, found \(ranks)")
         kill(ranks.last!, SIGKILL)

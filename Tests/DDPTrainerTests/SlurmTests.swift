@@ -220,8 +220,7 @@ struct SlurmTests {
         let dir = CLI.temporaryDirectory()
         let id = try slurm.submit(slurm.twoRanks + ["--output", dir + "/job.out", "cluster/slurm.sbatch"]
                                   + trainArguments(data: data, runDir: dir, epochs: 30))
-        let deadline = Date().addingTimeInterval(180)
-        while Date() < deadline && !FileManager.default.fileExists(atPath: dir + "/latest") { Thread.sleep(forTimeInterval: 0.05) }
+        CLI.waitForFirstCheckpoint(dir, timeout: 180)
         try #require(CLI.rankPIDs(marker: dir, count: 2).count == 2, "2 ranks expected to be running")
         let cancel = try slurm.run(["scancel", "\(id)"])
         #expect(cancel.status == 0, "\(cancel.output)")

@@ -15,12 +15,6 @@ import Testing
 
     static let totalSteps = 111
 
-    /// Waits (up to 120 s) for the run's first checkpoint: training is under way, mid-epoch.
-    func waitForFirstCheckpoint(_ runDir: String) {
-        let deadline = Date().addingTimeInterval(120)
-        while Date() < deadline && !FileManager.default.fileExists(atPath: runDir + "/latest") { Thread.sleep(forTimeInterval: 0.01) }
-    }
-
     /// The global step named by "stopped on SIGNAL at global step N" lines, one per rank.
     func stoppedSteps(_ output: String, signal: String) -> [Int] {
         output.split(separator: "\n").compactMap { line in
@@ -48,7 +42,7 @@ import Testing
         let dir = CLI.temporaryDirectory()
         let args = command(ranks: ranks, data: data, runDir: dir)
         let (process, log) = try CLI.start(args)
-        waitForFirstCheckpoint(dir)
+        CLI.waitForFirstCheckpoint(dir)
         let pids = CLI.rankPIDs(marker: dir, count: ranks)
         try #require(pids.count == ranks, "expected \(ranks) rank processes, found \(pids)")
         let signalled = Date()
@@ -101,7 +95,7 @@ import Testing
         let data = try CLI.makeData(trainPerFile: 60)
         let dir = CLI.temporaryDirectory()
         let (process, log) = try CLI.start(command(ranks: 1, data: data, runDir: dir))
-        waitForFirstCheckpoint(dir)
+        CLI.waitForFirstCheckpoint(dir)
         let pids = CLI.rankPIDs(marker: dir, count: 1)
         try #require(pids.count == 1)
         kill(pids[0], SIGINT)
