@@ -100,20 +100,8 @@ public func denseBackwardData(_ s: DenseShape, outputGradient dy: UnsafePointer<
     let blocks = (s.inputs + denseTransposeRows - 1) / denseTransposeRows
     ws.pool.run(tasks: blocks) { task, _ in
         let i0 = task * denseTransposeRows, rows = min(denseTransposeRows, s.inputs - i0)
-        var p0 = 0
-        while p0 < s.outputs {
-            let kc = min(GemmScratch.kc, s.outputs - p0)
-            let a = w + i0 * s.outputs + p0, b = UnsafePointer(dyT + p0 * batch), c = dxT + i0 * batch
-            switch kernels {
-            case .avx2:
-                ConvKernels.gemmBlock(kc: kc, a: a, lda: s.outputs, rows: rows, b: b, ldb: batch, columns: batch,
-                                      c: c, ldc: batch, accumulate: p0 > 0)
-            case .avx512:
-                ConvKernelsAVX512.gemmBlock(kc: kc, a: a, lda: s.outputs, rows: rows, b: b, ldb: batch, columns: batch,
-                                            c: c, ldc: batch, accumulate: p0 > 0)
-            }
-            p0 += kc
-        }
+        multiplyInPlace(kernels, k: s.outputs, a: w + i0 * s.outputs, lda: s.outputs, rows: rows, b: dyT, ldb: batch,
+                        columns: batch, c: dxT + i0 * batch, ldc: batch, accumulate: false)
         for b in 0..<batch { for r in 0..<rows { dx[b * s.inputs + i0 + r] = dxT[(i0 + r) * batch + b] } }
     }
 }

@@ -112,28 +112,35 @@ public func gemm(m: Int, n: Int, k: Int, a: GemmOperand, b: GemmOperand,
 @inline(__always) private func roundUp(_ x: Int, _ q: Int) -> Int { (x + q - 1) / q * q }
 
 /// A·B for a few rows of A (a dense layer's batch): the tiles read A and B in place, one task
-/// per sliver of columns, so B is read once and never packed. The sliver is taken `kc` rows of
-/// B at a time, which stay in L1 while every row tile of A passes over them (the accumulators
-/// are stored and reloaded between chunks, which leaves every sum's order as it was).
+/// per sliver of columns, so B is read once and never packed.
 private func multiplyUnpacked(m: Int, n: Int, k: Int, a: GemmOperand, b: GemmOperand, c: UnsafeMutablePointer<Float>, ldc: Int,
                               accumulate: Bool, kernels: ConvKernelSet, pool: WorkerPool) {
     let nr = kernels.sliverWidth
     pool.run(tasks: n / nr) { sliver, _ in
         let j = sliver * nr
-        var p0 = 0
-        while p0 < k {
-            let kc = min(GemmScratch.kc, k - p0), add = accumulate || p0 > 0
-            let ap = a.base + p0, bp = b.base + p0 * b.stride + j
-            switch kernels {
-            case .avx2:
-                ConvKernels.gemmBlock(kc: kc, a: ap, lda: a.stride, rows: m, b: bp, ldb: b.stride, columns: nr,
-                                      c: c + j, ldc: ldc, accumulate: add)
-            case .avx512:
-                ConvKernelsAVX512.gemmBlock(kc: kc, a: ap, lda: a.stride, rows: m, b: bp, ldb: b.stride, columns: nr,
-                                            c: c + j, ldc: ldc, accumulate: add)
-            }
-            p0 += kc
+        multiplyInPlace(kernels, k: k, a: a.base, lda: a.stride, rows: m, b: b.base + j, ldb: b.stride, columns: nr,
+                        c: c + j, ldc: ldc, accumulate: accumulate)
+    }
+}
+
+/// C (+)= A·B on one thread with A (`rows` rows) and B (`columns`, whole slivers) read in place,
+/// `GemmScratch.kc` rows of B at a time, which stay in L1 while every row tile of A passes over
+/// them (the accumulators are stored and reloaded between chunks, which leaves every sum's
+/// order as it was).
+func multiplyInPlace(_ kernels: ConvKernelSet, k: Int, a: UnsafePointer<Float>, lda: Int, rows: Int, b: UnsafePointer<Float>, ldb: Int,
+                     columns: Int, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+    var p0 = 0
+    while p0 < k {
+        let kc = min(GemmScratch.kc, k - p0), add = accumulate || p0 > 0
+        switch kernels {
+        case .avx2:
+            ConvKernels.gemmBlock(kc: kc, a: a + p0, lda: lda, rows: rows, b: b + p0 * ldb, ldb: ldb, columns: columns,
+                                  c: c, ldc: ldc, accumulate: add)
+        case .avx512:
+            ConvKernelsAVX512.gemmBlock(kc: kc, a: a + p0, lda: lda, rows: rows, b: b + p0 * ldb, ldb: ldb, columns: columns,
+                                        c: c, ldc: ldc, accumulate: add)
         }
+        p0 += kc
     }
 }
 

@@ -66,8 +66,9 @@ extension ConvShape {
             patchBlock * patchGradientRowLength + paddedImageCount, usesPlanarTiles ? planarScratchPerWorker : 0)
     }
 
-    /// Floats of one image with its padding around it.
-    var paddedImageCount: Int { (height + 2 * padding) * (width + 2 * padding) * inChannels }
+    /// Floats of one row, and of one image, with the padding around it.
+    var paddedRowLength: Int { (width + 2 * padding) * inChannels }
+    var paddedImageCount: Int { (height + 2 * padding) * paddedRowLength }
 }
 
 /// Writes the patch rows of output pixels `pixels` (numbered over the batch), `s.patchRowLength`
@@ -123,7 +124,7 @@ func writePatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, zeros: Unsafe
 
 /// Copies an image into the middle of a zeroed (height + 2·padding) × (width + 2·padding) one.
 func padImage(_ s: ConvShape, _ image: UnsafePointer<Float>, into padded: UnsafeMutablePointer<Float>) {
-    let row = s.width * s.inChannels, paddedRow = (s.width + 2 * s.padding) * s.inChannels
+    let row = s.width * s.inChannels, paddedRow = s.paddedRowLength
     padded.update(repeating: 0, count: s.paddedImageCount)
     for y in 0..<s.height {
         (padded + (y + s.padding) * paddedRow + s.padding * s.inChannels).update(from: image + y * row, count: row)
@@ -209,17 +210,17 @@ extension ConvWorkspace {
         // Each patch is read in place from its image, padded once into the worker's scratch:
         // writing its patch rows took 29 % of this pass (a row per pixel, as long as the patch).
         let cout = s.outChannels, ow = s.outWidth, perImage = s.outHeight * ow, imageSize = s.height * s.width * s.inChannels
-        let paddedRow = (s.width + 2 * s.padding) * s.inChannels
+        let paddedRow = s.paddedRowLength
         let blockRows = max(1, patchGradientBlock / ow)
         let scratch = patchScratch, perWorker = s.patchScratchPerWorker, kernels = self.kernels
         sumOverImageGroups(s, weightGradient: dw, biasGradient: db) { images, worker, out in
-            let padded = scratch + worker * perWorker
+            let padded = scratch + worker * perWorker, bias = db == nil ? nil : out + s.weightCount
             for n in images {
                 padImage(s, x + n * imageSize, into: padded)
                 for oy in stride(from: 0, to: s.outHeight, by: blockRows) {
                     let pixels = (a: UnsafePointer(padded + oy * s.stride * paddedRow), pixelStep: s.stride * s.inChannels,
                                   rowStep: s.stride * paddedRow, rows: min(blockRows, s.outHeight - oy), columns: ow)
-                    let b = dy + (n * perImage + oy * ow) * cout, bias = db == nil ? nil : out + s.weightCount
+                    let b = dy + (n * perImage + oy * ow) * cout
                     let accumulate = n > images.lowerBound || oy > 0
                     switch kernels {
                     case .avx2:
@@ -278,7 +279,7 @@ extension ConvWorkspace {
         packConvWeights(kernels, k: cout, n: length, into: packedWeights) { co, p in p < k ? w[p * cout + co] : 0 }
         let weights = UnsafePointer(packedWeights), scratch = patchScratch, perWorker = s.patchScratchPerWorker
         let kernels = self.kernels, ow = s.outWidth, perImage = s.outHeight * ow, imageSize = s.height * s.width * s.inChannels
-        let blockRows = max(1, patchBlock / ow), paddedRow = (s.width + 2 * s.padding) * s.inChannels
+        let blockRows = max(1, patchBlock / ow), paddedRow = s.paddedRowLength
         let run = s.kernelWidth * s.inChannels
         pool.run(tasks: s.batch) { n, worker in
             let rows = scratch + worker * perWorker, padded = rows + patchBlock * length
@@ -307,7 +308,7 @@ extension ConvWorkspace {
 
 /// The inverse of `padImage`: copies the middle of a padded image out.
 func unpadImage(_ s: ConvShape, _ padded: UnsafePointer<Float>, into image: UnsafeMutablePointer<Float>) {
-    let row = s.width * s.inChannels, paddedRow = (s.width + 2 * s.padding) * s.inChannels
+    let row = s.width * s.inChannels, paddedRow = s.paddedRowLength
     for y in 0..<s.height {
         (image + y * row).update(from: padded + (y + s.padding) * paddedRow + s.padding * s.inChannels, count: row)
     }
