@@ -25,8 +25,11 @@ let package = Package(
         // ConvCore chooses at start-up, so one binary runs on both kinds of machine.
         .target(name: "ConvKernels", swiftSettings: simd),
         .target(name: "ConvKernelsAVX512", swiftSettings: [.unsafeFlags(["-Xcc", "-march=x86-64-v4"])]),
+        // The bfloat16 products (`vdpbf16ps`, which Swift cannot name): C compiled for AVX512_BF16,
+        // called only where the CPU has it.
+        .target(name: "CBFloat16", cSettings: [.unsafeFlags(["-O3", "-march=x86-64-v4", "-mavx512bf16"])]),
         // Numerics over raw buffers: no MPI, no files, no CLI.
-        .target(name: "ConvCore", dependencies: ["ConvKernels", "ConvKernelsAVX512"], swiftSettings: simd),
+        .target(name: "ConvCore", dependencies: ["ConvKernels", "ConvKernelsAVX512", "CBFloat16"], swiftSettings: simd),
         // The CIFAR-10 binary format, sharding and augmentation.
         .target(name: "CIFAR10", dependencies: ["ConvCore"], swiftSettings: simd),
         // The Protocol Buffers wire format (writing), for the files other tools read: TensorBoard
@@ -41,7 +44,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: simd),
         .testTarget(name: "CIFAR10Tests", dependencies: ["CIFAR10", "ConvCore"], swiftSettings: simd),
-        .testTarget(name: "ConvCoreTests", dependencies: ["ConvCore"], swiftSettings: simd),
+        .testTarget(name: "ConvCoreTests", dependencies: ["ConvCore", "CBFloat16"], swiftSettings: simd),
         .testTarget(name: "ProtobufTests", dependencies: ["Protobuf"]),
         .testTarget(name: "ImagesTests", dependencies: ["Images"]),
 

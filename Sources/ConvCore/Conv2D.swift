@@ -51,9 +51,12 @@ public final class ConvWorkspace: @unchecked Sendable {
     public let gemmScratch: GemmScratch
     /// The compiled convolution kernels this workspace runs.
     public let kernels: ConvKernelSet
-    private let im2col = ScratchBuffer(), packed = ScratchBuffer(), zeroRow = ScratchBuffer()
-    private let partialSums = ScratchBuffer(), winograd = ScratchBuffer(), patchRows = ScratchBuffer()
-    private let winogradBlocks = ScratchBuffer(), denseTransposeBuffer = ScratchBuffer()
+    private let im2col = ScratchBuffer<Float>(), packed = ScratchBuffer<Float>(), zeroRow = ScratchBuffer<Float>()
+    private let partialSums = ScratchBuffer<Float>(), winograd = ScratchBuffer<Float>(), patchRows = ScratchBuffer<Float>()
+    private let winogradBlocks = ScratchBuffer<Float>(), denseTransposeBuffer = ScratchBuffer<Float>()
+    private let pairScratch = ScratchBuffer<UInt32>(), pairWeights = ScratchBuffer<UInt32>()
+    /// The precision of the products (Precision.swift).
+    public let precision: Precision
     public var columns: UnsafeMutablePointer<Float> { im2col.pointer }
     public var columnCapacity: Int { im2col.capacity }
     var packedWeights: UnsafeMutablePointer<Float> { packed.pointer }
@@ -78,15 +81,29 @@ public final class ConvWorkspace: @unchecked Sendable {
     public var winogradGradientSplit = WinogradGradientSplit.fromEnvironment
     /// How Winograd convolutions are split into tasks; set it before `reserve`.
     public var winogradConvolutionSplit = WinogradConvolutionSplit.fromEnvironment
+    /// Per worker, `bfloat16PerWorker` pairs from `bfloat16Scratch`: a bf16 Winograd task's
+    /// operands (WinogradBFloat16.swift).
+    var bfloat16Scratch: UnsafeMutablePointer<UInt32> { pairScratch.pointer }
+    private(set) var bfloat16PerWorker = 0
+    /// A bf16 layer's transformed weights as pairs.
+    var bfloat16Weights: UnsafeMutablePointer<UInt32> { pairWeights.pointer }
+    /// Grows the bf16 scratch: `operands` pairs (all workers') and `weights` pairs.
+    func reserveBFloat16(operands: Int, weights: Int) {
+        pairScratch.reserve(operands)
+        pairWeights.reserve(weights)
+    }
     /// Per worker, `patchScratchPerWorker` floats: a block of patch rows (PatchConv.swift).
     var patchScratch: UnsafeMutablePointer<Float> { patchRows.pointer }
     /// Floats of im2col scratch a strided layer may use at once (its input gradient is built
     /// image group by image group; 4M floats = 16 MB).
     public static let columnBudget = 1 << 22
 
-    public init(threads: Int, kernels: ConvKernelSet = .best) {
+    public init(threads: Int, kernels: ConvKernelSet = .best, precision: Precision = .float32) {
         precondition(kernels == .avx2 || ConvKernelSet.cpuSupportsAVX512, "this CPU cannot run the AVX-512 kernels")
+        precondition(precision.unavailableReason == nil && (precision == .float32 || kernels == .avx512),
+                     precision.unavailableReason ?? "bf16 runs beside the AVX-512 kernels")
         self.kernels = kernels
+        self.precision = precision
         pool = WorkerPool(threads: threads)
         gemmScratch = GemmScratch(workers: threads, kernels: kernels)
     }
@@ -104,9 +121,17 @@ public final class ConvWorkspace: @unchecked Sendable {
             let widest = max(shape.inChannels, shape.outChannels)
             winogradPerWorker = max(winogradPerWorker, algorithm.scratchCount(inChannels: widest, outChannels: widest))
             winograd.reserve(pool.threads * winogradPerWorker)
+            if bfloat16Products(algorithm) {
+                bfloat16PerWorker = max(bfloat16PerWorker, algorithm.bfloat16ScratchCount(inChannels: widest, outChannels: widest))
+                reserveBFloat16(operands: pool.threads * bfloat16PerWorker, weights: algorithm.bfloat16WeightCount(k: widest, n: widest))
+            }
             // The split by positions uses the operands' room, for the forward and the input gradient.
             if algorithm.convolvesByPositions(shape, winogradConvolutionSplit) {
                 winogradBlocks.reserve(max(algorithm.operandCount(shape), algorithm.operandCount(shape.inputGradientConvolution)))
+                if bfloat16Products(algorithm) {
+                    let tiles = max(algorithm.tiles(shape) * shape.inChannels, algorithm.tiles(shape.inputGradientConvolution) * shape.outChannels)
+                    reserveBFloat16(operands: algorithm.positions * tiles / 2, weights: algorithm.bfloat16WeightCount(k: widest, n: widest))
+                }
             }
             if algorithm.gradientByBlocks(shape, winogradGradientSplit, groupSize: pool.sampleGroups.size) {
                 let groups = pool.sampleGroups.count(batch: shape.batch)

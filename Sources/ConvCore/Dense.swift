@@ -1,3 +1,4 @@
+import CBFloat16
 import ConvKernels
 import ConvKernelsAVX512
 
@@ -14,6 +15,7 @@ public struct DenseShape: Sendable, Equatable {
 public func denseForward(_ s: DenseShape, input x: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
                          bias: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>, workspace ws: ConvWorkspace) {
     broadcastRows(bias, count: s.outputs, rows: s.batch, into: y, pool: ws.pool)
+    if ws.precision == .bfloat16 { return ws.bfloat16DenseForward(s, input: x, weights: w, output: y) }
     gemm(m: s.batch, n: s.outputs, k: s.inputs, a: GemmOperand(x, stride: s.inputs),
          b: GemmOperand(w, stride: s.outputs), c: y, ldc: s.outputs, accumulate: true,
          scratch: ws.gemmScratch, pool: ws.pool)
@@ -33,6 +35,7 @@ public func denseBackwardWeights(_ s: DenseShape, input x: UnsafePointer<Float>,
     ws.reservePartials(ws.pool.threads * perWorker)  // grows on the first call only; networks reserve up front
     let scratch = ws.partials, blocks = (s.inputs + denseGradientRows - 1) / denseGradientRows
     let patchRows = 2 * kernels.outerProductRows
+    let pairs = ws.precision == .bfloat16 ? ws.bfloat16DenseGradientOperands(s, input: x, outputGradient: dy, groups: groups) : nil
     // The last task sums the bias gradient, the others one row block of dW each.
     ws.pool.run(tasks: blocks + 1) { task, worker in
         let partials = scratch + worker * perWorker
@@ -53,6 +56,13 @@ public func denseBackwardWeights(_ s: DenseShape, input x: UnsafePointer<Float>,
                 for g in 0..<groups {
                     let samples = sampleGroups.samples(g, batch: s.batch)
                     let a = x + samples.lowerBound * s.inputs + i, b = dy + samples.lowerBound * n + j
+                    if let pairs {
+                        let first = pairs.firstPair[g], count = pairs.firstPair[g + 1] - first
+                        ddp_bf16_gemm(count, pairs.x + first * s.inputs + i, 1, s.inputs, rows,
+                                      pairs.dy + first * s.paddedOutputs + j, s.paddedOutputs, columns,
+                                      partials + g * slice, denseGradientColumns, 0)
+                        continue
+                    }
                     switch kernels {
                     case .avx2:
                         ConvKernels.transposedProduct(count: samples.count, a: a, lda: s.inputs, rows: rows, b: b, ldb: n,
@@ -88,6 +98,7 @@ func denseGradientScratchCount(_ s: DenseShape, groups: Int) -> Int {
 public func denseBackwardData(_ s: DenseShape, outputGradient dy: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
                               inputGradient dx: UnsafeMutablePointer<Float>, workspace ws: ConvWorkspace) {
     let batch = s.batch, kernels = ws.kernels
+    if ws.precision == .bfloat16 { return ws.bfloat16DenseBackwardData(s, outputGradient: dy, weights: w, inputGradient: dx) }
     guard batch % kernels.sliverWidth == 0 && batch <= denseTransposeBatch else {
         gemm(m: batch, n: s.inputs, k: s.outputs, a: GemmOperand(dy, stride: s.outputs),
              b: GemmOperand(w, stride: s.outputs, transposed: true), c: dx, ldc: s.inputs, accumulate: false,
@@ -117,5 +128,9 @@ extension ConvWorkspace {
         gemmScratch.reserve(k: s.outputs, n: s.inputs)
         reservePartials(pool.threads * denseGradientScratchCount(s, groups: pool.sampleGroups.count(batch: s.batch)))
         reserveDenseTransposes((s.inputs + s.outputs) * s.batch)
+        if precision == .bfloat16 {
+            reserveBFloat16(operands: s.bfloat16OperandCount(groups: pool.sampleGroups.count(batch: s.batch)),
+                            weights: s.bfloat16WeightCount)
+        }
     }
 }

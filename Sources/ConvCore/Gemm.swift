@@ -29,7 +29,7 @@ public final class GemmScratch: @unchecked Sendable {
     /// Which compiled micro-kernel multiplies (its sliver width is the packed B's).
     public let kernels: ConvKernelSet
     let packedA: [UnsafeMutablePointer<Float>]
-    private let packedBBuffer = ScratchBuffer()
+    private let packedBBuffer = ScratchBuffer<Float>()
     var packedB: UnsafeMutablePointer<Float> { packedBBuffer.pointer }
 
     public init(workers: Int, kernels: ConvKernelSet = .best) {

@@ -187,10 +187,10 @@ extension ConvWorkspace {
     /// with the bias as one more row.
     func convolveByPatchRows(_ s: ConvShape, input x: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
                              bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
-        let cout = s.outChannels, k = s.patchSize + (bias == nil ? 0 : 1)
+        let cout = s.outChannels, k = s.patchSize + (bias == nil ? 0 : 1), kernels = self.kernels.forColumns(cout)
         packConvWeights(kernels, k: k, n: cout, into: packedWeights) { p, j in p < s.patchSize ? w[p * cout + j] : bias![j] }
         let weights = UnsafePointer(packedWeights), scratch = patchScratch, perWorker = s.patchScratchPerWorker
-        let length = s.patchRowLength, kernels = self.kernels, zeros = UnsafePointer(self.zeros)
+        let length = s.patchRowLength, zeros = UnsafePointer(self.zeros)
         pool.run(tasks: (s.outputPixels + patchBlock - 1) / patchBlock) { task, worker in
             let first = task * patchBlock, count = min(patchBlock, s.outputPixels - first)
             let rows = scratch + worker * perWorker
@@ -212,7 +212,7 @@ extension ConvWorkspace {
         let cout = s.outChannels, ow = s.outWidth, perImage = s.outHeight * ow, imageSize = s.height * s.width * s.inChannels
         let paddedRow = s.paddedRowLength
         let blockRows = max(1, patchGradientBlock / ow)
-        let scratch = patchScratch, perWorker = s.patchScratchPerWorker, kernels = self.kernels
+        let scratch = patchScratch, perWorker = s.patchScratchPerWorker, kernels = self.kernels.forColumns(cout)
         sumOverImageGroups(s, weightGradient: dw, biasGradient: db) { images, worker, out in
             let padded = scratch + worker * perWorker, bias = db == nil ? nil : out + s.weightCount
             for n in images {

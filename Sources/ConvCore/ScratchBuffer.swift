@@ -1,7 +1,8 @@
-/// Float scratch that grows when a larger size is reserved (its contents are not kept).
-/// Workspaces reserve while a network is built, so that no training step allocates.
-final class ScratchBuffer: @unchecked Sendable {
-    private(set) var pointer: UnsafeMutablePointer<Float>
+/// Scratch that grows when a larger size is reserved (its contents are not kept): floats, or
+/// the 32-bit bfloat16 pairs of the bf16 products. Workspaces reserve while a network is
+/// built, so that no training step allocates.
+final class ScratchBuffer<Element: ExpressibleByIntegerLiteral>: @unchecked Sendable {
+    private(set) var pointer: UnsafeMutablePointer<Element>
     private(set) var capacity = 1
 
     init() {
@@ -9,7 +10,7 @@ final class ScratchBuffer: @unchecked Sendable {
         pointer.initialize(to: 0)
     }
 
-    /// Grows to at least `count` floats, set to zero when `zeroed`.
+    /// Grows to at least `count` elements, set to zero when `zeroed`.
     func reserve(_ count: Int, zeroed: Bool = false) {
         guard count > capacity else { return }
         pointer.deallocate()

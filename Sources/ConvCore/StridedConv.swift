@@ -50,7 +50,7 @@ extension ConvShape {
 func inputGradientByPhases(_ s: ConvShape, outputGradient dy: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
                            inputGradient dx: UnsafeMutablePointer<Float>, workspace ws: ConvWorkspace) {
     let st = s.stride, cin = s.inChannels, cout = s.outChannels, kw = s.kernelWidth
-    let kernels = ws.kernels, slivers = kernels.slivers(columns: cin)
+    let kernels = ws.kernels.forColumns(cin), slivers = kernels.slivers(columns: cin)
     func axes(_ ry: Int, _ rx: Int) -> (PhaseAxis, PhaseAxis) {
         (PhaseAxis(phase: ry, input: s.height, kernel: s.kernelHeight, stride: st, padding: s.padding),
          PhaseAxis(phase: rx, input: s.width, kernel: kw, stride: st, padding: s.padding))

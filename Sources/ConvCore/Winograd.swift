@@ -89,10 +89,15 @@ extension ConvWorkspace {
             winogradBackwardWeightsByBlocks(algorithm, s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db)
             return
         }
+        if bfloat16Products(algorithm) {
+            bfloat16BackwardWeights(algorithm, s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db)
+            return
+        }
         let sampleGroups = pool.sampleGroups, groups = sampleGroups.count(batch: s.batch)
         let slice = algorithm.gradientSliceCount(s), tilesPerImage = algorithm.tilesPerImage(s)
         let products = algorithm.gradientPlanesCount(rows: s.inChannels, columns: s.outChannels), withBias = db != nil
-        let partials = self.partials, scratch = winogradScratch, perWorker = winogradPerWorker, kernels = self.kernels, m = algorithm.m
+        let partials = self.partials, scratch = winogradScratch, perWorker = winogradPerWorker, m = algorithm.m
+        let kernels = self.kernels.forColumns(s.outChannels)
         let weightSlice = algorithm.weightSliceCount(s), weightPartials = partials + groups * slice
         let cin = s.inChannels, cout = s.outChannels, weights = s.weightCount
         pool.run(tasks: groups) { group, worker in
@@ -120,9 +125,9 @@ extension ConvWorkspace {
     /// The 3x3 kernel whose tap (ky, kx) of row k, column n is at `origin + ky·yStride +
     /// kx·xStride + k·kStride + n·nStride`, transformed into `packedWeights`, one task per
     /// sliver of columns and run of `transformRows` rows.
-    private func transformWeights(_ algorithm: WinogradAlgorithm, k: Int, n: Int,
+    func transformWeights(_ algorithm: WinogradAlgorithm, k: Int, n: Int,
                                   _ g: (origin: UnsafePointer<Float>, yStride: Int, xStride: Int, kStride: Int, nStride: Int)) {
-        let u = packedWeights, kernels = self.kernels, m = algorithm.m
+        let u = packedWeights, kernels = self.kernels.forColumns(n), m = algorithm.m
         let slivers = (n + kernels.sliverWidth - 1) / kernels.sliverWidth, runs = (k + transformRows - 1) / transformRows
         pool.run(tasks: slivers * runs) { task, _ in
             let sliver = task % slivers, first = task / slivers * transformRows, rows = first..<min(k, first + transformRows)
@@ -145,8 +150,13 @@ extension ConvWorkspace {
             convolveByPositions(algorithm, s, input: x, bias: bias, output: y)
             return
         }
+        if bfloat16Products(algorithm) {
+            bfloat16Convolve(algorithm, s, input: x, bias: bias, output: y)
+            return
+        }
         let tiles = algorithm.tiles(s), perTask = algorithm.tilesPerTask
-        let u = UnsafePointer(packedWeights), scratch = winogradScratch, perWorker = winogradPerWorker, kernels = self.kernels, m = algorithm.m
+        let u = UnsafePointer(packedWeights), scratch = winogradScratch, perWorker = winogradPerWorker, m = algorithm.m
+        let kernels = self.kernels.forColumns(s.outChannels)
         pool.run(tasks: (tiles + perTask - 1) / perTask) { task, worker in
             let first = task * perTask, count = min(perTask, tiles - first)
             switch kernels {

@@ -1,3 +1,4 @@
+import CBFloat16
 import ConvKernels
 import ConvKernelsAVX512
 import Foundation
@@ -131,7 +132,7 @@ extension ConvWorkspace {
         let sampleGroups = pool.sampleGroups, groups = sampleGroups.count(batch: s.batch)
         precondition(winogradBlockScratchCapacity >= algorithm.blockScratchCount(s, groups: groups, workers: pool.threads),
                      "conv workspace too small for \(s)")
-        let cin = s.inChannels, cout = s.outChannels, m = algorithm.m, kernels = self.kernels
+        let cin = s.inChannels, cout = s.outChannels, m = algorithm.m, kernels = self.kernels.forColumns(cout)
         let (vLayout, dLayout) = algorithm.blockOperands(s), tilesPerImage = algorithm.tilesPerImage(s)
         let v = winogradBlockScratch, d = v + vLayout.count, biasSums = d + dLayout.count
         let blocks = biasSums + groups * cout, perWorker = algorithm.blockScratchPerWorker(groups: groups)
@@ -191,17 +192,21 @@ extension ConvWorkspace {
     /// The same convolution in three passes over the whole batch (`WinogradConvolutionSplit.positions`):
     /// every tile's V, then per position and block of `positionRows` tiles V[ξ]·U[ξ] with U[ξ]
     /// read once per block instead of once per task of `tilesPerTask` tiles, then every tile's
-    /// output. Each product is the same dot product over Cin in the same order.
+    /// output. Each product is the same dot product over Cin in the same order. Under
+    /// `bfloat16Products` each block of V is rounded to pairs as its product task starts and
+    /// multiplied by U's pairs (WinogradBFloat16.swift).
     func convolveByPositions(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
                                      bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
         precondition(winogradBlockScratchCapacity >= algorithm.operandCount(s), "conv workspace too small for \(s)")
-        let cin = s.inChannels, cout = s.outChannels, m = algorithm.m, kernels = self.kernels, tiles = algorithm.tiles(s)
+        let cin = s.inChannels, cout = s.outChannels, m = algorithm.m, kernels = self.kernels.forColumns(cout), tiles = algorithm.tiles(s)
         let vLayout = OperandLayout(row: operandRow(cin), tiles: tiles, positions: algorithm.positions)
         let mLayout = OperandLayout(row: operandRow(cout), tiles: tiles, positions: algorithm.positions)
         let vRow = vLayout.row, mRow = mLayout.row, vPerPosition = vLayout.perPosition, mPerPosition = mLayout.perPosition
         let uPerPosition = kernels == .avx2 ? ConvKernels.winogradWeightsPerPosition(k: cin, n: cout)
                                             : ConvKernelsAVX512.winogradWeightsPerPosition(k: cin, n: cout)
         let v = winogradBlockScratch, products = v + algorithm.positions * vPerPosition, u = UnsafePointer(packedWeights)
+        let pairs = bfloat16Products(algorithm) ? (u: pairWeights(algorithm, k: cin, n: cout), v: bfloat16Scratch) : nil
+        let inPairs = cin / 2
         let perTask = algorithm.tilesPerTask, tileTasks = (tiles + perTask - 1) / perTask
         pool.run(tasks: tileTasks) { task, _ in
             let first = task * perTask, count = min(perTask, tiles - first)
@@ -217,6 +222,12 @@ extension ConvWorkspace {
         pool.run(tasks: algorithm.positions * rowBlocks) { task, _ in
             let xi = task / rowBlocks, first = task % rowBlocks * positionRows, count = min(positionRows, tiles - first)
             let a = UnsafePointer(v + xi * vPerPosition + first * vRow), c = products + xi * mPerPosition + first * mRow
+            if let pairs {
+                let aPairs = pairs.v + (xi * tiles + first) * inPairs
+                ddp_bf16_round_rows(a, vRow, count, cin, aPairs, inPairs)
+                ddp_bf16_gemm(inPairs, aPairs, inPairs, 1, count, pairs.u + xi * inPairs * cout, cout, cout, c, mRow, 0)
+                return
+            }
             switch kernels {
             case .avx2:
                 ConvKernels.gemmBlock(kc: cin, a: a, lda: vRow, rows: count, packedB: u + xi * uPerPosition, columns: cout, c: c, ldc: mRow)

@@ -52,6 +52,7 @@ struct Bench: ParsableCommand {
         config.repeats = repeats
         config.bucketBytes = parallel.bucketBytes
         config.gradientCompression = parallel.gradientCompression
+        config.precision = parallel.precision
         config.reduceGroup = parallel.reduceGroup
         config.reduceOrder = parallel.reduceOrder
         config.compareReduceOrders = compareReduceOrders

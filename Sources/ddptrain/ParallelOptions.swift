@@ -1,10 +1,14 @@
 import ArgumentParser
+import ConvCore
 import DDPTrainer
 
 /// The options `train` and `bench` share: how a rank computes and how its gradients travel.
 struct ParallelOptions: ParsableArguments {
     @Option(help: "Compute threads per rank (default: this rank's share of the node's cores).")
     var threads: Int?
+
+    @Option(help: "Operands of the products: fp32, or bf16 (bfloat16 multiplied by vdpbf16ps with float32 sums, in dense layers and Winograd F(2x2) layers; master weights, optimizer state and every other layer stay float32; needs a CPU with avx512_bf16).")
+    var precision = Precision.float32
 
     @Option(help: "Gradient all-reduce bucket size in KiB, overlapped with the backward pass (0: one all-reduce after it).")
     var bucketKb = 1024
@@ -25,6 +29,7 @@ struct ParallelOptions: ParsableArguments {
         if let t = threads, t < 1 { throw ValidationError("--threads must be at least 1") }
         if bucketKb < 0 { throw ValidationError("--bucket-kb must not be negative") }
         if let g = reduceGroup, g < 1 { throw ValidationError("--reduce-group must be at least 1") }
+        if let reason = precision.unavailableReason { throw ValidationError("--precision \(precision.rawValue): \(reason)") }
     }
 
     var bucketBytes: Int { bucketKb * 1024 }
@@ -37,5 +42,6 @@ struct ParallelOptions: ParsableArguments {
 }
 
 extension GradientCompression: ExpressibleByArgument {}
+extension Precision: ExpressibleByArgument {}
 extension BatchNormMode: ExpressibleByArgument {}
 extension ReductionOrder: ExpressibleByArgument {}

@@ -163,6 +163,7 @@ struct Train: ParsableCommand {
         config.collectiveTimeout = collectiveTimeout
         config.bucketBytes = parallel.bucketBytes
         config.gradientCompression = parallel.gradientCompression
+        config.precision = parallel.precision
         config.reduceGroup = parallel.reduceGroup
         config.reduceOrder = parallel.reduceOrder
         switch resume {

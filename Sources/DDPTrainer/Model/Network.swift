@@ -98,7 +98,7 @@ public final class Network {
     /// Built-in models always compile; a model from a file is validated first (`ModelSpec.validate`).
     /// `sampleGroups` orders every sum over samples (`SampleGroups`): training passes its run's
     /// grouping of the global batch; the default is that of a global batch of `maxBatch`.
-    public init(spec: ModelSpec, maxBatch: Int, threads: Int, sampleGroups: SampleGroups? = nil) {
+    public init(spec: ModelSpec, maxBatch: Int, threads: Int, sampleGroups: SampleGroups? = nil, precision: Precision = .float32) {
         let plan: LayerPlan
         do { plan = try LayerPlan(spec) } catch { preconditionFailure("invalid model \(spec.name): \(error)") }
         self.spec = spec
@@ -107,7 +107,7 @@ public final class Network {
         parameterCount = plan.parameterCount
         bufferTensors = plan.buffers
         bufferCount = plan.bufferCount
-        workspace = ConvWorkspace(threads: threads)
+        workspace = ConvWorkspace(threads: threads, precision: precision)
         workspace.pool.sampleGroups = sampleGroups ?? .standard(globalBatch: maxBatch)
         var compiler = LayerCompiler(maxBatch: maxBatch, workspace: workspace)
         parameters = compiler.floats(plan.parameterCount)

@@ -12,6 +12,8 @@ public struct BenchmarkConfig: Sendable {
     /// As `TrainingConfig.bucketBytes` and `.gradientCompression`.
     public var bucketBytes = 1 << 20
     public var gradientCompression = GradientCompression.none
+    /// As `TrainingConfig.precision`.
+    public var precision = Precision.float32
     /// As `TrainingConfig.reduceGroup` and `.reduceOrder`.
     public var reduceGroup: Int?
     public var reduceOrder = ReductionOrder.fixed
@@ -64,7 +66,7 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
         throw UsageError("--reduce-group \(group) must divide the global batch \(config.globalBatch)")
     }
     let groups = config.reduceGroup.map { SampleGroups(size: $0) } ?? .standard(globalBatch: config.globalBatch)
-    let network = Network(spec: spec, maxBatch: batch, threads: threads.threads, sampleGroups: groups)
+    let network = Network(spec: spec, maxBatch: batch, threads: threads.threads, sampleGroups: groups, precision: config.precision)
     network.initializeParameters(seed: 1)
     let optimizer = Optimizer(config.optimizer, tensors: network.tensors)
     if config.batchNorm == .global && comm.size > 1 { network.statistics = comm }
@@ -152,7 +154,7 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
         allReduceMs: Double(exposedNanoseconds) / totalSteps / 1e6, allReduce: allReduce,
         singleRankImagesPerSecond: singleRank, scalingEfficiency: singleRank.map { throughput / (Double(comm.size) * $0) },
         reduceOrders: reduceOrders, layers: layers,
-        peakMemoryMB: peakResidentMegabytes(), cpu: cpu.summary, kernels: "convolution: \(network.workspace.kernels.description); \(network.workspace.kernels.gemmDescription)", peakGflops: peak)
+        peakMemoryMB: peakResidentMegabytes(), cpu: cpu.summary, kernels: kernelDescription(network.workspace), peakGflops: peak)
 }
 
 /// Images/s of the fixed and the MPI reduction order, measured in pairs of back-to-back windows
@@ -235,3 +237,10 @@ func peakResidentMegabytes() -> Double {
 #if canImport(Glibc)
 import Glibc
 #endif
+
+/// The kernels a workspace runs, for the benchmark's report.
+private func kernelDescription(_ ws: ConvWorkspace) -> String {
+    let products = ws.precision == .bfloat16
+        ? "; bf16 products (vdpbf16ps, float32 sums) in dense and Winograd F(2x2) layers, shares of the float32 FMA peak" : ""
+    return "convolution: \(ws.kernels.description); \(ws.kernels.gemmDescription)\(products)"
+}

@@ -49,7 +49,8 @@ public final class Trainer {
                                               classNames: loadClassNames(directory: config.dataDirectory))
         assembler = BatchAssembler(images: train, normalization: setup.normalization)
         testAssembler = BatchAssembler(images: test, normalization: setup.normalization)
-        network = Network(spec: setup.spec, maxBatch: shard.localBatch, threads: threads.threads, sampleGroups: config.sampleGroups)
+        network = Network(spec: setup.spec, maxBatch: shard.localBatch, threads: threads.threads, sampleGroups: config.sampleGroups,
+                          precision: config.precision)
         optimizer = Optimizer(config.optimizer, tensors: network.tensors)
         network.labelSmoothing = config.labelSmoothing
         if config.batchNorm == .global && comm.size > 1 { network.statistics = comm }

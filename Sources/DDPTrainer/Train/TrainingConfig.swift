@@ -28,6 +28,8 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
     public var verifyEvery = 1000
     /// Gradient all-reduce bucket size; 0 reduces the whole buffer after the backward pass.
     public var bucketBytes = 1 << 20
+    /// The products' operands: float32, or bfloat16 with float32 sums.
+    public var precision = Precision.float32
     /// bfloat16 halves the all-reduce's bytes, for slow links.
     public var gradientCompression = GradientCompression.none
     /// Samples per group of every sum over the global batch (`SampleGroups`); nil: the global
@@ -67,6 +69,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         check("the learning-rate schedule", schedule, saved.schedule)
         check("--label-smoothing", labelSmoothing, saved.labelSmoothing)
         check("--batch-norm", batchNorm, saved.batchNorm)
+        check("--precision", precision.rawValue, saved.precision.rawValue)
         return out
     }
 
@@ -94,6 +97,7 @@ public struct TrainingConfig: Sendable, Codable, Equatable {
         verifyEvery = try c.decodeIfPresent(Int.self, forKey: .verifyEvery) ?? verifyEvery
         collectiveTimeout = try c.decodeIfPresent(Double.self, forKey: .collectiveTimeout) ?? collectiveTimeout
         bucketBytes = try c.decodeIfPresent(Int.self, forKey: .bucketBytes) ?? bucketBytes
+        precision = try c.decodeIfPresent(Precision.self, forKey: .precision) ?? precision
         gradientCompression = try c.decodeIfPresent(GradientCompression.self, forKey: .gradientCompression) ?? gradientCompression
         reduceGroup = try c.decodeIfPresent(Int.self, forKey: .reduceGroup)
         reduceOrder = try c.decodeIfPresent(ReductionOrder.self, forKey: .reduceOrder) ?? reduceOrder
