@@ -56,7 +56,7 @@ ours() {
 }
 {
     echo "date: $(date -u)"
-    echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'); AVX-512: $(grep -q avx512f /proc/cpuinfo && echo yes || echo no); load: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "cpu: $(lscpu | sed -n 's/^Model name: *//p'), family $(lscpu | sed -n 's/^CPU family: *//p') model $(lscpu | sed -n 's/^Model: *//p'); AVX-512: $(grep -q avx512f /proc/cpuinfo && echo yes || echo no); avx512_bf16: $(grep -q avx512_bf16 /proc/cpuinfo && echo yes || echo no); load: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "models: $MODELS"
     if [ "$AVX2" = 1 ]; then
         echo "AVX2 only: DDPTRAIN_KERNELS=avx2; peers ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2$(grep -q avx512f /proc/cpuinfo || echo ' (no AVX-512 on this CPU: same as without)')"

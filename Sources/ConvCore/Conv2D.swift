@@ -129,8 +129,10 @@ public final class ConvWorkspace: @unchecked Sendable {
             if algorithm.convolvesByPositions(shape, winogradConvolutionSplit) {
                 winogradBlocks.reserve(max(algorithm.operandCount(shape), algorithm.operandCount(shape.inputGradientConvolution)))
                 if bfloat16Products(algorithm) {
-                    let tiles = max(algorithm.tiles(shape) * shape.inChannels, algorithm.tiles(shape.inputGradientConvolution) * shape.outChannels)
-                    reserveBFloat16(operands: algorithm.positions * tiles / 2, weights: algorithm.bfloat16WeightCount(k: widest, n: widest))
+                    let channelsOfTiles = max(algorithm.tiles(shape) * shape.inChannels,
+                                              algorithm.tiles(shape.inputGradientConvolution) * shape.outChannels)
+                    reserveBFloat16(operands: algorithm.positions * channelsOfTiles / 2,
+                                    weights: algorithm.bfloat16WeightCount(k: widest, n: widest))
                 }
             }
             if algorithm.gradientByBlocks(shape, winogradGradientSplit, groupSize: pool.sampleGroups.size) {

@@ -18,8 +18,7 @@ extension ConvWorkspace {
     /// float32, bf16 F(4x4) was off by 22–31 % of the outputs' rms in the worst element, bf16
     /// F(2x2) by 1.4–2.0 %, about what rounding a direct convolution's operands gives
     /// (BFloat16ProductTests). And running those layers as bf16 F(2x2) instead, with 1.78x
-    /// F(4x4)'s products and more transform work per output, was slower than float32 F(4x4):
-    /// model M trained at 1,555 images/s against 1,838, on a 2-core Zen4 (see BENCHMARKS.md).
+    /// F(4x4)'s products, was no faster than float32 F(4x4) (model M, see BENCHMARKS.md).
     func bfloat16Products(_ algorithm: WinogradAlgorithm) -> Bool { precision == .bfloat16 && algorithm == .f2x2 }
 
     /// Y = conv(X, U) (+ bias) with the transformed weights in `packedWeights`, in tasks of

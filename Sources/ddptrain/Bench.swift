@@ -112,7 +112,8 @@ extension Bench {
 
     func printKernelBenchmark(threads plan: ThreadPlan) throws {
         let models = try model.map { [try ModelSpec.resolve($0)] } ?? [.tfTutorial, .kerasCNN]
-        let rows = runKernelBenchmark(models: models, batch: batchSize, threads: plan.threads, repeats: repeats)
+        let rows = runKernelBenchmark(models: models, batch: batchSize, threads: plan.threads, repeats: repeats,
+                                      precision: parallel.precision)
         if json { return try printJSON(rows) }
         print("ddptrain bench --kernels: batch \(batchSize), \(plan); GFLOP/s, median of \(repeats), "
               + "(% of the FMA peak of the row's threads, measured right after it)")

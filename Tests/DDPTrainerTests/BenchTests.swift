@@ -1,3 +1,4 @@
+import ConvCore
 import DDPTrainer
 import Foundation
 import Testing
@@ -40,10 +41,16 @@ import Testing
         #expect(orders.medianRatio > 0)
     }
 
-    @Test("--kernels: GEMM and every convolution of models S and M")
+    @Test("--kernels: GEMM, the dense product in the chosen precision, and every convolution of models S and M")
     func kernels() throws {
         let r = try CLI.run([CLI.binary, "bench", "--kernels", "--batch-size", "2", "--repeats", "1"])
         #expect(r.status == 0, "\(r.output)")
-        for name in ["gemm", "conv1", "conv4"] { #expect(r.output.lowercased().contains(name), "\(r.output)") }
+        for name in ["gemm", "dense forward", "1024 → 1024, fp32", "conv1", "conv4"] {
+            #expect(r.output.lowercased().contains(name), "\(r.output)")
+        }
+        if Precision.bfloat16.unavailableReason == nil {
+            let bf16 = try CLI.run([CLI.binary, "bench", "--kernels", "--batch-size", "2", "--repeats", "1", "--precision", "bf16"])
+            #expect(bf16.status == 0 && bf16.output.contains("1024 → 1024, bf16"), "\(bf16.output)")
+        }
     }
 }

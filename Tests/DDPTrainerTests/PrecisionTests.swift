@@ -52,6 +52,7 @@ import Testing
         let refused = try train(ranks: 1, data: data, runDir: oneRankDir, ["--precision", "fp32", "--max-steps", "8"])
         #expect(refused.status != 0 && refused.output.contains("--precision is fp32 here but bf16 in the checkpoint"), "\(refused.output)")
         let resumed = try train(ranks: 1, data: data, runDir: oneRankDir, ["--precision", "bf16", "--max-steps", "8"])
-        #expect(resumed.status == 0 && resumed.output.contains("resumed from") && resumed.output.contains("stopped at --max-steps 8"), "\(resumed.output)")
+        #expect(resumed.status == 0 && resumed.output.contains("resumed from") && resumed.output.contains("stopped at --max-steps 8"),
+                "\(resumed.output)")
     }
 }

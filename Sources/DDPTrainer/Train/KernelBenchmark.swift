@@ -1,10 +1,12 @@
 import ConvCore
 import Dispatch
 
-/// The conv-core micro-benchmark: GEMM at 1024³ and every distinct convolution of the given
-/// models at a given batch, forward, input gradient and weight gradient, in GFLOP/s (median of
-/// repeats; Winograd layers in the direct convolution's FLOPs), and each as a share of the FMA
-/// peak of the threads' cores, measured right after the row (the machine may be shared).
+/// The conv-core micro-benchmark: GEMM at 1024³, a dense layer's forward product at 1024³ in
+/// `precision` (in bf16, `vdpbf16ps` with the rounding of both operands included), and every
+/// distinct convolution of the given models at a given batch, forward, input gradient and weight
+/// gradient, in GFLOP/s (median of repeats; Winograd layers in the direct convolution's FLOPs),
+/// and each as a share of the float32 FMA peak of the threads' cores, measured right after the
+/// row (the machine may be shared).
 public struct KernelBenchmarkRow: Codable, Sendable {
     public let name: String
     public let shape: String
@@ -13,7 +15,8 @@ public struct KernelBenchmarkRow: Codable, Sendable {
     public let peakGflops: Double
 }
 
-public func runKernelBenchmark(models: [ModelSpec], batch: Int, threads: Int, repeats: Int) -> [KernelBenchmarkRow] {
+public func runKernelBenchmark(models: [ModelSpec], batch: Int, threads: Int, repeats: Int,
+                               precision: Precision = .float32) -> [KernelBenchmarkRow] {
     var rows: [KernelBenchmarkRow] = []
     func medianRate(_ flops: Double, _ body: () -> Void) -> Double {
         body()  // warm-up
@@ -29,7 +32,7 @@ public func runKernelBenchmark(models: [ModelSpec], batch: Int, threads: Int, re
     let n = 1024
     let a = randomBuffer(n * n), b = randomBuffer(n * n), c = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
     defer { a.deallocate(); b.deallocate(); c.deallocate() }
-    let ws = ConvWorkspace(threads: threads)
+    let ws = ConvWorkspace(threads: threads, precision: precision)
     // Weight gradients are summed over the sample groups training uses, not sample by sample.
     ws.pool.sampleGroups = .standard(globalBatch: batch)
     func peak(_ threads: Int) -> Double { ws.kernels.measuredPeakGflopsPerCore() * Double(threads) }
@@ -41,6 +44,17 @@ public func runKernelBenchmark(models: [ModelSpec], batch: Int, threads: Int, re
         }
         rows.append(KernelBenchmarkRow(name: "gemm", shape: "1024x1024x1024", gflops: ["\(t) thread\(t == 1 ? "" : "s")": rate],
                                        peakGflops: peak(t)))
+    }
+    let dense = DenseShape(batch: n, inputs: n, outputs: n), bias = randomBuffer(n)
+    defer { bias.deallocate() }
+    for t in Set([1, threads]).sorted() {
+        let denseWorkspace = ConvWorkspace(threads: t, precision: precision)
+        denseWorkspace.reserve(for: dense)
+        let rate = medianRate(dense.forwardFlops) {
+            denseForward(dense, input: a, weights: b, bias: bias, output: c, workspace: denseWorkspace)
+        }
+        rows.append(KernelBenchmarkRow(name: "dense forward", shape: "1024 x 1024 → 1024, \(precision.rawValue)",
+                                       gflops: ["\(t) thread\(t == 1 ? "" : "s")": rate], peakGflops: peak(t)))
     }
 
     for spec in models {
