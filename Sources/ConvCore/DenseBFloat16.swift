@@ -55,8 +55,8 @@ extension ConvWorkspace {
         }
     }
 
-    /// X and dY of every sample group in pairs of samples, for `bfloat16DenseGroupProduct`:
-    /// returns where each group's pairs start (in units of rows of pairs).
+    /// X and dY of every sample group in pairs of samples, for the per-group products of
+    /// `denseBackwardWeights`: returns where each group's pairs start (in rows of pairs).
     func bfloat16DenseGradientOperands(_ s: DenseShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
                                        groups: Int) -> (x: UnsafeMutablePointer<UInt32>, dy: UnsafeMutablePointer<UInt32>, firstPair: [Int]) {
         let sampleGroups = pool.sampleGroups

@@ -1,6 +1,6 @@
 import Foundation
 
-/// The precision of the convolutions' and dense layers' operands. Sums, master weights,
+/// The precision of the products' operands. Sums, master weights,
 /// optimizer state and every other layer stay float32 either way.
 ///
 /// `bfloat16` rounds the operands of some products to bfloat16 and multiplies them with

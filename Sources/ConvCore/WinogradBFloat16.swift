@@ -3,9 +3,10 @@ import ConvKernelsAVX512
 
 /// Winograd F(2x2) convolution with its per-position products in bfloat16 (`Precision.bfloat16`): the
 /// transforms run in float32 as in Winograd.swift, their results are rounded to bfloat16 pairs
-/// (CBFloat16), and the products accumulate in float32. The work is split as the float32 path's
-/// `tiles` and `groups` splits split it, so results depend neither on the number of threads nor
-/// on the number of ranks sharing the batch.
+/// (CBFloat16), and the products accumulate in float32. The work is split as in float32 (the
+/// convolution by tiles here, or by positions in WinogradSplits.swift; the weight gradient by
+/// sample groups here, while its split by blocks stays float32), so results depend neither on
+/// the number of threads nor on the number of ranks sharing the batch.
 ///
 /// Pair layouts (a pair is two bfloat16 values in 32 bits; see bf16_kernels.h):
 /// - transformed weights U: [ξ][K/2][N], a pair of rows per word, so the product broadcasts a

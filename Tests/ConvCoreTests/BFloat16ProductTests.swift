@@ -76,9 +76,10 @@ struct BFloat16ProductTests {
     ]
 
     /// y, dx, dW and dBias of `s`, in `precision` on `threads` threads.
-    func passes(_ s: ConvShape, precision: Precision, threads: Int) -> [Float] {
+    func passes(_ s: ConvShape, precision: Precision, threads: Int, split: WinogradConvolutionSplit = .automatic) -> [Float] {
         let ws = ConvWorkspace(threads: threads, kernels: .avx512, precision: precision)
         ws.pool.sampleGroups = SampleGroups(size: 2)
+        ws.winogradConvolutionSplit = split
         ws.reserve(for: s)
         let x = randomArray(s.inputCount, seed: 31), w = randomArray(s.weightCount, seed: 32)
         let bias = randomArray(s.outChannels, seed: 33), dy = randomArray(s.outputCount, seed: 34)
@@ -94,7 +95,7 @@ struct BFloat16ProductTests {
     }
 
     /// Measured worst errors: 1.4–2.0 % of the rms.
-    @Test("Winograd F(2x2) in bf16: all three directions within 3 % of float32 in the worst element (of the rms), the same bits on 1 and 3 threads",
+    @Test("Winograd F(2x2) in bf16: all three directions within 3 % of float32 in the worst element (of the rms), the same bits on 1 and 3 threads and split by positions",
           arguments: shapes)
     func winogradNearFloat32(_ s: ConvShape) throws {
         try #require(s.winograd == .f2x2)
@@ -108,6 +109,9 @@ struct BFloat16ProductTests {
         }
         let three = passes(s, precision: .bfloat16, threads: 3)
         #expect(one.elementsEqual(three) { $0.bitPattern == $1.bitPattern }, "3 threads gave other bits than 1")
+        // Split by positions (VGG-11's large layers), each product is the same sum in the same order.
+        let byPositions = passes(s, precision: .bfloat16, threads: 2, split: .positions)
+        #expect(one.elementsEqual(byPositions) { $0.bitPattern == $1.bitPattern }, "split by positions gave other bits")
     }
 
     @Test("an F(4x4) layer stays float32 under bf16: the same bits as in float32")
