@@ -81,16 +81,13 @@ extension ConvWorkspace {
     /// (after the slices, `weightSliceCount` floats a group); the groups' dW are then added in
     /// their tree order. Transforming before adding keeps the sum one over samples: a rank's dW
     /// is then exactly its subtree of the sum one rank computes alone, which summing dU first and
-    /// transforming the total would not be (the transform does not commute with rounding).
+    /// transforming the total would not be (the transform does not commute with rounding). Under
+    /// `bfloat16Products` the tiles' terms are summed in bf16 (`bfloat16WeightGradientTiles`).
     func winogradBackwardWeights(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
                                  outputGradient dy: UnsafePointer<Float>, weightGradient dw: UnsafeMutablePointer<Float>,
                                  biasGradient db: UnsafeMutablePointer<Float>?) {
         if algorithm.gradientByBlocks(s, winogradGradientSplit, groupSize: pool.sampleGroups.size) {
             winogradBackwardWeightsByBlocks(algorithm, s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db)
-            return
-        }
-        if bfloat16Products(algorithm) {
-            bfloat16BackwardWeights(algorithm, s, input: x, outputGradient: dy, weightGradient: dw, biasGradient: db)
             return
         }
         let sampleGroups = pool.sampleGroups, groups = sampleGroups.count(batch: s.batch)
@@ -99,21 +96,26 @@ extension ConvWorkspace {
         let partials = self.partials, scratch = winogradScratch, perWorker = winogradPerWorker, m = algorithm.m
         let kernels = self.kernels.forColumns(s.outChannels)
         let weightSlice = algorithm.weightSliceCount(s), weightPartials = partials + groups * slice
-        let cin = s.inChannels, cout = s.outChannels, weights = s.weightCount
+        let cin = s.inChannels, cout = s.outChannels, weights = s.weightCount, bfloat16 = bfloat16Products(algorithm)
         pool.run(tasks: groups) { group, worker in
             let sum = partials + group * slice, out = weightPartials + group * weightSlice
             sum.update(repeating: 0, count: withBias ? slice : products)
             let images = sampleGroups.samples(group, batch: s.batch)
             let first = images.lowerBound * tilesPerImage, end = images.upperBound * tilesPerImage
-            switch kernels {
-            case .avx2:
+            switch (kernels, bfloat16) {
+            case (_, true):
+                bfloat16WeightGradientTiles(algorithm, s, input: x, outputGradient: dy, tiles: first..<end, into: sum,
+                                            biasGradient: withBias, worker: worker)
+            case (.avx2, false):
                 ConvKernels.winogradWeightGradientTiles(m: m, s.geometry, input: x, outputGradient: dy, first: first, end: end,
                                                         into: sum, biasGradient: withBias, scratch: scratch + worker * perWorker)
-                ConvKernels.winogradWeightsFromGradient(m: m, count: cin * cout, transformedGradient: sum, into: out)
-            case .avx512:
+            case (.avx512, false):
                 ConvKernelsAVX512.winogradWeightGradientTiles(m: m, s.geometry.avx512, input: x, outputGradient: dy, first: first, end: end,
                                                               into: sum, biasGradient: withBias, scratch: scratch + worker * perWorker)
-                ConvKernelsAVX512.winogradWeightsFromGradient(m: m, count: cin * cout, transformedGradient: sum, into: out)
+            }
+            switch kernels {
+            case .avx2: ConvKernels.winogradWeightsFromGradient(m: m, count: cin * cout, transformedGradient: sum, into: out)
+            case .avx512: ConvKernelsAVX512.winogradWeightsFromGradient(m: m, count: cin * cout, transformedGradient: sum, into: out)
             }
             if withBias { (out + weights).update(from: sum + products, count: cout) }
         }

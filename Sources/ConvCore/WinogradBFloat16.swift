@@ -64,48 +64,33 @@ extension ConvWorkspace {
         return pairs
     }
 
-    /// dW and dBias as `winogradBackwardWeights` forms them (one task per sample group, groups'
-    /// dW added in their tree order), with each group's Σ V[ξ][t]ᵀ·D[ξ][t] in bfloat16.
-    func bfloat16BackwardWeights(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
-                                 outputGradient dy: UnsafePointer<Float>, weightGradient dw: UnsafeMutablePointer<Float>,
-                                 biasGradient db: UnsafeMutablePointer<Float>?) {
-        let sampleGroups = pool.sampleGroups, groups = sampleGroups.count(batch: s.batch)
-        let slice = algorithm.gradientSliceCount(s), tilesPerImage = algorithm.tilesPerImage(s)
-        let products = algorithm.gradientPlanesCount(rows: s.inChannels, columns: s.outChannels), withBias = db != nil
-        let plane = ConvKernelsAVX512.winogradGradientPlaneStride(count: s.inChannels * s.outChannels)
-        let partials = self.partials, m = algorithm.m, positions = algorithm.positions, perTask = algorithm.tilesPerTask
-        let scratch = winogradScratch, perWorker = winogradPerWorker, pairScratch = bfloat16Scratch, pairsPerWorker = bfloat16PerWorker
-        let weightSlice = algorithm.weightSliceCount(s), weightPartials = partials + groups * slice
-        let cin = s.inChannels, cout = s.outChannels, weights = s.weightCount, tilePairs = (perTask + 1) / 2
+    /// Adds to `sum` the weight-gradient terms of `tiles`, dU[ξ] += Σ_t V[ξ][t]ᵀ·D[ξ][t] in bfloat16,
+    /// and after the positions' planes Σ dY when `biasGradient`: what
+    /// `ConvKernels.winogradWeightGradientTiles` adds for one sample group in `winogradBackwardWeights`,
+    /// in chunks of `tilesPerTask` tiles, two tiles a pair.
+    func bfloat16WeightGradientTiles(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
+                                     outputGradient dy: UnsafePointer<Float>, tiles: Range<Int>, into sum: UnsafeMutablePointer<Float>,
+                                     biasGradient: Bool, worker: Int) {
+        let cin = s.inChannels, cout = s.outChannels, m = algorithm.m, positions = algorithm.positions
+        let perTask = algorithm.tilesPerTask, tilePairs = (perTask + 1) / 2
+        let plane = ConvKernelsAVX512.winogradGradientPlaneStride(count: cin * cout)
+        let products = algorithm.gradientPlanesCount(rows: cin, columns: cout)
         let vLayout = OperandLayout(row: cin, tiles: perTask, positions: positions)
         let dLayout = OperandLayout(row: cout, tiles: perTask, positions: positions)
-        pool.run(tasks: groups) { group, worker in
-            let sum = partials + group * slice, out = weightPartials + group * weightSlice
-            sum.update(repeating: 0, count: withBias ? slice : products)
-            let v = scratch + worker * perWorker, d = v + positions * vLayout.perPosition
-            let vPairs = pairScratch + worker * pairsPerWorker, dPairs = vPairs + positions * tilePairs * cin
-            let images = sampleGroups.samples(group, batch: s.batch)
-            var first = images.lowerBound * tilesPerImage
-            let end = images.upperBound * tilesPerImage
-            while first < end {
-                let count = min(perTask, end - first)
-                ConvKernelsAVX512.winogradGradientOperands(m: m, s.geometry.avx512, input: x, outputGradient: dy, first: first,
-                                                           count: count, v: v, vLayout.avx512, d: d, dLayout.avx512,
-                                                           biasSum: withBias ? sum + products : nil)
-                for xi in 0..<positions {
-                    let a = vPairs + xi * tilePairs * cin, b = dPairs + xi * tilePairs * cout
-                    ddp_bf16_interleave_rows(v + xi * vLayout.perPosition, cin, count, cin, a, cin)
-                    ddp_bf16_interleave_rows(d + xi * dLayout.perPosition, cout, count, cout, b, cout)
-                    ddp_bf16_gemm((count + 1) / 2, a, 1, cin, cin, b, cout, cout, sum + xi * plane, cout, 1)
-                }
-                first += count
+        let v = winogradScratch + worker * winogradPerWorker, d = v + positions * vLayout.perPosition
+        let vPairs = bfloat16Scratch + worker * bfloat16PerWorker, dPairs = vPairs + positions * tilePairs * cin
+        for first in stride(from: tiles.lowerBound, to: tiles.upperBound, by: perTask) {
+            let count = min(perTask, tiles.upperBound - first)
+            ConvKernelsAVX512.winogradGradientOperands(m: m, s.geometry.avx512, input: x, outputGradient: dy, first: first,
+                                                       count: count, v: v, vLayout.avx512, d: d, dLayout.avx512,
+                                                       biasSum: biasGradient ? sum + products : nil)
+            for xi in 0..<positions {
+                let a = vPairs + xi * tilePairs * cin, b = dPairs + xi * tilePairs * cout
+                ddp_bf16_interleave_rows(v + xi * vLayout.perPosition, cin, count, cin, a, cin)
+                ddp_bf16_interleave_rows(d + xi * dLayout.perPosition, cout, count, cout, b, cout)
+                ddp_bf16_gemm((count + 1) / 2, a, 1, cin, cin, b, cout, cout, sum + xi * plane, cout, 1)
             }
-            ConvKernelsAVX512.winogradWeightsFromGradient(m: m, count: cin * cout, transformedGradient: sum, into: out)
-            if withBias { (out + weights).update(from: sum + products, count: cout) }
         }
-        addSlicesInTree(weightPartials, slice: weightSlice, count: withBias ? weightSlice : weights, groups: groups, pool: pool)
-        dw.update(from: weightPartials, count: weights)
-        db?.update(from: weightPartials + weights, count: cout)
     }
 }
 
