@@ -85,7 +85,7 @@ public struct FusedReLU {
         Mask(mean: mean, k: invStd * loadVector(scale + c0, count: width), shift: loadVector(shift + c0, count: width))
     }
 
-    struct Mask {
+    struct Mask: GradientFilter {
         let mean: SIMD16<Float>, k: SIMD16<Float>, shift: SIMD16<Float>
         /// dy where (x − mean)·k + shift > 0, else 0: k = invStd·scale as in the forward pass, so
         /// the mask is the forward's bit for bit.
@@ -93,6 +93,17 @@ public struct FusedReLU {
             dy.replacing(with: 0, where: shift.addingProduct(x - mean, k) .<= 0)
         }
     }
+}
+
+/// What reaches the norm's backward of the output gradient at one input: all of it, or what a
+/// fused ReLU let through. A generic parameter rather than an optional so that the inner loops are
+/// compiled once for each, with no test (or copy of an optional) per vector.
+protocol GradientFilter {
+    func apply(_ dy: SIMD16<Float>, x: SIMD16<Float>) -> SIMD16<Float>
+}
+
+private struct Unfiltered: GradientFilter {
+    @inline(__always) func apply(_ dy: SIMD16<Float>, x: SIMD16<Float>) -> SIMD16<Float> { dy }
 }
 
 /// sums[c] = Σ dy and sums[channels + c] = Σ dy·x̂ with x̂ = (x − mean)·invStd, in double
@@ -107,13 +118,12 @@ public func batchNormBackwardStatistics(_ s: NormShape, input x: UnsafePointer<F
         let out = partials + n * 2 * c
         forEachChannelBlock(c) { c0, width in
             let m = loadVector(mean + c0, count: width), r = loadVector(invStd + c0, count: width)
-            let mask = relu?.channels(c0, width: width, mean: m, invStd: r)
-            var acc = DoubleSums()
-            var at = n * perImage + c0
-            for _ in 0..<s.pixels {
-                let xv = loadVector(x + at, count: width), g = loadVector(dy + at, count: width)
-                acc.add(mask?.apply(g, x: xv) ?? g, (xv - m) * r)
-                at += c
+            let acc = if let relu {
+                gradientSums(relu.channels(c0, width: width, mean: m, invStd: r), x: x, dy: dy, first: n * perImage + c0,
+                             stride: c, count: s.pixels, width: width, mean: m, invStd: r)
+            } else {
+                gradientSums(Unfiltered(), x: x, dy: dy, first: n * perImage + c0, stride: c, count: s.pixels, width: width,
+                             mean: m, invStd: r)
             }
             acc.store(first: out + c0, second: out + c + c0, count: width)
         }
@@ -140,15 +150,44 @@ public func batchNormBackwardData(_ s: NormShape, input x: UnsafePointer<Float>,
             }
             let m = loadVector(mean + c0, count: width), r = loadVector(invStd + c0, count: width)
             let k = r * loadVector(scale + c0, count: width)
-            let mask = relu?.channels(c0, width: width, mean: m, invStd: r)
-            for i in first..<last {
-                let at = i * c + c0
-                let xv = loadVector(x + at, count: width), g = loadVector(dy + at, count: width)
-                let xhat = (xv - m) * r
-                let centred = ((mask?.apply(g, x: xv) ?? g) - meanDy).addingProduct(-xhat, meanDyXhat)
-                storeVector(dx + at, k * centred, count: width)
+            if let relu {
+                centredGradients(relu.channels(c0, width: width, mean: m, invStd: r), x: x, dy: dy, dx: dx, positions: first..<last,
+                                 stride: c, c0: c0, width: width, mean: m, invStd: r, k: k, meanDy: meanDy, meanDyXhat: meanDyXhat)
+            } else {
+                centredGradients(Unfiltered(), x: x, dy: dy, dx: dx, positions: first..<last, stride: c, c0: c0, width: width,
+                                 mean: m, invStd: r, k: k, meanDy: meanDy, meanDyXhat: meanDyXhat)
             }
         }
+    }
+}
+
+/// Σ filtered dy and Σ filtered dy·x̂ of one channel block over `count` positions `stride` apart from `first`.
+@inline(__always) private func gradientSums<Filter: GradientFilter>(
+    _ filter: Filter, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, first: Int, stride: Int, count: Int, width: Int,
+    mean m: SIMD16<Float>, invStd r: SIMD16<Float>
+) -> DoubleSums {
+    var acc = DoubleSums()
+    var at = first
+    for _ in 0..<count {
+        let xv = loadVector(x + at, count: width)
+        acc.add(filter.apply(loadVector(dy + at, count: width), x: xv), (xv - m) * r)
+        at += stride
+    }
+    return acc
+}
+
+/// dx = k·(filtered dy − mean dy − x̂·mean dy·x̂) for one channel block at `positions`.
+@inline(__always) private func centredGradients<Filter: GradientFilter>(
+    _ filter: Filter, x: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+    positions: Range<Int>, stride: Int, c0: Int, width: Int, mean m: SIMD16<Float>, invStd r: SIMD16<Float>,
+    k: SIMD16<Float>, meanDy: SIMD16<Float>, meanDyXhat: SIMD16<Float>
+) {
+    for i in positions {
+        let at = i * stride + c0
+        let xv = loadVector(x + at, count: width)
+        let xhat = (xv - m) * r
+        let centred = (filter.apply(loadVector(dy + at, count: width), x: xv) - meanDy).addingProduct(-xhat, meanDyXhat)
+        storeVector(dx + at, k * centred, count: width)
     }
 }
 
