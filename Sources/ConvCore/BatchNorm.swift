@@ -54,11 +54,14 @@ public func batchNormStatistics(_ s: NormShape, input x: UnsafePointer<Float>, s
     addImageSums(partials, images: s.batch, width: 2 * c, groups: pool.sampleGroups, into: sums)
 }
 
-/// y = (x − mean[c])·invStd[c]·scale[c] + shift[c], or max(that, 0) with `relu` (a ReLU
-/// fused into the norm: one pass over the activations instead of two). `y` may be `x` (in place).
+/// y = (x − mean[c])·invStd[c]·scale[c] + shift[c] (+ residual, the shortcut of a residual block
+/// whose addition the norm does), then max(that, 0) with `relu`: a ReLU and an addition fused into
+/// the norm are one pass over the activations instead of three, with the same bits. `y` may be `x`
+/// (in place).
 public func batchNormForward(_ s: NormShape, input x: UnsafePointer<Float>, mean: UnsafePointer<Float>,
                              invStd: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
-                             output y: UnsafeMutablePointer<Float>, relu: Bool = false, pool: WorkerPool) {
+                             residual: UnsafePointer<Float>? = nil, output y: UnsafeMutablePointer<Float>, relu: Bool = false,
+                             pool: WorkerPool) {
     let c = s.channels
     forEachPositionRange(s, pool: pool) { first, last in
         forEachChannelBlock(c) { c0, width in
@@ -66,7 +69,8 @@ public func batchNormForward(_ s: NormShape, input x: UnsafePointer<Float>, mean
             let k = loadVector(invStd + c0, count: width) * loadVector(scale + c0, count: width)
             for i in first..<last {
                 let at = i * c + c0
-                let v = b.addingProduct(loadVector(x + at, count: width) - m, k)
+                var v = b.addingProduct(loadVector(x + at, count: width) - m, k)
+                if let residual { v += loadVector(residual + at, count: width) }
                 storeVector(y + at, relu ? pointwiseMax(v, SIMD16(repeating: 0)) : v, count: width)
             }
         }

@@ -117,6 +117,57 @@ import Testing
         }
     }
 
+    /// ResNet blocks as the zoo builds them, at odd widths: batch norms that end a block's body,
+    /// add its shortcut (identity, then a strided projection) and do the ReLU after it. Its
+    /// gradient is not checked against finite differences: with this many ReLUs some always switch
+    /// within ±eps. The fused layers are checked against the separate ones, which tiny and
+    /// tiny-zoo check against finite differences.
+    static let tinyResNet = ModelSpec(
+        name: "tiny-resnet", inputHeight: 8, inputWidth: 8, inputChannels: 3, classes: 4,
+        layers: [
+            .conv(outChannels: 5, kernel: 3, stride: 1, padding: 1, bias: false), .batchNorm, .relu,
+            .residual(body: [.conv(outChannels: 5, kernel: 3, padding: 1, bias: false), .batchNorm, .relu,
+                             .conv(outChannels: 5, kernel: 3, padding: 1, bias: false), .batchNorm],
+                      shortcut: []),
+            .relu,
+            .residual(body: [.conv(outChannels: 18, kernel: 3, stride: 2, padding: 1, bias: false), .batchNorm, .relu,
+                             .conv(outChannels: 18, kernel: 3, padding: 1, bias: false), .batchNorm],
+                      shortcut: [.conv(outChannels: 18, kernel: 1, stride: 2, padding: 0, bias: false), .batchNorm]),
+            .relu, .globalAvgPool, .flatten, .dense(outputs: 4),
+        ])
+
+    /// Logits, loss, gradients and running statistics of one training step, then the logits in
+    /// evaluation mode, as bit patterns.
+    func stepBits(_ spec: ModelSpec, fusing: Bool) -> [UInt64] {
+        let net = Network(spec: spec, maxBatch: 3, threads: 2, fusing: fusing)
+        net.initializeParameters(seed: 5)
+        let labels = loadInput(net, batch: 3, seed: 6)
+        let loss = lossAndGradient(net, labels: labels, ids: [4, 8, 15])
+        var bits = [loss.bitPattern]
+        func add(_ p: UnsafePointer<Float>, _ count: Int) { bits += (0..<count).map { UInt64(p[$0].bitPattern) } }
+        add(net.logits, 3 * net.classes)
+        add(net.gradients, net.parameterCount)
+        add(net.buffers, net.bufferCount)
+        net.forward(batch: 3, training: nil)
+        add(net.logits, 3 * net.classes)
+        return bits
+    }
+
+    @Test("ReLUs and residual additions done by the layers before them give the bits of separate layers",
+          arguments: ["tiny-resnet", "tiny-zoo", "resnet20", "keras-cnn"])
+    func fusionKeepsBits(model: String) throws {
+        let spec = try #require([Self.tinyZoo, Self.tinyResNet].first { $0.name == model } ?? ModelSpec.named(model))
+        #expect(stepBits(spec, fusing: true) == stepBits(spec, fusing: false))
+        // And the fusion happened: every block of a ResNet ends in a norm that adds its shortcut
+        // and does the ReLU after it.
+        if model.contains("resnet") {
+            let names = Network(spec: spec, maxBatch: 1, threads: 1).layerSummaries.map(\.name)
+            let blocks = names.filter { $0.hasPrefix("add") }
+            #expect(!blocks.isEmpty && blocks.allSatisfy { $0.hasSuffix("done by the batch norm)") })
+            #expect(!names.contains("relu"))
+        }
+    }
+
     func gradients(threads: Int) -> [UInt32] {
         let net = Network(spec: .kerasCNN, maxBatch: 4, threads: threads)
         net.initializeParameters(seed: 1)

@@ -98,7 +98,12 @@ public final class Network {
     /// Built-in models always compile; a model from a file is validated first (`ModelSpec.validate`).
     /// `sampleGroups` orders every sum over samples (`SampleGroups`): training passes its run's
     /// grouping of the global batch; the default is that of a global batch of `maxBatch`.
-    public init(spec: ModelSpec, maxBatch: Int, threads: Int, sampleGroups: SampleGroups? = nil, precision: Precision = .float32) {
+    /// `fusing`: whether ReLUs after batch norms and before max pools, and residual additions
+    /// (with the ReLU after them) that follow a batch norm, are done by those layers on the way
+    /// (the default unless `DDPTRAIN_FUSE_RELU=0`, which keeps them apart for comparison; the
+    /// bits are the same either way).
+    public init(spec: ModelSpec, maxBatch: Int, threads: Int, sampleGroups: SampleGroups? = nil, precision: Precision = .float32,
+                fusing: Bool = ProcessInfo.processInfo.environment["DDPTRAIN_FUSE_RELU"] != "0") {
         let plan: LayerPlan
         do { plan = try LayerPlan(spec) } catch { preconditionFailure("invalid model \(spec.name): \(error)") }
         self.spec = spec
@@ -109,7 +114,7 @@ public final class Network {
         bufferCount = plan.bufferCount
         workspace = ConvWorkspace(threads: threads, precision: precision)
         workspace.pool.sampleGroups = sampleGroups ?? .standard(globalBatch: maxBatch)
-        var compiler = LayerCompiler(maxBatch: maxBatch, workspace: workspace)
+        var compiler = LayerCompiler(maxBatch: maxBatch, workspace: workspace, fusing: fusing)
         parameters = compiler.floats(plan.parameterCount)
         gradients = compiler.floats(plan.parameterCount)
         buffers = compiler.floats(plan.bufferCount)
@@ -190,9 +195,11 @@ public final class Network {
             case let .dense(shape, w, b):
                 denseForward(shape.batched(n), input: x, weights: parameters + w, bias: parameters + b,
                              output: y, workspace: ws)
-            case let .residual(body, shortcut, _):
-                forward(body, batch: n, key: key)
+            case let .residual(body, shortcut, _, addedByNorm):
+                // The shortcut first: a norm that ends the body adds the shortcut's output.
                 forward(shortcut, batch: n, key: key)
+                forward(body, batch: n, key: key)
+                if addedByNorm { continue }
                 let addStarted = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
                 let shortcutOutput = shortcut.last?.output ?? layer.input
                 addElementwise(body.last!.output, shortcutOutput, y, count: n * layer.outputSize, pool: pool)
@@ -270,24 +277,30 @@ public final class Network {
                 if needDIn {
                     denseBackwardData(s, outputGradient: dOut, weights: parameters + w, inputGradient: dIn, workspace: ws)
                 }
-            case let .residual(body, shortcut, saved):
-                // The shortcut's parameters come after the body's, so its gradients finish first.
+            case let .residual(body, shortcut, saved, _):
+                // The gradient both branches start from, kept while they overwrite the shared
+                // buffers; a ReLU that the body's last norm did after the addition masks it here.
                 let count = n * layer.outputSize, inCount = n * layer.inputSize
-                saved.outputGradient.update(from: dOut, count: count)
+                let outputGradient = saved.outputGradient
+                if case let .batchNorm(norm) = body.last?.op, norm.residual != nil, norm.relu {
+                    reluBackward(output: y, outputGradient: dOut, inputGradient: outputGradient, count: count, pool: pool)
+                } else {
+                    outputGradient.update(from: dOut, count: count)
+                }
                 profile?.record(layer: layer.index, backward: true, since: started)
                 // What the shortcut passes back to the block's input: the output gradient itself
                 // (identity), or the projection's input gradient, kept while the body overwrites
-                // the shared buffers.
+                // the shared buffers. The shortcut's parameters come after the body's, so its
+                // gradients finish first.
                 let shortcutGradient: UnsafeMutablePointer<Float>
                 if let projected = saved.inputGradient {
-                    projected.update(from: backward(shortcut, batch: n, outputGradient: dOut, sink: sink, needInputGradient: true),
+                    projected.update(from: backward(shortcut, batch: n, outputGradient: outputGradient, sink: sink, needInputGradient: true),
                                      count: inCount)
-                    dIn = backward(body, batch: n, outputGradient: saved.outputGradient, sink: sink, needInputGradient: true)
                     shortcutGradient = projected
                 } else {
-                    dIn = backward(body, batch: n, outputGradient: dOut, sink: sink, needInputGradient: true)
-                    shortcutGradient = saved.outputGradient
+                    shortcutGradient = outputGradient
                 }
+                dIn = backward(body, batch: n, outputGradient: outputGradient, sink: sink, needInputGradient: true)
                 let addStarted = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
                 addElementwise(dIn, shortcutGradient, dIn, count: inCount, pool: pool)
                 profile?.record(layer: layer.index, backward: true, since: addStarted)
@@ -328,7 +341,7 @@ public final class Network {
             }
         }
         batchNormForward(shape, input: x, mean: bn.mean, invStd: bn.invStd, scale: parameters + bn.scale,
-                         shift: parameters + bn.shift, output: y, relu: bn.relu, pool: workspace.pool)
+                         shift: parameters + bn.shift, residual: bn.residual, output: y, relu: bn.relu, pool: workspace.pool)
     }
 
     /// Training mode only: the input gradient needs the sums over the whole global batch. With
@@ -340,7 +353,8 @@ public final class Network {
                                    outputGradient dy: UnsafePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>,
                                    sink: GradientSink?) {
         let c = bn.channels, shape = NormShape(batch: n, pixels: bn.pixels, channels: c)
-        let relu = bn.relu ? FusedReLU(scale: parameters + bn.scale, shift: parameters + bn.shift) : nil
+        // A ReLU after a residual addition was undone by the block (`backward`) before the norm's.
+        let relu = bn.relu && bn.residual == nil ? FusedReLU(scale: parameters + bn.scale, shift: parameters + bn.shift) : nil
         batchNormBackwardStatistics(shape, input: x, outputGradient: dy, mean: bn.mean, invStd: bn.invStd, relu: relu,
                                     sums: bn.sums, pool: workspace.pool)
         let ranks = statistics?.ranks ?? 1
@@ -401,8 +415,9 @@ public final class Network {
                 case let .globalAvgPool(_, c): add("globalavgpool", [1, 1, c])
                 case let .dropout(rate, _): add("dropout \(rate)")
                 case .flatten: add("flatten")
-                case let .residual(body, shortcut, _):
-                    add(name("add") + (shortcut.isEmpty ? " (identity shortcut)" : " (projection shortcut)"))
+                case let .residual(body, shortcut, _, addedByNorm):
+                    add(name("add") + (shortcut.isEmpty ? " (identity shortcut" : " (projection shortcut")
+                            + (addedByNorm ? ", done by the batch norm)" : ")"))
                     visit(body)
                     visit(shortcut)
                 }
@@ -415,6 +430,8 @@ public final class Network {
     /// Every convolution's feature maps for image `image` of the last forward pass, depth first,
     /// named as their weights are (`conv1`, `conv2`, …): the output of the convolution together
     /// with the batch norm and the activation that directly follow it (HWC), for `ddptrain visualize`.
+    /// A residual block's last convolution shows the block's output: its norm adds the shortcut
+    /// and does the ReLU after the block (`CompiledLayer.Op.residual`).
     ///
     ///     net.forward(batch: 1, training: nil)
     ///     for map in net.convolutionOutputs(image: 0) { print(map.name, map.height, map.width, map.channels) }
@@ -434,7 +451,7 @@ public final class Network {
                     if case .reluInMaxPool = list[last].op { values = values.map { max($0, 0) } }
                     out.append(FeatureMaps(name: "conv\(out.count + 1)", height: s.outHeight, width: s.outWidth, channels: s.outChannels,
                                            values: values))
-                case let .residual(body, shortcut, _):
+                case let .residual(body, shortcut, _, _):
                     visit(body)
                     visit(shortcut)
                 default:
@@ -478,8 +495,10 @@ struct CompiledLayer {
         case dropout(rate: Float, mask: UnsafeMutablePointer<Float>)
         case flatten
         case dense(DenseShape, weight: Int, bias: Int)
-        /// `saved`: the block's own copies of the gradients both branches need.
-        case residual(body: [CompiledLayer], shortcut: [CompiledLayer], saved: ResidualGradients)
+        /// `saved`: the block's own copies of the gradients both branches need. `addedByNorm`: the
+        /// body ends in a batch norm that adds the shortcut's output (and does the ReLU after the
+        /// block, if one follows), so the block's output is the norm's.
+        case residual(body: [CompiledLayer], shortcut: [CompiledLayer], saved: ResidualGradients, addedByNorm: Bool)
     }
     let op: Op
     /// Position in the depth-first layer order (for the profile and dropout's key).
@@ -507,6 +526,9 @@ struct CompiledBatchNorm {
     let sums: UnsafeMutablePointer<Double>
     /// Whether the ReLU after it is fused into it (`CompiledLayer.Op.reluInBatchNorm`).
     var relu = false
+    /// The shortcut's output, when the norm ends a residual block's body and adds it
+    /// (`CompiledLayer.Op.residual`'s `addedByNorm`); `relu` is then the ReLU after the block.
+    var residual: UnsafePointer<Float>?
 }
 
 struct ResidualGradients {
@@ -522,14 +544,14 @@ private struct LayerCompiler {
     var owned: [UnsafeMutableRawPointer] = []
     /// The largest per-sample activation, for the shared gradient buffers.
     var widest = 0
-    /// Whether ReLUs after batch norms and before max pools are fused into them
-    /// (`DDPTRAIN_FUSE_RELU=0` keeps them apart, for comparison; the bits are the same).
-    let fuseReLU = ProcessInfo.processInfo.environment["DDPTRAIN_FUSE_RELU"] != "0"
+    /// `Network.init`'s `fusing`.
+    let fusing: Bool
     private var nextIndex = 0
 
-    init(maxBatch: Int, workspace: ConvWorkspace) {
+    init(maxBatch: Int, workspace: ConvWorkspace, fusing: Bool) {
         self.maxBatch = maxBatch
         self.workspace = workspace
+        self.fusing = fusing
     }
 
     mutating func floats(_ n: Int) -> UnsafeMutablePointer<Float> {
@@ -553,6 +575,8 @@ private struct LayerCompiler {
         // back from: only then may an activation overwrite it.
         var currentIsScratch = false
         var out: [CompiledLayer] = []
+        // Whether the residual block just compiled does the ReLU that follows it.
+        var reluInResidual = false
         for (position, node) in nodes.enumerated() {
             let index = nextIndex
             nextIndex += 1
@@ -574,12 +598,15 @@ private struct LayerCompiler {
                 // (whose backward reads it).
                 if currentIsScratch { output = current }
                 // A ReLU on a batch norm's output is done by the norm, in the same pass.
-                if case .relu = op, currentIsScratch, fuseReLU, let previous = out.last, case var .batchNorm(norm) = previous.op {
+                if reluInResidual {
+                    op = .reluInBatchNorm
+                    reluInResidual = false
+                } else if case .relu = op, currentIsScratch, fusing, let previous = out.last, case var .batchNorm(norm) = previous.op {
                     norm.relu = true
                     out[out.count - 1] = CompiledLayer(op: .batchNorm(norm), index: previous.index, input: previous.input,
                                                        output: previous.output, inputSize: previous.inputSize, outputSize: previous.outputSize)
                     op = .reluInBatchNorm
-                } else if case .relu = op, currentIsScratch, fuseReLU, position + 1 < nodes.count,
+                } else if case .relu = op, currentIsScratch, fusing, position + 1 < nodes.count,
                           case let .maxPool(pooled) = nodes[position + 1].step, pooled.channels % 16 == 0 {
                     // Over whole 16-channel vectors only: LeNet-5's 6-channel pool took longer
                     // with the ReLU than the ReLU's own pass over its small activations.
@@ -604,11 +631,23 @@ private struct LayerCompiler {
                 workspace.reserve(for: shape.batched(maxBatch))
                 op = .dense(shape, weight: w, bias: b)
             case let .residual(bodyNodes, shortcutNodes):
-                let body = compile(bodyNodes, input: current).layers
+                var body = compile(bodyNodes, input: current).layers
                 let shortcut = compile(shortcutNodes, input: current).layers
                 let saved = ResidualGradients(outputGradient: floats(maxBatch * node.outputSize),
                                               inputGradient: shortcut.isEmpty ? nil : floats(maxBatch * node.inputSize))
-                op = .residual(body: body, shortcut: shortcut, saved: saved)
+                // A body that ends in a batch norm has the norm add the shortcut and do the ReLU
+                // after the block: one pass over the block's output instead of three.
+                var addedByNorm = false
+                if fusing, let last = body.last, case var .batchNorm(norm) = last.op, !norm.relu {
+                    norm.residual = UnsafePointer(shortcut.last?.output ?? current)
+                    if position + 1 < nodes.count, case .relu = nodes[position + 1].step { norm.relu = true }
+                    body[body.count - 1] = CompiledLayer(op: .batchNorm(norm), index: last.index, input: last.input,
+                                                         output: last.output, inputSize: last.inputSize, outputSize: last.outputSize)
+                    output = last.output
+                    addedByNorm = true
+                    reluInResidual = norm.relu
+                }
+                op = .residual(body: body, shortcut: shortcut, saved: saved, addedByNorm: addedByNorm)
             }
             let y = output ?? floats(maxBatch * node.outputSize)
             out.append(CompiledLayer(op: op, index: index, input: current, output: y,
