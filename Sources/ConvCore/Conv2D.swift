@@ -161,19 +161,28 @@ public final class ConvWorkspace: @unchecked Sendable {
 }
 
 /// y = conv(x, w) + bias, or conv(x, w) when `bias` is nil: a convolution followed by batch
-/// norm has no bias (the norm's shift replaces it), and then no bias work is done at all.
+/// norm has no bias (the norm's shift replaces it), and then no bias work is done at all. With
+/// `relu`, y = max(that, 0): the ReLU after the convolution, done by Winograd's output transform
+/// on the way out (`ConvShape.winogradDataPasses`), by a pass over y otherwise; the same bits either way.
 ///
 ///     conv2DForward(shape, input: x, weights: w, bias: nil, output: y, workspace: ws)   // ResNet conv → BN
 public func conv2DForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
-                          bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
+                          bias: UnsafePointer<Float>?, relu: Bool = false, output y: UnsafeMutablePointer<Float>,
                           workspace ws: ConvWorkspace) {
+    if let algorithm = s.winogradDataPasses {
+        ws.winogradForward(algorithm, s, input: x, weights: w, bias: bias, relu: relu, output: y)
+        return
+    }
+    convolutionForward(s, input: x, weights: w, bias: bias, output: y, workspace: ws)
+    if relu { reluForward(y, y, count: s.outputCount, pool: ws.pool) }
+}
+
+/// conv2DForward's other algorithms.
+private func convolutionForward(_ s: ConvShape, input x: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
+                                bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>, workspace ws: ConvWorkspace) {
     let cout = s.outChannels
     if s.usesPixelPairs {
         ws.convolveByPixelPairs(s, input: x, weights: w, bias: bias, output: y)
-        return
-    }
-    if let algorithm = s.winograd {
-        ws.winogradForward(algorithm, s, input: x, weights: w, bias: bias, output: y)
         return
     }
     if s.usesPlanarTiles {
@@ -228,10 +237,24 @@ func partialGradientCount(_ s: ConvShape, _ ws: ConvWorkspace) -> Int {
 /// dX = the input gradient (overwritten). For stride 1 it is itself a convolution: dY, padded
 /// by k−1−padding, correlated with the spatially flipped, channel-transposed kernel; for a
 /// larger stride, one such convolution per phase of the input pixels (StridedConv.swift).
+/// With `gate` (the output of the ReLU before the convolution, which is its input), dX is kept
+/// only where the gate is positive: that ReLU's backward, done by Winograd's output transform
+/// (`ConvShape.winogradDataPasses`), by a pass over dX otherwise; the same bits either way.
 public func conv2DBackwardData(_ s: ConvShape, outputGradient dy: UnsafePointer<Float>,
-                               weights w: UnsafePointer<Float>,
+                               weights w: UnsafePointer<Float>, gate: UnsafePointer<Float>? = nil,
                                inputGradient dx: UnsafeMutablePointer<Float>,
                                workspace ws: ConvWorkspace) {
+    if let algorithm = s.winogradDataPasses {
+        ws.winogradBackwardData(algorithm, s, outputGradient: dy, weights: w, gate: gate, inputGradient: dx)
+        return
+    }
+    convolutionInputGradient(s, outputGradient: dy, weights: w, inputGradient: dx, workspace: ws)
+    if let gate { reluBackward(output: gate, outputGradient: dx, inputGradient: dx, count: s.inputCount, pool: ws.pool) }
+}
+
+/// conv2DBackwardData's other algorithms.
+private func convolutionInputGradient(_ s: ConvShape, outputGradient dy: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
+                                      inputGradient dx: UnsafeMutablePointer<Float>, workspace ws: ConvWorkspace) {
     let kh = s.kernelHeight, kw = s.kernelWidth, cin = s.inChannels, cout = s.outChannels
     if s.usesPatchRows {
         ws.inputGradientByPatchRows(s, outputGradient: dy, weights: w, inputGradient: dx)
@@ -243,10 +266,6 @@ public func conv2DBackwardData(_ s: ConvShape, outputGradient dy: UnsafePointer<
     }
     if s.inputGradientIsConvolution {
         let flipped = s.inputGradientConvolution
-        if let algorithm = s.winograd {
-            ws.winogradBackwardData(algorithm, s, outputGradient: dy, weights: w, inputGradient: dx)
-            return
-        }
         packConvWeights(ws.kernels, k: kh * kw * cout, n: cin, into: ws.packedWeights) { p, ci in
             let tap = p / cout, co = p % cout
             let ky = kh - 1 - tap / kw, kx = kw - 1 - tap % kw

@@ -36,6 +36,11 @@ public enum WinogradAlgorithm: String, Sendable {
 }
 
 extension ConvShape {
+    /// The Winograd algorithm of the forward pass and the input gradient, if any: `winograd`,
+    /// unless the layer runs on pixel pairs, which come first. Their output transforms take the
+    /// ReLU after the layer, or the backward of the one before it, on the way out (`OutputEpilogue`).
+    public var winogradDataPasses: WinogradAlgorithm? { usesPixelPairs ? nil : winograd }
+
     /// The Winograd algorithm this convolution runs, if any: 3x3, stride 1, and channel counts
     /// that are whole SIMD16 vectors. F(4x4) does 44 % fewer products than F(2x2) but carries
     /// more transform work per tile; it wins once the image has a few 4x4 tiles a side (measured
@@ -55,24 +60,32 @@ extension ConvShape {
 
 private let winogradSetting = ProcessInfo.processInfo.environment["DDPTRAIN_WINOGRAD"]
 
+/// The output transform's epilogue (`ConvKernels.OutputEpilogue`), for either kernel set.
+struct OutputEpilogue {
+    var bias: UnsafePointer<Float>? = nil, relu = false, gate: UnsafePointer<Float>? = nil
+    var avx2: ConvKernels.OutputEpilogue { .init(bias: bias, relu: relu, gate: gate) }
+    var avx512: ConvKernelsAVX512.OutputEpilogue { .init(bias: bias, relu: relu, gate: gate) }
+}
+
 extension ConvWorkspace {
-    /// Y = conv(X, W) (+ bias).
+    /// Y = conv(X, W) (+ bias), then max(·, 0) with `relu`.
     func winogradForward(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
-                         weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
+                         weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, relu: Bool, output y: UnsafeMutablePointer<Float>) {
         let cin = s.inChannels, cout = s.outChannels
         let weights = (origin: w, yStride: 3 * cin * cout, xStride: cin * cout, kStride: cout, nStride: 1)
         transformWeights(algorithm, k: cin, n: cout, weights)
-        convolve(algorithm, s, input: x, bias: bias, output: y)
+        convolve(algorithm, s, input: x, epilogue: OutputEpilogue(bias: bias, relu: relu), output: y)
     }
 
-    /// dX = the convolution of dY, padded by 2 − padding, with the flipped, channel-transposed kernel.
+    /// dX = the convolution of dY, padded by 2 − padding, with the flipped, channel-transposed
+    /// kernel; kept only where `gate` is positive, if given.
     func winogradBackwardData(_ algorithm: WinogradAlgorithm, _ s: ConvShape, outputGradient dy: UnsafePointer<Float>,
-                              weights w: UnsafePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>) {
+                              weights w: UnsafePointer<Float>, gate: UnsafePointer<Float>?, inputGradient dx: UnsafeMutablePointer<Float>) {
         let cin = s.inChannels, cout = s.outChannels
         // Tap (ky, kx) of the flipped kernel is (2 − ky, 2 − kx); rows are output channels.
         let flipped = (origin: w + 8 * cin * cout, yStride: -3 * cin * cout, xStride: -cin * cout, kStride: 1, nStride: cout)
         transformWeights(algorithm, k: cout, n: cin, flipped)
-        convolve(algorithm, s.inputGradientConvolution, input: dy, bias: nil, output: dx)
+        convolve(algorithm, s.inputGradientConvolution, input: dy, epilogue: OutputEpilogue(gate: gate), output: dx)
     }
 
     /// dW and dBias (both overwritten; no bias work when `db` is nil), split by groups unless
@@ -145,15 +158,15 @@ extension ConvWorkspace {
         }
     }
 
-    /// Y = conv(X, U) (+ bias) with U in `packedWeights`, in tasks of `tilesPerTask` tiles.
+    /// Y = conv(X, U), finished by `epilogue`, with U in `packedWeights`, in tasks of `tilesPerTask` tiles.
     private func convolve(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
-                          bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
+                          epilogue: OutputEpilogue, output y: UnsafeMutablePointer<Float>) {
         if algorithm.convolvesByPositions(s, winogradConvolutionSplit) {
-            convolveByPositions(algorithm, s, input: x, bias: bias, output: y)
+            convolveByPositions(algorithm, s, input: x, epilogue: epilogue, output: y)
             return
         }
         if bfloat16Products(algorithm) {
-            bfloat16Convolve(algorithm, s, input: x, bias: bias, output: y)
+            bfloat16Convolve(algorithm, s, input: x, epilogue: epilogue, output: y)
             return
         }
         let tiles = algorithm.tiles(s), perTask = algorithm.tilesPerTask
@@ -163,10 +176,11 @@ extension ConvWorkspace {
             let first = task * perTask, count = min(perTask, tiles - first)
             switch kernels {
             case .avx2:
-                ConvKernels.winogradConvolveTiles(m: m, s.geometry, input: x, transformedWeights: u, bias: bias, output: y,
+                ConvKernels.winogradConvolveTiles(m: m, s.geometry, input: x, transformedWeights: u, epilogue: epilogue.avx2, output: y,
                                                   first: first, count: count, scratch: scratch + worker * perWorker)
             case .avx512:
-                ConvKernelsAVX512.winogradConvolveTiles(m: m, s.geometry.avx512, input: x, transformedWeights: u, bias: bias, output: y,
+                ConvKernelsAVX512.winogradConvolveTiles(m: m, s.geometry.avx512, input: x, transformedWeights: u, epilogue: epilogue.avx512,
+                                                        output: y,
                                                         first: first, count: count, scratch: scratch + worker * perWorker)
             }
         }

@@ -22,10 +22,10 @@ extension ConvWorkspace {
     /// F(4x4)'s products, was no faster than float32 F(4x4) (model M, see BENCHMARKS.md).
     func bfloat16Products(_ algorithm: WinogradAlgorithm) -> Bool { precision == .bfloat16 && algorithm == .f2x2 }
 
-    /// Y = conv(X, U) (+ bias) with the transformed weights in `packedWeights`, in tasks of
-    /// `tilesPerTask` tiles: the float32 path's `convolve` with the products in bfloat16.
+    /// Y = conv(X, U), finished by `epilogue`, with the transformed weights in `packedWeights`, in
+    /// tasks of `tilesPerTask` tiles: the float32 path's `convolve` with the products in bfloat16.
     func bfloat16Convolve(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
-                          bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
+                          epilogue: OutputEpilogue, output y: UnsafeMutablePointer<Float>) {
         let cin = s.inChannels, cout = s.outChannels, m = algorithm.m, positions = algorithm.positions
         let tiles = algorithm.tiles(s), perTask = algorithm.tilesPerTask, inPairs = cin / 2
         let u = pairWeights(algorithm, k: cin, n: cout), uPerPosition = inPairs * cout
@@ -44,7 +44,7 @@ extension ConvWorkspace {
                               products + xi * mLayout.perPosition, cout, 0)
             }
             ConvKernelsAVX512.winogradOutputTiles(m: m, s.geometry.avx512, products: products, mLayout.avx512, first: first,
-                                                  count: count, bias: bias, output: y)
+                                                  count: count, epilogue: epilogue.avx512, output: y)
         }
     }
 

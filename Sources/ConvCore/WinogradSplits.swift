@@ -196,7 +196,7 @@ extension ConvWorkspace {
     /// `bfloat16Products` each block of V is rounded to pairs as its product task starts and
     /// multiplied by U's pairs (WinogradBFloat16.swift).
     func convolveByPositions(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
-                                     bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
+                                     epilogue: OutputEpilogue, output y: UnsafeMutablePointer<Float>) {
         precondition(winogradBlockScratchCapacity >= algorithm.operandCount(s), "conv workspace too small for \(s)")
         let cin = s.inChannels, cout = s.outChannels, m = algorithm.m, kernels = self.kernels.forColumns(cout), tiles = algorithm.tiles(s)
         let vLayout = OperandLayout(row: operandRow(cin), tiles: tiles, positions: algorithm.positions)
@@ -240,10 +240,11 @@ extension ConvWorkspace {
             let m0 = UnsafePointer(products + first * mRow)
             switch kernels {
             case .avx2:
-                ConvKernels.winogradOutputTiles(m: m, s.geometry, products: m0, mLayout.avx2, first: first, count: count, bias: bias, output: y)
+                ConvKernels.winogradOutputTiles(m: m, s.geometry, products: m0, mLayout.avx2, first: first, count: count,
+                                                epilogue: epilogue.avx2, output: y)
             case .avx512:
                 ConvKernelsAVX512.winogradOutputTiles(m: m, s.geometry.avx512, products: m0, mLayout.avx512, first: first, count: count,
-                                                      bias: bias, output: y)
+                                                      epilogue: epilogue.avx512, output: y)
             }
         }
     }

@@ -93,10 +93,26 @@ public func winogradTransformWeights(m: Int, k: Int, n: Int, rows: Range<Int>, s
     m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
 }
 
-/// Y = conv(X, W) + bias (bias optional) for tiles first..<first+count, with W transformed by
+/// What a Winograd output transform does to each value on its way out, in this order: add the
+/// bias, take the ReLU that follows the convolution, and keep the value only where `gate` (at
+/// the same index) is positive: an input gradient passing back through the ReLU whose output
+/// `gate` is. Each is what the separate pass would do, so the bits are the same.
+///
+///     OutputEpilogue(bias: b)                 // a convolution
+///     OutputEpilogue(bias: b, relu: true)     // a convolution, then a ReLU
+///     OutputEpilogue(gate: reluOutput)        // an input gradient, then the ReLU's backward
+public struct OutputEpilogue {
+    public let bias: UnsafePointer<Float>?, relu: Bool, gate: UnsafePointer<Float>?
+
+    public init(bias: UnsafePointer<Float>? = nil, relu: Bool = false, gate: UnsafePointer<Float>? = nil) {
+        self.bias = bias; self.relu = relu; self.gate = gate
+    }
+}
+
+/// Y = conv(X, W), finished by `epilogue`, for tiles first..<first+count, with W transformed by
 /// `winogradTransformWeights`. `scratch` holds positions × tilesPerTask × (Cin + Cout) floats.
 public func winogradConvolveTiles(m: Int, _ g: ConvGeometry, input x: UnsafePointer<Float>, transformedWeights u: UnsafePointer<Float>,
-                                  bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>,
+                                  epilogue: OutputEpilogue, output y: UnsafeMutablePointer<Float>,
                                   first: Int, count: Int, scratch: UnsafeMutablePointer<Float>) {
     func run<W: WinogradTransforms>(_: W.Type) {
         let tiles = Tiles<W>(g), cin = g.inChannels, cout = g.outChannels
@@ -111,7 +127,7 @@ public func winogradConvolveTiles(m: Int, _ g: ConvGeometry, input x: UnsafePoin
                 gemmBlock(kc: cin, a: v + xi * vPerPosition, lda: cin, rows: count, packedB: u + xi * uPerPosition,
                           columns: cout, c: product + xi * mPerPosition, ldc: cout)
             }
-            tiles.transformOutputs(product, OperandLayout(perPosition: mPerPosition, row: cout), first: first, count: count, bias: bias,
+            tiles.transformOutputs(product, OperandLayout(perPosition: mPerPosition, row: cout), first: first, count: count, epilogue: epilogue,
                                    into: y, scratch: e)
         }
     }
@@ -130,13 +146,14 @@ public func winogradInputTiles(m: Int, _ g: ConvGeometry, input x: UnsafePointer
     m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
 }
 
-/// Y = Aᵀ·M·A (+ bias) for tiles first..<first+count from rows 0..<count of the products `product`,
+/// Y = Aᵀ·M·A, finished by `epilogue`, for tiles first..<first+count from rows 0..<count of the products `product`,
 /// laid out as `layout` says: `winogradConvolveTiles`' last step, for a whole batch at once.
 public func winogradOutputTiles(m: Int, _ g: ConvGeometry, products product: UnsafePointer<Float>, _ layout: OperandLayout,
-                                first: Int, count: Int, bias: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>) {
+                                first: Int, count: Int, epilogue: OutputEpilogue, output y: UnsafeMutablePointer<Float>) {
     func run<W: WinogradTransforms>(_: W.Type) {
         withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: W.positions) { buffer in
-            Tiles<W>(g).transformOutputs(product, layout, first: first, count: count, bias: bias, into: y, scratch: buffer.baseAddress!)
+            Tiles<W>(g).transformOutputs(product, layout, first: first, count: count, epilogue: epilogue, into: y,
+                                         scratch: buffer.baseAddress!)
         }
     }
     m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
@@ -270,35 +287,34 @@ private struct Tiles<W: WinogradTransforms> {
         }
     }
 
-    /// Y = Aᵀ·M·A (+ bias) for tiles first..<first+count, M read from `product` as `layout` says,
-    /// skipping pixels past the edge; without a bias nothing is added.
+    /// Y = Aᵀ·M·A, finished by `epilogue`, for tiles first..<first+count, M read from `product`
+    /// as `layout` says, skipping pixels past the edge.
     @inline(__always)
     func transformOutputs(_ product: UnsafePointer<Float>, _ layout: OperandLayout, first: Int, count: Int,
-                          bias: UnsafePointer<Float>?, into y: UnsafeMutablePointer<Float>, scratch e: UnsafeMutablePointer<SIMD16<Float>>) {
+                          epilogue: OutputEpilogue, into y: UnsafeMutablePointer<Float>, scratch e: UnsafeMutablePointer<SIMD16<Float>>) {
         let oh = g.outHeight, ow = g.outWidth, cout = g.outChannels, alpha = W.alpha, perPosition = layout.perPosition
+        let relu = epilogue.relu, zero = SIMD16<Float>()
         for t in 0..<count {
             let (image, oy, ox) = origin(first + t)
             let rows = min(W.m, oh - oy), columns = min(W.m, ow - ox)
-            let out = y + ((image * oh + oy) * ow + ox) * cout
+            let start = ((image * oh + oy) * ow + ox) * cout, out = y + start, gate = epilogue.gate.map { $0 + start }
             let row = product + t * layout.row
             layout.forEachVector(channels: cout) { offset, c in
                 let src = row + offset
                 for q in 0..<alpha {
                     W.output({ load(src + ($0 * alpha + q) * perPosition) }, { e[$0 * alpha + q] = $1 })
                 }
-                if let bias {
-                    let b = load(bias + c)
-                    for i in 0..<rows {
-                        W.output({ e[i * alpha + $0] }, { j, value in
-                            if j < columns { store(out + (i * ow + j) * cout + c, value + b) }
-                        })
-                    }
-                } else {
-                    for i in 0..<rows {
-                        W.output({ e[i * alpha + $0] }, { j, value in
-                            if j < columns { store(out + (i * ow + j) * cout + c, value) }
-                        })
-                    }
+                let b = epilogue.bias.map { load($0 + c) }
+                for i in 0..<rows {
+                    W.output({ e[i * alpha + $0] }, { j, value in
+                        guard j < columns else { return }
+                        let at = (i * ow + j) * cout + c
+                        var v = value
+                        if let b { v += b }
+                        if relu { v = pointwiseMax(v, zero) }
+                        if let gate { v.replace(with: zero, where: load(gate + at) .<= zero) }
+                        store(out + at, v)
+                    })
                 }
             }
         }

@@ -164,14 +164,14 @@ public final class Network {
             let x = UnsafePointer(layer.input), y = layer.output
             let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             switch layer.op {
-            case let .conv(shape, w, b):
+            case let .conv(shape, w, b, relus):
                 conv2DForward(shape.batched(n), input: x, weights: parameters + w, bias: b.map { UnsafePointer(parameters + $0) },
-                              output: y, workspace: ws)
+                              relu: relus.after, output: y, workspace: ws)
             case let .batchNorm(norm):
                 normalize(norm, batch: n, input: x, output: y, training: key != nil)
-            case .relu:
+            case .relu, .reluInConvolutions(forward: false, backward: _):
                 reluForward(x, y, count: n * layer.outputSize, pool: pool)
-            case .reluInBatchNorm, .reluInMaxPool:
+            case .reluInBatchNorm, .reluInMaxPool, .reluInConvolutions(forward: true, backward: _):
                 break
             case .sigmoid:
                 sigmoidForward(x, y, count: n * layer.outputSize, pool: pool)
@@ -237,20 +237,21 @@ public final class Network {
             let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             var dIn = dOut == gradientBuffers.0 ? gradientBuffers.1 : gradientBuffers.0
             switch layer.op {
-            case let .conv(shape, w, b):
+            case let .conv(shape, w, b, relus):
                 let s = shape.batched(n)
                 conv2DBackwardWeights(s, input: x, outputGradient: dOut, weightGradient: gradients + w,
                                       biasGradient: b.map { gradients + $0 }, workspace: ws)
                 sink?.gradientsReady(w..<(b.map { $0 + s.outChannels } ?? w + s.weightCount))
                 if needDIn {
-                    conv2DBackwardData(s, outputGradient: dOut, weights: parameters + w, inputGradient: dIn, workspace: ws)
+                    conv2DBackwardData(s, outputGradient: dOut, weights: parameters + w, gate: relus.before ? x : nil,
+                                       inputGradient: dIn, workspace: ws)
                 }
             case let .batchNorm(norm):
                 normalizeBackward(norm, batch: n, input: x, outputGradient: dOut, inputGradient: dIn, sink: sink)
-            case .relu:
+            case .relu, .reluInConvolutions(forward: _, backward: false):
                 dIn = dOut
                 reluBackward(output: y, outputGradient: dOut, inputGradient: dIn, count: n * layer.outputSize, pool: pool)
-            case .reluInBatchNorm, .reluInMaxPool:
+            case .reluInBatchNorm, .reluInMaxPool, .reluInConvolutions(forward: _, backward: true):
                 dIn = dOut
             case .sigmoid:
                 dIn = dOut
@@ -397,7 +398,7 @@ public final class Network {
                     out.append(LayerSummary(name: name, outputShape: shape, forwardFlops: f, backwardFlops: layer.index == 0 ? f : 2 * f))
                 }
                 switch layer.op {
-                case let .conv(s, _, b):
+                case let .conv(s, _, b, _):
                     let algorithm = " " + s.forwardAlgorithm
                     add(name("conv") + " \(s.kernelHeight)x\(s.kernelWidth)/\(s.stride) \(s.inChannels)→\(s.outChannels)"
                             + (b == nil ? " no bias" : "") + algorithm,
@@ -408,6 +409,9 @@ public final class Network {
                 case .relu: add("relu")
                 case .reluInBatchNorm: add("relu (done by the batch norm)")
                 case .reluInMaxPool: add("relu (done by the max pool)")
+                case let .reluInConvolutions(forward, backward):
+                    add(forward && backward ? "relu (done by the convolutions)"
+                            : forward ? "relu (forward by the convolution)" : "relu (backward by the next conv)")
                 case .sigmoid: add("sigmoid")
                 case .tanh: add("tanh")
                 case let .maxPool(s, _, _): add("maxpool \(s.size)x\(s.size)/\(s.stride)", [s.outHeight, s.outWidth, s.channels])
@@ -440,7 +444,7 @@ public final class Network {
         func visit(_ list: [CompiledLayer]) {
             for (i, layer) in list.enumerated() {
                 switch layer.op {
-                case let .conv(s, _, _):
+                case let .conv(s, _, _, _):
                     // Activations may work in place, so the maps are read where the last of the group wrote them.
                     var last = i
                     if last + 1 < list.count, case .batchNorm = list[last + 1].op { last += 1 }
@@ -478,7 +482,7 @@ public struct FeatureMaps: Sendable {
 struct CompiledLayer {
     enum Op {
         /// Shapes are stored for batch 1 and re-batched per call.
-        case conv(ConvShape, weight: Int, bias: Int?)
+        case conv(ConvShape, weight: Int, bias: Int?, relus: ConvReLUs)
         case batchNorm(CompiledBatchNorm)
         case relu, sigmoid, tanh
         /// A ReLU right after a batch norm, which applies it on the way out and takes its mask in
@@ -488,6 +492,10 @@ struct CompiledLayer {
         /// to its 4× fewer outputs (and its mask to the gradient it routes back): no work of its
         /// own, and its input's buffer, left unrectified.
         case reluInMaxPool
+        /// A ReLU whose forward the convolution before it does (`ConvReLUs.after`), or whose
+        /// backward the input gradient of the convolution after it does (`ConvReLUs.before`), or
+        /// both: Winograd's output transforms, on the way out. Otherwise it is `relu`'s pass.
+        case reluInConvolutions(forward: Bool, backward: Bool)
         /// `relu`: the pool does the ReLU before it (`reluInMaxPool`).
         case maxPool(PoolShape, argmax: UnsafeMutablePointer<Int32>, relu: Bool)
         case avgPool(PoolShape)
@@ -508,10 +516,17 @@ struct CompiledLayer {
 
     var isActivation: Bool {
         switch op {
-        case .relu, .reluInBatchNorm, .reluInMaxPool, .sigmoid, .tanh: return true
+        case .relu, .reluInBatchNorm, .reluInMaxPool, .reluInConvolutions, .sigmoid, .tanh: return true
         default: return false
         }
     }
+}
+
+/// The ReLUs a convolution does on the way (`CompiledLayer.Op.reluInConvolutions`): the one
+/// after it in its forward pass, and, in its input gradient, the backward of the one before it
+/// (its input is that ReLU's output, which gates the gradient).
+struct ConvReLUs {
+    var after = false, before = false
 }
 
 /// Batch norm's per-layer scratch: this step's statistics, kept for the backward pass.
@@ -575,8 +590,9 @@ private struct LayerCompiler {
         // back from: only then may an activation overwrite it.
         var currentIsScratch = false
         var out: [CompiledLayer] = []
-        // Whether the residual block just compiled does the ReLU that follows it.
-        var reluInResidual = false
+        // Whether the residual block just compiled does the ReLU that follows it, and whether the
+        // next convolution does the backward of the ReLU just compiled.
+        var reluInResidual = false, reluBeforeConvolution = false
         for (position, node) in nodes.enumerated() {
             let index = nextIndex
             nextIndex += 1
@@ -586,7 +602,8 @@ private struct LayerCompiler {
             switch node.step {
             case let .conv(shape, w, b):
                 workspace.reserve(for: shape.batched(maxBatch))
-                op = .conv(shape, weight: w, bias: b)
+                op = .conv(shape, weight: w, bias: b, relus: ConvReLUs(before: reluBeforeConvolution))
+                reluBeforeConvolution = false
             case let .batchNorm(pixels, channels, scale, shift, running):
                 workspace.pool.reservePartialSums(NormShape(batch: maxBatch, pixels: pixels, channels: channels).partialSumCount)
                 op = .batchNorm(CompiledBatchNorm(pixels: pixels, channels: channels, scale: scale, shift: shift, running: running,
@@ -611,6 +628,22 @@ private struct LayerCompiler {
                     // Over whole 16-channel vectors only: LeNet-5's 6-channel pool took longer
                     // with the ReLU than the ReLU's own pass over its small activations.
                     op = .reluInMaxPool
+                } else if case .relu = op, fusing {
+                    // Between Winograd convolutions, their output transforms do the ReLU: the
+                    // one before, its forward; the one after, its backward, as it writes its input gradient.
+                    var forward = false
+                    if currentIsScratch, let previous = out.last, case .conv(let shape, let w, let b, var relus) = previous.op,
+                       shape.winogradDataPasses != nil {
+                        relus.after = true
+                        out[out.count - 1] = CompiledLayer(op: .conv(shape, weight: w, bias: b, relus: relus), index: previous.index,
+                                                           input: previous.input, output: previous.output,
+                                                           inputSize: previous.inputSize, outputSize: previous.outputSize)
+                        forward = true
+                    }
+                    if position + 1 < nodes.count, case let .conv(next, _, _) = nodes[position + 1].step, next.winogradDataPasses != nil {
+                        reluBeforeConvolution = true
+                    }
+                    if forward || reluBeforeConvolution { op = .reluInConvolutions(forward: forward, backward: reluBeforeConvolution) }
                 }
             case let .maxPool(shape):
                 let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: maxBatch * node.outputSize)
