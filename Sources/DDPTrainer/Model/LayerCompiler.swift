@@ -1,0 +1,228 @@
+import ConvCore
+import Foundation
+
+/// A layer with its per-sample shape resolved, its parameters located and its buffers assigned.
+struct CompiledLayer {
+    enum Op {
+        /// Shapes are stored for batch 1 and re-batched per call.
+        case conv(ConvShape, weight: Int, bias: Int?, relus: ConvReLUs)
+        case batchNorm(CompiledBatchNorm)
+        case relu, sigmoid, tanh
+        /// A ReLU right after a batch norm, which applies it on the way out and takes its mask in
+        /// its backward pass (`FusedReLU`): no work of its own, and the norm's output buffer.
+        case reluInBatchNorm
+        /// A ReLU right before a max pool over whole 16-channel vectors, which the pool applies
+        /// to its 4× fewer outputs (and its mask to the gradient it routes back): no work of its
+        /// own, and its input's buffer, left unrectified.
+        case reluInMaxPool
+        /// A ReLU whose forward the convolution before it does (`ConvReLUs.after`), or whose
+        /// backward the input gradient of the convolution after it does (`ConvReLUs.before`), or
+        /// both: Winograd's output transforms, on the way out. Otherwise it is `relu`'s pass.
+        case reluInConvolutions(forward: Bool, backward: Bool)
+        /// `relu`: the pool does the ReLU before it (`reluInMaxPool`).
+        case maxPool(PoolShape, argmax: UnsafeMutablePointer<Int32>, relu: Bool)
+        case avgPool(PoolShape)
+        case globalAvgPool(pixels: Int, channels: Int)
+        case dropout(rate: Float, mask: UnsafeMutablePointer<Float>)
+        case flatten
+        case dense(DenseShape, weight: Int, bias: Int)
+        /// `saved`: the block's own copies of the gradients both branches need. `addedByNorm`: the
+        /// body ends in a batch norm that adds the shortcut's output (and does the ReLU after the
+        /// block, if one follows), so the block's output is the norm's.
+        case residual(body: [CompiledLayer], shortcut: [CompiledLayer], saved: ResidualGradients, addedByNorm: Bool)
+    }
+    let op: Op
+    /// Position in the depth-first layer order (for the profile and dropout's key).
+    let index: Int
+    let input: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>
+    let inputSize: Int, outputSize: Int
+
+    var isActivation: Bool {
+        switch op {
+        case .relu, .reluInBatchNorm, .reluInMaxPool, .reluInConvolutions, .sigmoid, .tanh: return true
+        default: return false
+        }
+    }
+}
+
+/// The ReLUs a convolution does on the way (`CompiledLayer.Op.reluInConvolutions`): the one
+/// after it in its forward pass, and, in its input gradient, the backward of the one before it
+/// (its input is that ReLU's output, which gates the gradient).
+struct ConvReLUs {
+    var after = false, before = false
+}
+
+/// Batch norm's per-layer scratch: this step's statistics, kept for the backward pass.
+struct CompiledBatchNorm {
+    static let epsilon = 1e-5
+    static let momentum = 0.1
+    let pixels: Int, channels: Int
+    /// Offsets of scale and shift in the parameters, of the running mean (then variance) in the buffers.
+    let scale: Int, shift: Int, running: Int
+    let mean: UnsafeMutablePointer<Float>, invStd: UnsafeMutablePointer<Float>
+    /// 2 × channels partial sums (statistics forward, gradient sums backward).
+    let sums: UnsafeMutablePointer<Double>
+    /// Whether the ReLU after it is fused into it (`CompiledLayer.Op.reluInBatchNorm`).
+    var relu = false
+    /// The shortcut's output, when the norm ends a residual block's body and adds it
+    /// (`CompiledLayer.Op.residual`'s `addedByNorm`); `relu` is then the ReLU after the block.
+    var residual: UnsafePointer<Float>?
+}
+
+struct ResidualGradients {
+    let outputGradient: UnsafeMutablePointer<Float>
+    /// Only with a projection shortcut: its input gradient, while the body's is computed.
+    let inputGradient: UnsafeMutablePointer<Float>?
+}
+
+/// Turns a `LayerPlan` into `CompiledLayer`s, allocating each layer's output and scratch.
+struct LayerCompiler {
+    let maxBatch: Int
+    let workspace: ConvWorkspace
+    var owned: [UnsafeMutableRawPointer] = []
+    /// The largest per-sample activation, for the shared gradient buffers.
+    var widest = 0
+    /// `Network.init`'s `fusing`.
+    let fusing: Bool
+    private var nextIndex = 0
+
+    init(maxBatch: Int, workspace: ConvWorkspace, fusing: Bool) {
+        self.maxBatch = maxBatch
+        self.workspace = workspace
+        self.fusing = fusing
+    }
+
+    mutating func floats(_ n: Int) -> UnsafeMutablePointer<Float> {
+        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
+        p.initialize(repeating: 0, count: max(n, 1))
+        owned.append(UnsafeMutableRawPointer(p))
+        return p
+    }
+
+    mutating func doubles(_ n: Int) -> UnsafeMutablePointer<Double> {
+        let p = UnsafeMutablePointer<Double>.allocate(capacity: max(n, 1))
+        p.initialize(repeating: 0, count: max(n, 1))
+        owned.append(UnsafeMutableRawPointer(p))
+        return p
+    }
+
+    /// Compiles `nodes` reading `input`; returns the layers and the buffer holding the list's output.
+    mutating func compile(_ nodes: [LayerPlan.Node], input: UnsafeMutablePointer<Float>) -> (layers: [CompiledLayer], output: UnsafeMutablePointer<Float>) {
+        var current = input
+        // Whether `current` was written by a layer of this list that no backward pass reads it
+        // back from: only then may an activation overwrite it.
+        var currentIsScratch = false
+        var out: [CompiledLayer] = []
+        // Whether the residual block just compiled does the ReLU that follows it, and whether the
+        // next convolution does the backward of the ReLU just compiled.
+        var reluInResidual = false, reluBeforeConvolution = false
+        for (position, node) in nodes.enumerated() {
+            let index = nextIndex
+            nextIndex += 1
+            widest = max(widest, node.outputSize)
+            var op: CompiledLayer.Op
+            var output: UnsafeMutablePointer<Float>?
+            switch node.step {
+            case let .conv(shape, w, b):
+                workspace.reserve(for: shape.batched(maxBatch))
+                op = .conv(shape, weight: w, bias: b, relus: ConvReLUs(before: reluBeforeConvolution))
+                reluBeforeConvolution = false
+            case let .batchNorm(pixels, channels, scale, shift, running):
+                workspace.pool.reservePartialSums(NormShape(batch: maxBatch, pixels: pixels, channels: channels).partialSumCount)
+                op = .batchNorm(CompiledBatchNorm(pixels: pixels, channels: channels, scale: scale, shift: shift, running: running,
+                                                  mean: floats(channels), invStd: floats(channels), sums: doubles(2 * channels)))
+            case .relu, .sigmoid, .tanh:
+                op = node.step.activation!
+                // In place unless the input is the list's input (the network's, or a residual
+                // block's that the other branch still reads) or another activation's output
+                // (whose backward reads it).
+                if currentIsScratch { output = current }
+                // A ReLU on a batch norm's output is done by the norm, in the same pass.
+                if reluInResidual {
+                    op = .reluInBatchNorm
+                    reluInResidual = false
+                } else if case .relu = op, currentIsScratch, fusing, let previous = out.last, case var .batchNorm(norm) = previous.op {
+                    norm.relu = true
+                    out[out.count - 1] = CompiledLayer(op: .batchNorm(norm), index: previous.index, input: previous.input,
+                                                       output: previous.output, inputSize: previous.inputSize, outputSize: previous.outputSize)
+                    op = .reluInBatchNorm
+                } else if case .relu = op, currentIsScratch, fusing, position + 1 < nodes.count,
+                          case let .maxPool(pooled) = nodes[position + 1].step, pooled.channels % 16 == 0 {
+                    // Over whole 16-channel vectors only: LeNet-5's 6-channel pool took longer
+                    // with the ReLU than the ReLU's own pass over its small activations.
+                    op = .reluInMaxPool
+                } else if case .relu = op, fusing {
+                    // Between Winograd convolutions, their output transforms do the ReLU: the
+                    // one before, its forward; the one after, its backward, as it writes its input gradient.
+                    var forward = false
+                    if currentIsScratch, let previous = out.last, case .conv(let shape, let w, let b, var relus) = previous.op,
+                       shape.winogradDataPasses != nil {
+                        relus.after = true
+                        out[out.count - 1] = CompiledLayer(op: .conv(shape, weight: w, bias: b, relus: relus), index: previous.index,
+                                                           input: previous.input, output: previous.output,
+                                                           inputSize: previous.inputSize, outputSize: previous.outputSize)
+                        forward = true
+                    }
+                    if position + 1 < nodes.count, case let .conv(next, _, _) = nodes[position + 1].step, next.winogradDataPasses != nil {
+                        reluBeforeConvolution = true
+                    }
+                    if forward || reluBeforeConvolution { op = .reluInConvolutions(forward: forward, backward: reluBeforeConvolution) }
+                }
+            case let .maxPool(shape):
+                let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: maxBatch * node.outputSize)
+                owned.append(UnsafeMutableRawPointer(argmax))
+                let relu: Bool
+                if case .reluInMaxPool = out.last?.op { relu = true } else { relu = false }
+                op = .maxPool(shape, argmax: argmax, relu: relu)
+            case let .avgPool(shape):
+                op = .avgPool(shape)
+            case let .globalAvgPool(pixels, channels):
+                op = .globalAvgPool(pixels: pixels, channels: channels)
+            case let .dropout(rate):
+                op = .dropout(rate: rate, mask: floats(maxBatch * node.outputSize))
+            case .flatten:
+                op = .flatten
+                output = current
+            case let .dense(shape, w, b):
+                workspace.reserve(for: shape.batched(maxBatch))
+                op = .dense(shape, weight: w, bias: b)
+            case let .residual(bodyNodes, shortcutNodes):
+                var body = compile(bodyNodes, input: current).layers
+                let shortcut = compile(shortcutNodes, input: current).layers
+                let saved = ResidualGradients(outputGradient: floats(maxBatch * node.outputSize),
+                                              inputGradient: shortcut.isEmpty ? nil : floats(maxBatch * node.inputSize))
+                // A body that ends in a batch norm has the norm add the shortcut and do the ReLU
+                // after the block: one pass over the block's output instead of three.
+                var addedByNorm = false
+                if fusing, let last = body.last, case var .batchNorm(norm) = last.op, !norm.relu {
+                    norm.residual = UnsafePointer(shortcut.last?.output ?? current)
+                    if position + 1 < nodes.count, case .relu = nodes[position + 1].step { norm.relu = true }
+                    body[body.count - 1] = CompiledLayer(op: .batchNorm(norm), index: last.index, input: last.input,
+                                                         output: last.output, inputSize: last.inputSize, outputSize: last.outputSize)
+                    output = last.output
+                    addedByNorm = true
+                    reluInResidual = norm.relu
+                }
+                op = .residual(body: body, shortcut: shortcut, saved: saved, addedByNorm: addedByNorm)
+            }
+            let y = output ?? floats(maxBatch * node.outputSize)
+            out.append(CompiledLayer(op: op, index: index, input: current, output: y,
+                                     inputSize: node.inputSize, outputSize: node.outputSize))
+            if case .flatten = node.step {} else { currentIsScratch = node.step.activation == nil }
+            current = y
+        }
+        return (out, current)
+    }
+}
+
+extension LayerPlan.Step {
+    /// The compiled op of an element-wise activation, nil for any other layer.
+    var activation: CompiledLayer.Op? {
+        switch self {
+        case .relu: return .relu
+        case .sigmoid: return .sigmoid
+        case .tanh: return .tanh
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,96 @@
+import ConvCore
+
+/// What `bench`, `models` and `visualize` show of a compiled network.
+extension Network {
+    /// One entry per layer, depth first (what `profile` indexes); a residual block's entry is
+    /// its addition (and, backward, the copies of the gradient its branches share).
+    public var layerSummaries: [LayerSummary] {
+        var counters: [String: Int] = [:]
+        var out: [LayerSummary] = []
+        func name(_ kind: String) -> String { counters[kind, default: 0] += 1; return "\(kind)\(counters[kind]!)" }
+        func visit(_ list: [CompiledLayer]) {
+            for layer in list {
+                // The first layer computes no input gradient: its backward is the weight gradient alone.
+                func add(_ name: String, _ shape: [Int] = [layer.outputSize], forwardFlops f: Double = 0) {
+                    out.append(LayerSummary(name: name, outputShape: shape, forwardFlops: f, backwardFlops: layer.index == 0 ? f : 2 * f))
+                }
+                switch layer.op {
+                case let .conv(s, _, b, _):
+                    let algorithm = " " + s.forwardAlgorithm
+                    add(name("conv") + " \(s.kernelHeight)x\(s.kernelWidth)/\(s.stride) \(s.inChannels)→\(s.outChannels)"
+                            + (b == nil ? " no bias" : "") + algorithm,
+                        [s.outHeight, s.outWidth, s.outChannels], forwardFlops: s.forwardFlops)
+                case let .dense(s, _, _):
+                    add(name("dense") + " \(s.inputs)→\(s.outputs)", [s.outputs], forwardFlops: s.forwardFlops)
+                case let .batchNorm(bn): add(name("bn") + " \(bn.channels)")
+                case .relu: add("relu")
+                case .reluInBatchNorm: add("relu (done by the batch norm)")
+                case .reluInMaxPool: add("relu (done by the max pool)")
+                case let .reluInConvolutions(forward, backward):
+                    add(forward && backward ? "relu (done by the convolutions)"
+                            : forward ? "relu (forward by the convolution)" : "relu (backward by the next conv)")
+                case .sigmoid: add("sigmoid")
+                case .tanh: add("tanh")
+                case let .maxPool(s, _, _): add("maxpool \(s.size)x\(s.size)/\(s.stride)", [s.outHeight, s.outWidth, s.channels])
+                case let .avgPool(s): add("avgpool \(s.size)x\(s.size)/\(s.stride)", [s.outHeight, s.outWidth, s.channels])
+                case let .globalAvgPool(_, c): add("globalavgpool", [1, 1, c])
+                case let .dropout(rate, _): add("dropout \(rate)")
+                case .flatten: add("flatten")
+                case let .residual(body, shortcut, _, addedByNorm):
+                    add(name("add") + (shortcut.isEmpty ? " (identity shortcut" : " (projection shortcut")
+                            + (addedByNorm ? ", done by the batch norm)" : ")"))
+                    visit(body)
+                    visit(shortcut)
+                }
+            }
+        }
+        visit(layers)
+        return out
+    }
+
+    /// Every convolution's feature maps for image `image` of the last forward pass, depth first,
+    /// named as their weights are (`conv1`, `conv2`, …): the output of the convolution together
+    /// with the batch norm and the activation that directly follow it (HWC), for `ddptrain visualize`.
+    /// A residual block's last convolution shows the block's output: its norm adds the shortcut
+    /// and does the ReLU after the block (`CompiledLayer.Op.residual`).
+    ///
+    ///     net.forward(batch: 1, training: nil)
+    ///     for map in net.convolutionOutputs(image: 0) { print(map.name, map.height, map.width, map.channels) }
+    public func convolutionOutputs(image: Int) -> [FeatureMaps] {
+        var out: [FeatureMaps] = []
+        func visit(_ list: [CompiledLayer]) {
+            for (i, layer) in list.enumerated() {
+                switch layer.op {
+                case let .conv(s, _, _, _):
+                    // Activations may work in place, so the maps are read where the last of the group wrote them.
+                    var last = i
+                    if last + 1 < list.count, case .batchNorm = list[last + 1].op { last += 1 }
+                    if last + 1 < list.count, list[last + 1].isActivation { last += 1 }
+                    let start = list[last].output + image * layer.outputSize
+                    var values = Array(UnsafeBufferPointer(start: start, count: layer.outputSize))
+                    // A ReLU that the max pool does leaves its buffer unrectified.
+                    if case .reluInMaxPool = list[last].op { values = values.map { max($0, 0) } }
+                    out.append(FeatureMaps(name: "conv\(out.count + 1)", height: s.outHeight, width: s.outWidth, channels: s.outChannels,
+                                           values: values))
+                case let .residual(body, shortcut, _, _):
+                    visit(body)
+                    visit(shortcut)
+                default:
+                    break
+                }
+            }
+        }
+        visit(layers)
+        return out
+    }
+
+    /// The forward multiply-adds ×2 of one image, summed over every layer.
+    public var forwardFlopsPerImage: Double { layerSummaries.reduce(0) { $0 + $1.forwardFlops } }
+}
+
+/// One layer's output channels for one image, HWC.
+public struct FeatureMaps: Sendable {
+    public let name: String
+    public let height: Int, width: Int, channels: Int
+    public let values: [Float]
+}
