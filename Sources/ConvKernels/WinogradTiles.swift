@@ -311,7 +311,9 @@ private struct Tiles<W: WinogradTransforms> {
                         let at = (i * ow + j) * cout + c
                         var v = value
                         if let b { v += b }
-                        if relu { v = pointwiseMax(v, zero) }
+                        // max(v, 0) as the separate pass takes it (0 for NaN), by a select:
+                        // the standard library's pointwiseMax was a call per vector here, lane by lane.
+                        if relu { v = zero.replacing(with: v, where: v .> zero) }
                         if let gate { v.replace(with: zero, where: load(gate + at) .<= zero) }
                         store(out + at, v)
                     })
