@@ -237,24 +237,14 @@ func partialGradientCount(_ s: ConvShape, _ ws: ConvWorkspace) -> Int {
 /// dX = the input gradient (overwritten). For stride 1 it is itself a convolution: dY, padded
 /// by k−1−padding, correlated with the spatially flipped, channel-transposed kernel; for a
 /// larger stride, one such convolution per phase of the input pixels (StridedConv.swift).
-/// With `gate` (the output of the ReLU before the convolution, which is its input), dX is kept
-/// only where the gate is positive: that ReLU's backward, done by Winograd's output transform
-/// (`ConvShape.winogradDataPasses`), by a pass over dX otherwise; the same bits either way.
 public func conv2DBackwardData(_ s: ConvShape, outputGradient dy: UnsafePointer<Float>,
-                               weights w: UnsafePointer<Float>, gate: UnsafePointer<Float>? = nil,
+                               weights w: UnsafePointer<Float>,
                                inputGradient dx: UnsafeMutablePointer<Float>,
                                workspace ws: ConvWorkspace) {
     if let algorithm = s.winogradDataPasses {
-        ws.winogradBackwardData(algorithm, s, outputGradient: dy, weights: w, gate: gate, inputGradient: dx)
+        ws.winogradBackwardData(algorithm, s, outputGradient: dy, weights: w, inputGradient: dx)
         return
     }
-    convolutionInputGradient(s, outputGradient: dy, weights: w, inputGradient: dx, workspace: ws)
-    if let gate { reluBackward(output: gate, outputGradient: dx, inputGradient: dx, count: s.inputCount, pool: ws.pool) }
-}
-
-/// conv2DBackwardData's other algorithms.
-private func convolutionInputGradient(_ s: ConvShape, outputGradient dy: UnsafePointer<Float>, weights w: UnsafePointer<Float>,
-                                      inputGradient dx: UnsafeMutablePointer<Float>, workspace ws: ConvWorkspace) {
     let kh = s.kernelHeight, kw = s.kernelWidth, cin = s.inChannels, cout = s.outChannels
     if s.usesPatchRows {
         ws.inputGradientByPatchRows(s, outputGradient: dy, weights: w, inputGradient: dx)

@@ -37,8 +37,8 @@ public enum WinogradAlgorithm: String, Sendable {
 
 extension ConvShape {
     /// The Winograd algorithm of the forward pass and the input gradient, if any: `winograd`,
-    /// unless the layer runs on pixel pairs, which come first. Their output transforms take the
-    /// ReLU after the layer, or the backward of the one before it, on the way out (`OutputEpilogue`).
+    /// unless the layer runs on pixel pairs, which come first. The forward's output transform
+    /// takes the ReLU after the layer on the way out (`OutputEpilogue`).
     public var winogradDataPasses: WinogradAlgorithm? { usesPixelPairs ? nil : winograd }
 
     /// The Winograd algorithm this convolution runs, if any: 3x3, stride 1, and channel counts
@@ -62,9 +62,9 @@ private let winogradSetting = ProcessInfo.processInfo.environment["DDPTRAIN_WINO
 
 /// The output transform's epilogue (`ConvKernels.OutputEpilogue`), for either kernel set.
 struct OutputEpilogue {
-    var bias: UnsafePointer<Float>? = nil, relu = false, gate: UnsafePointer<Float>? = nil
-    var avx2: ConvKernels.OutputEpilogue { .init(bias: bias, relu: relu, gate: gate) }
-    var avx512: ConvKernelsAVX512.OutputEpilogue { .init(bias: bias, relu: relu, gate: gate) }
+    var bias: UnsafePointer<Float>? = nil, relu = false
+    var avx2: ConvKernels.OutputEpilogue { .init(bias: bias, relu: relu) }
+    var avx512: ConvKernelsAVX512.OutputEpilogue { .init(bias: bias, relu: relu) }
 }
 
 extension ConvWorkspace {
@@ -77,15 +77,14 @@ extension ConvWorkspace {
         convolve(algorithm, s, input: x, epilogue: OutputEpilogue(bias: bias, relu: relu), output: y)
     }
 
-    /// dX = the convolution of dY, padded by 2 − padding, with the flipped, channel-transposed
-    /// kernel; kept only where `gate` is positive, if given.
+    /// dX = the convolution of dY, padded by 2 − padding, with the flipped, channel-transposed kernel.
     func winogradBackwardData(_ algorithm: WinogradAlgorithm, _ s: ConvShape, outputGradient dy: UnsafePointer<Float>,
-                              weights w: UnsafePointer<Float>, gate: UnsafePointer<Float>?, inputGradient dx: UnsafeMutablePointer<Float>) {
+                              weights w: UnsafePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>) {
         let cin = s.inChannels, cout = s.outChannels
         // Tap (ky, kx) of the flipped kernel is (2 − ky, 2 − kx); rows are output channels.
         let flipped = (origin: w + 8 * cin * cout, yStride: -3 * cin * cout, xStride: -cin * cout, kStride: 1, nStride: cout)
         transformWeights(algorithm, k: cout, n: cin, flipped)
-        convolve(algorithm, s.inputGradientConvolution, input: dy, epilogue: OutputEpilogue(gate: gate), output: dx)
+        convolve(algorithm, s.inputGradientConvolution, input: dy, epilogue: OutputEpilogue(), output: dx)
     }
 
     /// dW and dBias (both overwritten; no bias work when `db` is nil), split by groups unless

@@ -93,19 +93,16 @@ public func winogradTransformWeights(m: Int, k: Int, n: Int, rows: Range<Int>, s
     m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
 }
 
-/// What a Winograd output transform does to each value on its way out, in this order: add the
-/// bias, take the ReLU that follows the convolution, and keep the value only where `gate` (at
-/// the same index) is positive: an input gradient passing back through the ReLU whose output
-/// `gate` is. Each is what the separate pass would do, so the bits are the same.
+/// What a Winograd output transform does to each value on its way out: add the bias, then take
+/// the ReLU that follows the convolution, as the separate passes would (the same bits).
 ///
 ///     OutputEpilogue(bias: b)                 // a convolution
 ///     OutputEpilogue(bias: b, relu: true)     // a convolution, then a ReLU
-///     OutputEpilogue(gate: reluOutput)        // an input gradient, then the ReLU's backward
 public struct OutputEpilogue {
-    public let bias: UnsafePointer<Float>?, relu: Bool, gate: UnsafePointer<Float>?
+    public let bias: UnsafePointer<Float>?, relu: Bool
 
-    public init(bias: UnsafePointer<Float>? = nil, relu: Bool = false, gate: UnsafePointer<Float>? = nil) {
-        self.bias = bias; self.relu = relu; self.gate = gate
+    public init(bias: UnsafePointer<Float>? = nil, relu: Bool = false) {
+        self.bias = bias; self.relu = relu
     }
 }
 
@@ -297,7 +294,7 @@ private struct Tiles<W: WinogradTransforms> {
         for t in 0..<count {
             let (image, oy, ox) = origin(first + t)
             let rows = min(W.m, oh - oy), columns = min(W.m, ow - ox)
-            let start = ((image * oh + oy) * ow + ox) * cout, out = y + start, gate = epilogue.gate.map { $0 + start }
+            let out = y + ((image * oh + oy) * ow + ox) * cout
             let row = product + t * layout.row
             layout.forEachVector(channels: cout) { offset, c in
                 let src = row + offset
@@ -314,7 +311,6 @@ private struct Tiles<W: WinogradTransforms> {
                         // max(v, 0) as the separate pass takes it (0 for NaN), by a select:
                         // the standard library's pointwiseMax was a call per vector here, lane by lane.
                         if relu { v = zero.replacing(with: v, where: v .> zero) }
-                        if let gate { v.replace(with: zero, where: load(gate + at) .<= zero) }
                         store(out + at, v)
                     })
                 }

@@ -5,7 +5,8 @@ import Foundation
 struct CompiledLayer {
     enum Op {
         /// Shapes are stored for batch 1 and re-batched per call.
-        case conv(ConvShape, weight: Int, bias: Int?, relus: ConvReLUs)
+        /// `relu`: it does the ReLU after it (`reluInConvolution`).
+        case conv(ConvShape, weight: Int, bias: Int?, relu: Bool)
         case batchNorm(CompiledBatchNorm)
         case relu, sigmoid, tanh
         /// A ReLU right after a batch norm, which applies it on the way out and takes its mask in
@@ -15,10 +16,11 @@ struct CompiledLayer {
         /// to its 4× fewer outputs (and its mask to the gradient it routes back): no work of its
         /// own, and its input's buffer, left unrectified.
         case reluInMaxPool
-        /// A ReLU whose forward the convolution before it does (`ConvReLUs.after`), or whose
-        /// backward the input gradient of the convolution after it does (`ConvReLUs.before`), or
-        /// both: Winograd's output transforms, on the way out. Otherwise it is `relu`'s pass.
-        case reluInConvolutions(forward: Bool, backward: Bool)
+        /// A ReLU right after a Winograd convolution, whose output transform applies it on the
+        /// way out: no forward work of its own, and the convolution's output buffer. Its backward
+        /// is `relu`'s. (Its backward done by the next convolution's input gradient, gating the
+        /// output transform's writes, cost that pass as much as the ReLU's own pass: see BENCHMARKS.md.)
+        case reluInConvolution
         /// `relu`: the pool does the ReLU before it (`reluInMaxPool`).
         case maxPool(PoolShape, argmax: UnsafeMutablePointer<Int32>, relu: Bool)
         case avgPool(PoolShape)
@@ -39,17 +41,10 @@ struct CompiledLayer {
 
     var isActivation: Bool {
         switch op {
-        case .relu, .reluInBatchNorm, .reluInMaxPool, .reluInConvolutions, .sigmoid, .tanh: return true
+        case .relu, .reluInBatchNorm, .reluInMaxPool, .reluInConvolution, .sigmoid, .tanh: return true
         default: return false
         }
     }
-}
-
-/// The ReLUs a convolution does on the way (`CompiledLayer.Op.reluInConvolutions`): the one
-/// after it in its forward pass, and, in its input gradient, the backward of the one before it
-/// (its input is that ReLU's output, which gates the gradient).
-struct ConvReLUs {
-    var after = false, before = false
 }
 
 /// Batch norm's per-layer scratch: this step's statistics, kept for the backward pass.
@@ -113,9 +108,8 @@ struct LayerCompiler {
         // back from: only then may an activation overwrite it.
         var currentIsScratch = false
         var out: [CompiledLayer] = []
-        // Whether the residual block just compiled does the ReLU that follows it, and whether the
-        // next convolution does the backward of the ReLU just compiled.
-        var reluInResidual = false, reluBeforeConvolution = false
+        // Whether the residual block just compiled does the ReLU that follows it.
+        var reluInResidual = false
         for (position, node) in nodes.enumerated() {
             let index = nextIndex
             nextIndex += 1
@@ -125,8 +119,7 @@ struct LayerCompiler {
             switch node.step {
             case let .conv(shape, w, b):
                 workspace.reserve(for: shape.batched(maxBatch))
-                op = .conv(shape, weight: w, bias: b, relus: ConvReLUs(before: reluBeforeConvolution))
-                reluBeforeConvolution = false
+                op = .conv(shape, weight: w, bias: b, relu: false)
             case let .batchNorm(pixels, channels, scale, shift, running):
                 workspace.pool.reservePartialSums(NormShape(batch: maxBatch, pixels: pixels, channels: channels).partialSumCount)
                 op = .batchNorm(CompiledBatchNorm(pixels: pixels, channels: channels, scale: scale, shift: shift, running: running,
@@ -151,22 +144,13 @@ struct LayerCompiler {
                     // Over whole 16-channel vectors only: LeNet-5's 6-channel pool took longer
                     // with the ReLU than the ReLU's own pass over its small activations.
                     op = .reluInMaxPool
-                } else if case .relu = op, fusing {
-                    // Between Winograd convolutions, their output transforms do the ReLU: the
-                    // one before, its forward; the one after, its backward, as it writes its input gradient.
-                    var forward = false
-                    if currentIsScratch, let previous = out.last, case .conv(let shape, let w, let b, var relus) = previous.op,
-                       shape.winogradDataPasses != nil {
-                        relus.after = true
-                        out[out.count - 1] = CompiledLayer(op: .conv(shape, weight: w, bias: b, relus: relus), index: previous.index,
-                                                           input: previous.input, output: previous.output,
-                                                           inputSize: previous.inputSize, outputSize: previous.outputSize)
-                        forward = true
-                    }
-                    if position + 1 < nodes.count, case let .conv(next, _, _) = nodes[position + 1].step, next.winogradDataPasses != nil {
-                        reluBeforeConvolution = true
-                    }
-                    if forward || reluBeforeConvolution { op = .reluInConvolutions(forward: forward, backward: reluBeforeConvolution) }
+                } else if case .relu = op, currentIsScratch, fusing, let previous = out.last,
+                          case let .conv(shape, w, b, _) = previous.op, shape.winogradDataPasses != nil {
+                    // After a Winograd convolution, its output transform does the ReLU.
+                    out[out.count - 1] = CompiledLayer(op: .conv(shape, weight: w, bias: b, relu: true), index: previous.index,
+                                                       input: previous.input, output: previous.output,
+                                                       inputSize: previous.inputSize, outputSize: previous.outputSize)
+                    op = .reluInConvolution
                 }
             case let .maxPool(shape):
                 let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: maxBatch * node.outputSize)

@@ -164,14 +164,14 @@ public final class Network {
             let x = UnsafePointer(layer.input), y = layer.output
             let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             switch layer.op {
-            case let .conv(shape, w, b, relus):
+            case let .conv(shape, w, b, relu):
                 conv2DForward(shape.batched(n), input: x, weights: parameters + w, bias: b.map { UnsafePointer(parameters + $0) },
-                              relu: relus.after, output: y, workspace: ws)
+                              relu: relu, output: y, workspace: ws)
             case let .batchNorm(norm):
                 normalize(norm, batch: n, input: x, output: y, training: key != nil)
-            case .relu, .reluInConvolutions(forward: false, backward: _):
+            case .relu:
                 reluForward(x, y, count: n * layer.outputSize, pool: pool)
-            case .reluInBatchNorm, .reluInMaxPool, .reluInConvolutions(forward: true, backward: _):
+            case .reluInBatchNorm, .reluInMaxPool, .reluInConvolution:
                 break
             case .sigmoid:
                 sigmoidForward(x, y, count: n * layer.outputSize, pool: pool)
@@ -237,21 +237,20 @@ public final class Network {
             let started = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             var dIn = dOut == gradientBuffers.0 ? gradientBuffers.1 : gradientBuffers.0
             switch layer.op {
-            case let .conv(shape, w, b, relus):
+            case let .conv(shape, w, b, _):
                 let s = shape.batched(n)
                 conv2DBackwardWeights(s, input: x, outputGradient: dOut, weightGradient: gradients + w,
                                       biasGradient: b.map { gradients + $0 }, workspace: ws)
                 sink?.gradientsReady(w..<(b.map { $0 + s.outChannels } ?? w + s.weightCount))
                 if needDIn {
-                    conv2DBackwardData(s, outputGradient: dOut, weights: parameters + w, gate: relus.before ? x : nil,
-                                       inputGradient: dIn, workspace: ws)
+                    conv2DBackwardData(s, outputGradient: dOut, weights: parameters + w, inputGradient: dIn, workspace: ws)
                 }
             case let .batchNorm(norm):
                 normalizeBackward(norm, batch: n, input: x, outputGradient: dOut, inputGradient: dIn, sink: sink)
-            case .relu, .reluInConvolutions(forward: _, backward: false):
+            case .relu, .reluInConvolution:
                 dIn = dOut
                 reluBackward(output: y, outputGradient: dOut, inputGradient: dIn, count: n * layer.outputSize, pool: pool)
-            case .reluInBatchNorm, .reluInMaxPool, .reluInConvolutions(forward: _, backward: true):
+            case .reluInBatchNorm, .reluInMaxPool:
                 dIn = dOut
             case .sigmoid:
                 dIn = dOut

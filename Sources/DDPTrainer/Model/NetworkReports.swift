@@ -26,9 +26,7 @@ extension Network {
                 case .relu: add("relu")
                 case .reluInBatchNorm: add("relu (done by the batch norm)")
                 case .reluInMaxPool: add("relu (done by the max pool)")
-                case let .reluInConvolutions(forward, backward):
-                    add(forward && backward ? "relu (done by the convolutions)"
-                            : forward ? "relu (forward by the convolution)" : "relu (backward by the next conv)")
+                case .reluInConvolution: add("relu (forward done by the conv)")
                 case .sigmoid: add("sigmoid")
                 case .tanh: add("tanh")
                 case let .maxPool(s, _, _): add("maxpool \(s.size)x\(s.size)/\(s.stride)", [s.outHeight, s.outWidth, s.channels])
