@@ -18,8 +18,8 @@ struct CompiledLayer {
         case reluInMaxPool
         /// A ReLU right after a Winograd convolution, whose output transform applies it on the
         /// way out: no forward work of its own, and the convolution's output buffer. Its backward
-        /// is `relu`'s. (Its backward done by the next convolution's input gradient, gating the
-        /// output transform's writes, cost that pass as much as the ReLU's own pass: see BENCHMARKS.md.)
+        /// is `relu`'s pass (done by the next convolution's input gradient instead, it cost that
+        /// as much as it saved; BENCHMARKS.md).
         case reluInConvolution
         /// `relu`: the pool does the ReLU before it (`reluInMaxPool`).
         case maxPool(PoolShape, argmax: UnsafeMutablePointer<Int32>, relu: Bool)
