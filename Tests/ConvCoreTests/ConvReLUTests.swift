@@ -44,8 +44,4 @@ import Testing
         let fused = passes(s, split: split, precision: .bfloat16, fused: true)
         #expect(differences(fused, separate) == 0, "\(s)")
     }
-
-    func differences(_ a: [Float], _ b: [Float]) -> Int {
-        a.count == b.count ? zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count : max(a.count, b.count)
-    }
 }

@@ -6,6 +6,12 @@ func randomArray(_ count: Int, seed: UInt64, in range: ClosedRange<Float> = -1..
     return (0..<count).map { _ in range.lowerBound + (range.upperBound - range.lowerBound) * rng.nextFloat() }
 }
 
+/// Elements whose bits differ (a count, so that a failure does not print every float); every
+/// element when the lengths differ.
+func differences(_ a: [Float], _ b: [Float]) -> Int {
+    a.count == b.count ? zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count : max(a.count, b.count)
+}
+
 /// Σ y·r in double precision: a scalar loss whose gradient with respect to y is r.
 func weightedSum(_ y: [Float], _ r: [Float]) -> Double {
     zip(y, r).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }

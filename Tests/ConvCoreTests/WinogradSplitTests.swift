@@ -67,11 +67,6 @@ import Testing
         #expect(differences(positions, tiles) == 0, "\(s)")
     }
 
-    /// Elements whose bits differ (a count, so that a failure does not print every float).
-    func differences(_ a: [Float], _ b: [Float]) -> Int {
-        a.count == b.count ? zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count : max(a.count, b.count)
-    }
-
     @Test("a tree formed group by group in a few slots adds what combineInTree adds, in its order")
     func treeInSlots() {
         for count in 1...13 {
