@@ -28,10 +28,10 @@ struct CompiledLayer {
         case dropout(rate: Float, mask: UnsafeMutablePointer<Float>)
         case flatten
         case dense(DenseShape, weight: Int, bias: Int)
-        /// `saved`: the block's own copies of the gradients both branches need. `addedByNorm`: the
-        /// body ends in a batch norm that adds the shortcut's output (and does the ReLU after the
-        /// block, if one follows), so the block's output is the norm's.
-        case residual(body: [CompiledLayer], shortcut: [CompiledLayer], saved: ResidualGradients, addedByNorm: Bool)
+        /// `saved`: the block's own copies of the gradients both branches need. When the body
+        /// ends in a batch norm that adds the shortcut (`normAddingShortcut`), the block's output
+        /// is that norm's.
+        case residual(body: [CompiledLayer], shortcut: [CompiledLayer], saved: ResidualGradients)
     }
     let op: Op
     /// Position in the depth-first layer order (for the profile and dropout's key).
@@ -44,6 +44,13 @@ struct CompiledLayer {
         case .relu, .reluInBatchNorm, .reluInMaxPool, .reluInConvolution, .sigmoid, .tanh: return true
         default: return false
         }
+    }
+
+    /// A residual block's last batch norm, when it adds the shortcut's output (and, with its
+    /// `relu`, does the ReLU after the block); nil for any other layer.
+    var normAddingShortcut: CompiledBatchNorm? {
+        guard case let .residual(body, _, _) = op, case let .batchNorm(norm) = body.last?.op, norm.residual != nil else { return nil }
+        return norm
     }
 }
 
@@ -60,7 +67,7 @@ struct CompiledBatchNorm {
     /// Whether the ReLU after it is fused into it (`CompiledLayer.Op.reluInBatchNorm`).
     var relu = false
     /// The shortcut's output, when the norm ends a residual block's body and adds it
-    /// (`CompiledLayer.Op.residual`'s `addedByNorm`); `relu` is then the ReLU after the block.
+    /// (`CompiledLayer.normAddingShortcut`); `relu` is then the ReLU after the block.
     var residual: UnsafePointer<Float>?
 }
 
@@ -177,17 +184,15 @@ struct LayerCompiler {
                                               inputGradient: shortcut.isEmpty ? nil : floats(maxBatch * node.inputSize))
                 // A body that ends in a batch norm has the norm add the shortcut and do the ReLU
                 // after the block: one pass over the block's output instead of three.
-                var addedByNorm = false
                 if fusing, let last = body.last, case var .batchNorm(norm) = last.op, !norm.relu {
                     norm.residual = UnsafePointer(shortcut.last?.output ?? current)
                     if position + 1 < nodes.count, case .relu = nodes[position + 1].step { norm.relu = true }
                     body[body.count - 1] = CompiledLayer(op: .batchNorm(norm), index: last.index, input: last.input,
                                                          output: last.output, inputSize: last.inputSize, outputSize: last.outputSize)
                     output = last.output
-                    addedByNorm = true
                     reluInResidual = norm.relu
                 }
-                op = .residual(body: body, shortcut: shortcut, saved: saved, addedByNorm: addedByNorm)
+                op = .residual(body: body, shortcut: shortcut, saved: saved)
             }
             let y = output ?? floats(maxBatch * node.outputSize)
             out.append(CompiledLayer(op: op, index: index, input: current, output: y,

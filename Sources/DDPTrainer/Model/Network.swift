@@ -195,11 +195,11 @@ public final class Network {
             case let .dense(shape, w, b):
                 denseForward(shape.batched(n), input: x, weights: parameters + w, bias: parameters + b,
                              output: y, workspace: ws)
-            case let .residual(body, shortcut, _, addedByNorm):
+            case let .residual(body, shortcut, _):
                 // The shortcut first: a norm that ends the body adds the shortcut's output.
                 forward(shortcut, batch: n, key: key)
                 forward(body, batch: n, key: key)
-                if addedByNorm { continue }
+                if layer.normAddingShortcut != nil { continue }
                 let addStarted = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
                 let shortcutOutput = shortcut.last?.output ?? layer.input
                 addElementwise(body.last!.output, shortcutOutput, y, count: n * layer.outputSize, pool: pool)
@@ -277,12 +277,12 @@ public final class Network {
                 if needDIn {
                     denseBackwardData(s, outputGradient: dOut, weights: parameters + w, inputGradient: dIn, workspace: ws)
                 }
-            case let .residual(body, shortcut, saved, _):
+            case let .residual(body, shortcut, saved):
                 // The gradient both branches start from, kept while they overwrite the shared
                 // buffers; a ReLU that the body's last norm did after the addition masks it here.
                 let count = n * layer.outputSize, inCount = n * layer.inputSize
                 let outputGradient = saved.outputGradient
-                if case let .batchNorm(norm) = body.last?.op, norm.residual != nil, norm.relu {
+                if layer.normAddingShortcut?.relu == true {
                     reluBackward(output: y, outputGradient: dOut, inputGradient: outputGradient, count: count, pool: pool)
                 } else {
                     outputGradient.update(from: dOut, count: count)

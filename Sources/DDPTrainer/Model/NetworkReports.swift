@@ -34,9 +34,9 @@ extension Network {
                 case let .globalAvgPool(_, c): add("globalavgpool", [1, 1, c])
                 case let .dropout(rate, _): add("dropout \(rate)")
                 case .flatten: add("flatten")
-                case let .residual(body, shortcut, _, addedByNorm):
+                case let .residual(body, shortcut, _):
                     add(name("add") + (shortcut.isEmpty ? " (identity shortcut" : " (projection shortcut")
-                            + (addedByNorm ? ", done by the batch norm)" : ")"))
+                            + (layer.normAddingShortcut != nil ? ", done by the batch norm)" : ")"))
                     visit(body)
                     visit(shortcut)
                 }
@@ -50,7 +50,7 @@ extension Network {
     /// named as their weights are (`conv1`, `conv2`, …): the output of the convolution together
     /// with the batch norm and the activation that directly follow it (HWC), for `ddptrain visualize`.
     /// A residual block's last convolution shows the block's output: its norm adds the shortcut
-    /// and does the ReLU after the block (`CompiledLayer.Op.residual`).
+    /// and does the ReLU after the block (`CompiledLayer.normAddingShortcut`).
     ///
     ///     net.forward(batch: 1, training: nil)
     ///     for map in net.convolutionOutputs(image: 0) { print(map.name, map.height, map.width, map.channels) }
@@ -70,7 +70,7 @@ extension Network {
                     if case .reluInMaxPool = list[last].op { values = values.map { max($0, 0) } }
                     out.append(FeatureMaps(name: "conv\(out.count + 1)", height: s.outHeight, width: s.outWidth, channels: s.outChannels,
                                            values: values))
-                case let .residual(body, shortcut, _, _):
+                case let .residual(body, shortcut, _):
                     visit(body)
                     visit(shortcut)
                 default:
