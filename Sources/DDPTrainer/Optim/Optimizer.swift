@@ -75,27 +75,17 @@ public final class Optimizer {
         case .sgd:
             let buf = state
             forEachSegment(pool: pool) { range, decay in
-                for i in range {
-                    var d = g[i] + decay * p[i]
-                    if c.momentum != 0 {
-                        buf[i] = c.momentum * buf[i] + d
-                        d = c.nesterov ? d + c.momentum * buf[i] : buf[i]
-                    }
-                    p[i] -= lr * d
-                }
+                sgdUpdate(SGDUpdate(learningRate: lr, weightDecay: decay, momentum: c.momentum, nesterov: c.nesterov),
+                          parameters: p + range.lowerBound, gradients: g + range.lowerBound, momentumBuffer: buf + range.lowerBound,
+                          count: range.count)
             }
         case .adam:
-            let m = state, v = state + count
-            let correction1 = 1 - powf(c.beta1, Float(steps))
-            let correction2Root = (1 - powf(c.beta2, Float(steps))).squareRoot()
-            let stepSize = lr / correction1
+            let m = state, v = state + count, step = steps
             forEachSegment(pool: pool) { range, decay in
-                for i in range {
-                    let d = g[i] + decay * p[i]
-                    m[i] = c.beta1 * m[i] + (1 - c.beta1) * d
-                    v[i] = c.beta2 * v[i] + (1 - c.beta2) * d * d
-                    p[i] -= stepSize * m[i] / (v[i].squareRoot() / correction2Root + c.epsilon)
-                }
+                let update = AdamUpdate(learningRate: lr, step: step, weightDecay: decay, beta1: c.beta1, beta2: c.beta2,
+                                        epsilon: c.epsilon)
+                adamUpdate(update, parameters: p + range.lowerBound, gradients: g + range.lowerBound,
+                           firstMoments: m + range.lowerBound, secondMoments: v + range.lowerBound, count: range.count)
             }
         }
     }
@@ -118,7 +108,3 @@ public final class Optimizer {
         }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif
