@@ -21,6 +21,15 @@ extension ConvWorkspace {
     /// (BFloat16ProductTests). And running those layers as bf16 F(2x2) instead, with 1.78x
     /// F(4x4)'s products, was no faster than float32 F(4x4) (model M, see BENCHMARKS.md).
     func bfloat16Products(_ algorithm: WinogradAlgorithm) -> Bool { precision == .bfloat16 && algorithm == .f2x2 }
+}
+
+extension ConvShape {
+    /// Whether this convolution multiplies in bf16 under `precision`, in any of its passes: the
+    /// layers `ConvWorkspace.bfloat16Products` takes, for reports.
+    public func multipliesInBFloat16(under precision: Precision) -> Bool { precision == .bfloat16 && winograd == .f2x2 }
+}
+
+extension ConvWorkspace {
 
     /// Y = conv(X, U), finished by `epilogue`, with the transformed weights in `packedWeights`, in
     /// tasks of `tilesPerTask` tiles: the float32 path's `convolve` with the products in bfloat16.

@@ -24,4 +24,6 @@ public struct LayerSummary: Sendable {
     /// Floating-point operations per sample: forward, and backward (weights plus data where computed).
     public let forwardFlops: Double
     public let backwardFlops: Double
+    /// Whether its products take bf16 operands (`--precision bf16`; the name ends in " bf16" then).
+    public let bfloat16: Bool
 }

@@ -154,7 +154,7 @@ public func runBenchmark(_ config: BenchmarkConfig, comm: Communicator, threads:
         allReduceMs: Double(exposedNanoseconds) / totalSteps / 1e6, allReduce: allReduce,
         singleRankImagesPerSecond: singleRank, scalingEfficiency: singleRank.map { throughput / (Double(comm.size) * $0) },
         reduceOrders: reduceOrders, layers: layers,
-        peakMemoryMB: peakResidentMegabytes(), cpu: cpu.summary, kernels: kernelDescription(network.workspace), peakGflops: peak)
+        peakMemoryMB: peakResidentMegabytes(), cpu: cpu.summary, kernels: kernelDescription(network), peakGflops: peak)
 }
 
 /// Images/s of the fixed and the MPI reduction order, measured in pairs of back-to-back windows
@@ -239,8 +239,8 @@ import Glibc
 #endif
 
 /// The kernels a workspace runs, for the benchmark's report.
-private func kernelDescription(_ ws: ConvWorkspace) -> String {
-    let products = ws.precision == .bfloat16
-        ? "; bf16 products (vdpbf16ps, float32 sums) in dense and Winograd F(2x2) layers, shares of the float32 FMA peak" : ""
+private func kernelDescription(_ network: Network) -> String {
+    let ws = network.workspace
+    let products = network.bfloat16Summary.map { "; \($0) (vdpbf16ps, float32 sums); shares are of the float32 FMA peak" } ?? ""
     return "convolution: \(ws.kernels.description); \(ws.kernels.gemmDescription)\(products)"
 }

@@ -65,6 +65,7 @@ public final class Trainer {
             global batch \(config.globalBatch) (\(shard.localBatch) per rank), \(stepsPerEpoch) steps/epoch, \
             \(train.count) train / \(test.count) test images from \(config.dataDirectory)
             """)
+        if let bf16 = network.bfloat16Summary { log.say(bf16) }
         if let caveat = config.worldSizeCaveat(worldSize: comm.size) { log.warn(caveat) }
 
         if let checkpoint = setup.resume {
