@@ -197,13 +197,30 @@ private func packA6(_ a: GemmOperand, i0: Int, rows: Int, p0: Int, kc: Int,
 private func packBSliver(_ b: GemmOperand, p0: Int, kc: Int, j0: Int, columns: Int, width: Int,
                          into out: UnsafeMutablePointer<Float>) {
     if b.transposed {
-        for q in 0..<width {
+        // Blocks of 8 columns × 8 rows go through registers, 8 contiguous floats in and out, instead
+        // of one float at a time to a store `width` floats from the last.
+        var q = 0
+        while q + 8 <= columns {
+            let src = b.base + (j0 + q) * b.stride + p0
+            var p = 0
+            while p + 8 <= kc {
+                transpose8x8(src + p, stride: b.stride, into: out + p * width + q, stride: width)
+                p += 8
+            }
+            while p < kc {
+                for l in 0..<8 { out[p * width + q + l] = src[l * b.stride + p] }
+                p += 1
+            }
+            q += 8
+        }
+        while q < width {
             if q < columns {
                 let src = b.base + (j0 + q) * b.stride + p0
                 for p in 0..<kc { out[p * width + q] = src[p] }
             } else {
                 for p in 0..<kc { out[p * width + q] = 0 }
             }
+            q += 1
         }
     } else {
         for p in 0..<kc {
@@ -213,6 +230,18 @@ private func packBSliver(_ b: GemmOperand, p0: Int, kc: Int, j0: Int, columns: I
         }
     }
 }
+
+/// out[c·outStride + r] = src[r·stride + c] for an 8×8 block.
+@inline(__always) private func transpose8x8(_ src: UnsafePointer<Float>, stride: Int, into out: UnsafeMutablePointer<Float>, stride outStride: Int) {
+    let r0 = load8(src), r1 = load8(src + stride), r2 = load8(src + 2 * stride), r3 = load8(src + 3 * stride)
+    let r4 = load8(src + 4 * stride), r5 = load8(src + 5 * stride), r6 = load8(src + 6 * stride), r7 = load8(src + 7 * stride)
+    for c in 0..<8 {
+        UnsafeMutableRawPointer(out + c * outStride).storeBytes(
+            of: SIMD8<Float>(r0[c], r1[c], r2[c], r3[c], r4[c], r5[c], r6[c], r7[c]), as: SIMD8<Float>.self)
+    }
+}
+
+@inline(__always) private func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
 
 extension ConvKernelSet {
     /// The GEMM's micro-kernel (dense layers, strided input gradients), for reports.
