@@ -26,12 +26,18 @@ import Testing
         #expect(failures == 0)
     }
 
+    /// Other tests run beside this one in the same process and start and stop threads of their
+    /// own, so the count may move by a few either way; helpers left running would add 40.
     @Test("a released pool stops its helper threads")
     func helpersStop() {
         let before = threadCount()
         for _ in 0..<20 { WorkerPool(threads: 3).run(tasks: 4) { _, _ in } }
-        usleep(100_000)
-        #expect(threadCount() <= before + 2, "helper threads left running: \(threadCount() - before)")
+        var extra = Int.max
+        for _ in 0..<30 where extra > 8 {
+            usleep(100_000)
+            extra = threadCount() - before
+        }
+        #expect(extra <= 8, "threads left running: \(extra) more than before 20 pools of 2 helpers each")
     }
 
     func threadCount() -> Int {
