@@ -21,15 +21,14 @@ extension ConvWorkspace {
     /// (BFloat16ProductTests). And running those layers as bf16 F(2x2) instead, with 1.78x
     /// F(4x4)'s products, was no faster than float32 F(4x4) (model M, see BENCHMARKS.md).
     func bfloat16Products(_ algorithm: WinogradAlgorithm) -> Bool { precision == .bfloat16 && algorithm == .f2x2 }
-}
 
-extension ConvShape {
-    /// Whether this convolution multiplies in bf16 under `precision`, in any of its passes: the
-    /// layers `ConvWorkspace.bfloat16Products` takes, for reports.
-    public func multipliesInBFloat16(under precision: Precision) -> Bool { precision == .bfloat16 && winograd == .f2x2 }
-}
-
-extension ConvWorkspace {
+    /// Whether any pass of `s` multiplies in bf16, for reports: the forward pass and input
+    /// gradient of F(2x2) layers (not those on pixel pairs), and their weight gradient where it is
+    /// split by sample groups (the split by blocks stays float32).
+    public func multipliesInBFloat16(_ s: ConvShape) -> Bool {
+        guard let algorithm = s.winograd, bfloat16Products(algorithm) else { return false }
+        return s.winogradDataPasses != nil || !algorithm.gradientByBlocks(s, winogradGradientSplit, groupSize: pool.sampleGroups.size)
+    }
 
     /// Y = conv(X, U), finished by `epilogue`, with the transformed weights in `packedWeights`, in
     /// tasks of `tilesPerTask` tiles: the float32 path's `convolve` with the products in bfloat16.

@@ -168,6 +168,19 @@ import Testing
         }
     }
 
+    /// VGG-11's 4x4 layers run F(2x2) in bf16 (forward and input gradient); its 2x2 layers run on
+    /// pixel pairs with the weight gradient split by blocks, all float32, so they are not reported.
+    @Test("under bf16, the layers reported as multiplying in bf16 are the ones that do (VGG-11)",
+          .enabled(if: Precision.bfloat16.unavailableReason == nil, "needs avx512_bf16: \(Precision.bfloat16.unavailableReason ?? "")"))
+    func bfloat16Report() {
+        let net = Network(spec: .vgg11, maxBatch: 64, threads: 1, precision: .bfloat16)
+        #expect(net.layerSummaries.filter(\.bfloat16).map(\.name).map { $0.prefix { $0 != " " } } == ["conv5", "conv6", "dense1"])
+        #expect(net.layerSummaries.filter(\.bfloat16).allSatisfy { $0.name.contains(" bf16 ") })
+        #expect(net.bfloat16Summary?.hasPrefix("bf16 products in 3 of 9 layers with products (conv5, conv6, dense1: ") == true,
+                "\(net.bfloat16Summary ?? "nil")")
+        #expect(Network(spec: .vgg11, maxBatch: 64, threads: 1).bfloat16Summary == nil)
+    }
+
     func gradients(threads: Int) -> [UInt32] {
         let net = Network(spec: .kerasCNN, maxBatch: 4, threads: threads)
         net.initializeParameters(seed: 1)

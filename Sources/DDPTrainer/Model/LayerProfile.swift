@@ -24,6 +24,7 @@ public struct LayerSummary: Sendable {
     /// Floating-point operations per sample: forward, and backward (weights plus data where computed).
     public let forwardFlops: Double
     public let backwardFlops: Double
-    /// Whether its products take bf16 operands (`--precision bf16`; the name ends in " bf16" then).
+    /// Whether its products take bf16 operands in any pass (`--precision bf16`; "bf16" follows the
+    /// layer's name then, as in "conv3 bf16 3x3/1 64→64 F(2x2,3x3)").
     public let bfloat16: Bool
 }

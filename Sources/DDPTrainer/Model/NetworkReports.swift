@@ -12,18 +12,20 @@ extension Network {
             for layer in list {
                 // The first layer computes no input gradient: its backward is the weight gradient alone.
                 func add(_ name: String, _ shape: [Int] = [layer.outputSize], forwardFlops f: Double = 0, bfloat16: Bool = false) {
-                    out.append(LayerSummary(name: name + (bfloat16 ? " bf16" : ""), outputShape: shape, forwardFlops: f,
+                    out.append(LayerSummary(name: name, outputShape: shape, forwardFlops: f,
                                             backwardFlops: layer.index == 0 ? f : 2 * f, bfloat16: bfloat16))
                 }
+                // Right after the layer's name, where the bench table's narrow column still shows it.
+                func tag(_ bfloat16: Bool) -> String { bfloat16 ? " bf16" : "" }
                 switch layer.op {
                 case let .conv(s, _, b, _):
-                    add(name("conv") + " \(s.kernelHeight)x\(s.kernelWidth)/\(s.stride) \(s.inChannels)→\(s.outChannels)"
+                    let bf16 = workspace.multipliesInBFloat16(s)
+                    add(name("conv") + tag(bf16) + " \(s.kernelHeight)x\(s.kernelWidth)/\(s.stride) \(s.inChannels)→\(s.outChannels)"
                             + (b == nil ? " no bias" : "") + " " + s.forwardAlgorithm,
-                        [s.outHeight, s.outWidth, s.outChannels], forwardFlops: s.forwardFlops,
-                        bfloat16: s.multipliesInBFloat16(under: workspace.precision))
+                        [s.outHeight, s.outWidth, s.outChannels], forwardFlops: s.forwardFlops, bfloat16: bf16)
                 case let .dense(s, _, _):
-                    add(name("dense") + " \(s.inputs)→\(s.outputs)", [s.outputs], forwardFlops: s.forwardFlops,
-                        bfloat16: workspace.precision == .bfloat16)
+                    let bf16 = workspace.precision == .bfloat16
+                    add(name("dense") + tag(bf16) + " \(s.inputs)→\(s.outputs)", [s.outputs], forwardFlops: s.forwardFlops, bfloat16: bf16)
                 case let .batchNorm(bn): add(name("bn") + " \(bn.channels)")
                 case .relu: add("relu")
                 case .reluInBatchNorm: add("relu (done by the batch norm)")
