@@ -13,7 +13,7 @@ public func avgPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output
         for oy in 0..<oh {
             for ox in 0..<ow {
                 let corner = image + ((oy * s.stride) * s.width + ox * s.stride) * c
-                forEachChannelBlock(c) { c0, width in
+                forEachBlockOf16(c) { c0, width in
                     var sum = SIMD16<Float>()
                     for ky in 0..<s.size {
                         for kx in 0..<s.size { sum += loadVector(corner + (ky * s.width + kx) * c + c0, count: width) }
@@ -39,7 +39,7 @@ public func avgPoolBackward(_ s: PoolShape, outputGradient dy: UnsafePointer<Flo
         for oy in 0..<oh {
             for ox in 0..<ow {
                 let corner = image + ((oy * s.stride) * s.width + ox * s.stride) * c
-                forEachChannelBlock(c) { c0, width in
+                forEachBlockOf16(c) { c0, width in
                     let share = loadVector(g + c0, count: width) * scale
                     for ky in 0..<s.size {
                         for kx in 0..<s.size {
@@ -62,7 +62,7 @@ public func globalAvgPoolForward(batch: Int, pixels: Int, channels: Int, input x
     let c = channels, divisor = Float(pixels)
     forEachImageGroup(batch: batch, floatsPerImage: pixels * c, pool: pool) { n in
         let image = x + n * pixels * c
-        forEachChannelBlock(c) { c0, width in
+        forEachBlockOf16(c) { c0, width in
             var sum = SIMD16<Float>()
             for p in 0..<pixels { sum += loadVector(image + p * c + c0, count: width) }
             storeVector(y + n * c + c0, sum / divisor, count: width)
@@ -76,7 +76,7 @@ public func globalAvgPoolBackward(batch: Int, pixels: Int, channels: Int, output
     let c = channels, divisor = Float(pixels)
     forEachImageGroup(batch: batch, floatsPerImage: pixels * c, pool: pool) { n in
         let image = dx + n * pixels * c
-        forEachChannelBlock(c) { c0, width in
+        forEachBlockOf16(c) { c0, width in
             let share = loadVector(dy + n * c + c0, count: width) / divisor
             for p in 0..<pixels { storeVector(image + p * c + c0, share, count: width) }
         }

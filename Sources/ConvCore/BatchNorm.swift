@@ -40,7 +40,7 @@ public func batchNormStatistics(_ s: NormShape, input x: UnsafePointer<Float>, s
     let partials = pool.partialSums(s.partialSumCount)
     pool.run(tasks: s.batch) { n, _ in
         let image = x + n * perImage, out = partials + n * 2 * c
-        forEachChannelBlock(c) { c0, width in
+        forEachBlockOf16(c) { c0, width in
             var acc = DoubleSums()
             var p = image + c0
             for _ in 0..<s.pixels {
@@ -64,7 +64,7 @@ public func batchNormForward(_ s: NormShape, input x: UnsafePointer<Float>, mean
                              pool: WorkerPool) {
     let c = s.channels
     forEachPositionRange(s, pool: pool) { first, last in
-        forEachChannelBlock(c) { c0, width in
+        forEachBlockOf16(c) { c0, width in
             let m = loadVector(mean + c0, count: width), b = loadVector(shift + c0, count: width)
             let k = loadVector(invStd + c0, count: width) * loadVector(scale + c0, count: width)
             for i in first..<last {
@@ -120,7 +120,7 @@ public func batchNormBackwardStatistics(_ s: NormShape, input x: UnsafePointer<F
     let partials = pool.partialSums(s.partialSumCount)
     pool.run(tasks: s.batch) { n, _ in
         let out = partials + n * 2 * c
-        forEachChannelBlock(c) { c0, width in
+        forEachBlockOf16(c) { c0, width in
             let m = loadVector(mean + c0, count: width), r = loadVector(invStd + c0, count: width)
             let acc = if let relu {
                 gradientSums(relu.channels(c0, width: width, mean: m, invStd: r), x: x, dy: dy, first: n * perImage + c0,
@@ -146,7 +146,7 @@ public func batchNormBackwardData(_ s: NormShape, input x: UnsafePointer<Float>,
     let c = s.channels
     precondition(count > 0, "batch norm needs a positive count")
     forEachPositionRange(s, pool: pool) { first, last in
-        forEachChannelBlock(c) { c0, width in
+        forEachBlockOf16(c) { c0, width in
             var meanDy = SIMD16<Float>(), meanDyXhat = SIMD16<Float>()
             for l in 0..<width {
                 meanDy[l] = Float(sums[c0 + l] / Double(count))
@@ -215,15 +215,6 @@ private struct DoubleSums {
             first[l] = l < 8 ? a0[l] : a1[l - 8]
             second[l] = l < 8 ? ab0[l] : ab1[l - 8]
         }
-    }
-}
-
-/// Calls `body(firstChannel, width)` for channel blocks of 16 (the last one narrower).
-@inline(__always) func forEachChannelBlock(_ channels: Int, _ body: (_ first: Int, _ width: Int) -> Void) {
-    var c0 = 0
-    while c0 < channels {
-        body(c0, min(16, channels - c0))
-        c0 += 16
     }
 }
 

@@ -94,6 +94,16 @@ public func addInPlace(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<
     UnsafeMutableRawPointer(p).storeBytes(of: v, as: SIMD16<Float>.self)
 }
 
+/// Calls `body(first, width)` for blocks of 16 of `count` elements, the last one narrower: a
+/// pixel's channels 16 at a time, or an optimizer's run of parameters.
+@inline(__always) func forEachBlockOf16(_ count: Int, _ body: (_ first: Int, _ width: Int) -> Void) {
+    var first = 0
+    while first < count {
+        body(first, min(16, count - first))
+        first += 16
+    }
+}
+
 /// The first `count` (≤ 16) floats at `p`, zeros in the other lanes: a channel block's tail
 /// without reading past it.
 @inline(__always) func loadVector(_ p: UnsafePointer<Float>, count: Int) -> SIMD16<Float> {

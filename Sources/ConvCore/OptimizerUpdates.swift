@@ -24,19 +24,19 @@ public func sgdUpdate(_ u: SGDUpdate, parameters p: UnsafeMutablePointer<Float>,
     // Three loops rather than tests per vector: the flags are the same for the whole buffer.
     switch (u.momentum != 0, u.nesterov) {
     case (false, _):
-        forEachVector(count) { i, n in
+        forEachBlockOf16(count) { i, n in
             let w = loadVector(p + i, count: n)
             storeVector(p + i, w - lr * (loadVector(g + i, count: n) + decay * w), count: n)
         }
     case (true, false):
-        forEachVector(count) { i, n in
+        forEachBlockOf16(count) { i, n in
             let w = loadVector(p + i, count: n)
             let b = mu * loadVector(buf + i, count: n) + (loadVector(g + i, count: n) + decay * w)
             storeVector(buf + i, b, count: n)
             storeVector(p + i, w - lr * b, count: n)
         }
     case (true, true):
-        forEachVector(count) { i, n in
+        forEachBlockOf16(count) { i, n in
             let w = loadVector(p + i, count: n), d = loadVector(g + i, count: n) + decay * w
             let b = mu * loadVector(buf + i, count: n) + d
             storeVector(buf + i, b, count: n)
@@ -66,22 +66,13 @@ public func adamUpdate(_ u: AdamUpdate, parameters p: UnsafeMutablePointer<Float
     let decay = SIMD16(repeating: u.weightDecay), beta1 = SIMD16(repeating: u.beta1), beta2 = SIMD16(repeating: u.beta2)
     let oneMinusBeta1 = SIMD16(repeating: 1 - u.beta1), oneMinusBeta2 = SIMD16(repeating: 1 - u.beta2)
     let stepSize = SIMD16(repeating: u.stepSize), root = SIMD16(repeating: u.correction2Root), epsilon = SIMD16(repeating: u.epsilon)
-    forEachVector(count) { i, n in
+    forEachBlockOf16(count) { i, n in
         let w = loadVector(p + i, count: n), d = loadVector(g + i, count: n) + decay * w
         let first = beta1 * loadVector(m + i, count: n) + oneMinusBeta1 * d
         let second = beta2 * loadVector(v + i, count: n) + oneMinusBeta2 * d * d
         storeVector(m + i, first, count: n)
         storeVector(v + i, second, count: n)
         storeVector(p + i, w - stepSize * first / (second.squareRoot() / root + epsilon), count: n)
-    }
-}
-
-/// Calls `body(i, n)` for i = 0, 16, 32, … with n = 16 lanes, the last call with what is left.
-@inline(__always) private func forEachVector(_ count: Int, _ body: (_ i: Int, _ lanes: Int) -> Void) {
-    var i = 0
-    while i < count {
-        body(i, min(16, count - i))
-        i += 16
     }
 }
 
