@@ -88,9 +88,12 @@ struct Bench: ParsableCommand {
             print(String(format: "all-reduce of the %.2f MB gradient: %.3f ms; algorithm bandwidth %.2f GB/s, bus bandwidth %.2f GB/s",
                          Double(a.bytes) / 1e6, a.milliseconds, a.algorithmGBps, a.busGBps))
         }
-        print("rank 0 layer (ms per step)              forward  backward   GFLOP/s  % of \(Int(r.peakGflops)) GFLOP/s peak")
+        // The names column is as wide as the longest name, so none is cut.
+        let width = r.layers.map(\.name.count).max().map { max($0, 36) } ?? 36
+        print("rank 0 layer (ms per step)".padding(toLength: width + 4, withPad: " ", startingAt: 0)
+              + "forward  backward   GFLOP/s  % of \(Int(r.peakGflops)) GFLOP/s peak")
         for l in r.layers {
-            let name = l.name.padding(toLength: 36, withPad: " ", startingAt: 0)
+            let name = l.name.padding(toLength: width, withPad: " ", startingAt: 0)
             print("  " + name + String(format: " %8.2f  %8.2f  %8.1f  %5.1f%%", l.forwardMs, l.backwardMs, l.gflops, l.percentOfPeak))
         }
         if r.layers.contains(where: { $0.name.contains("F(") }) {
