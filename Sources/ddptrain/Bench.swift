@@ -126,6 +126,10 @@ extension Bench {
             }
             print("  " + row.name.padding(toLength: 18, withPad: " ", startingAt: 0)
                   + row.shape.padding(toLength: 56, withPad: " ", startingAt: 0) + rates.joined(separator: "   "))
+            if let p = row.forwardPhases {
+                print(String(format: "    forward on one thread: input transform %.0f %%, products %.0f %%, output transform %.0f %%",
+                             100 * p.inputTransform, 100 * p.products, 100 * p.outputTransform))
+            }
         }
     }
 }

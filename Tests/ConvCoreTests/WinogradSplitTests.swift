@@ -67,6 +67,31 @@ import Testing
         #expect(differences(positions, tiles) == 0, "\(s)")
     }
 
+    @Test("timed phase by phase for bench --kernels, the forward pass keeps the bits of the split by tiles",
+          arguments: shapes)
+    func timedPhasesEqualTiles(_ s: ConvShape) throws {
+        try #require(s.winograd != nil)
+        let ws = ConvWorkspace(threads: 2)
+        ws.winogradConvolutionSplit = .tiles
+        ws.reserve(for: s)
+        let x = randomArray(s.inputCount, seed: 13), w = randomArray(s.weightCount, seed: 14)
+        var timed = [Float](repeating: .nan, count: s.outputCount), plain = timed
+        let shares = timed.withUnsafeMutableBufferPointer { ws.winogradForwardPhases(s, input: x, weights: w, output: $0.baseAddress!) }
+        plain.withUnsafeMutableBufferPointer { conv2DForward(s, input: x, weights: w, bias: nil, output: $0.baseAddress!, workspace: ws) }
+        let p = try #require(shares, "\(s)")
+        #expect(differences(timed, plain) == 0, "\(s)")
+        #expect(!plain.contains { $0.isNaN })
+        #expect(p.inputTransform > 0 && p.products > 0 && p.outputTransform > 0, "\(p)")
+        #expect(abs(p.inputTransform + p.products + p.outputTransform - 1) < 1e-9, "\(p)")
+        // Where the forward pass does not run tile by tile, there is nothing to time.
+        ws.winogradConvolutionSplit = .positions
+        #expect(ws.winogradForwardPhases(s, input: x, weights: w, output: &timed) == nil)
+        let direct = ConvShape(batch: 2, height: 8, width: 8, inChannels: 16, outChannels: 16, kernelHeight: 3, kernelWidth: 3,
+                               stride: 2, padding: 1)
+        ws.reserve(for: direct)
+        #expect(ws.winogradForwardPhases(direct, input: x, weights: w, output: &timed) == nil)
+    }
+
     @Test("a tree formed group by group in a few slots adds what combineInTree adds, in its order")
     func treeInSlots() {
         for count in 1...13 {

@@ -6,13 +6,15 @@ import Dispatch
 /// distinct convolution of the given models at a given batch, forward, input gradient and weight
 /// gradient, in GFLOP/s (median of repeats; Winograd layers in the direct convolution's FLOPs),
 /// and each as a share of the float32 FMA peak of the threads' cores, measured right after the
-/// row (the machine may be shared).
+/// row (the machine may be shared). Winograd layers whose forward pass runs tile by tile also
+/// get the shares of its phases, measured on one thread (median of repeats).
 public struct KernelBenchmarkRow: Codable, Sendable {
     public let name: String
     public let shape: String
     public let gflops: [String: Double]
     /// FMA peak of the row's threads' cores at the kernels' vector width, GFLOP/s.
     public let peakGflops: Double
+    public var forwardPhases: WinogradPhaseShares? = nil
 }
 
 public func runKernelBenchmark(models: [ModelSpec], batch: Int, threads: Int, repeats: Int,
@@ -75,10 +77,14 @@ public func runKernelBenchmark(models: [ModelSpec], batch: Int, threads: Int, re
                     conv2DBackwardWeights(shape, input: x, outputGradient: y, weightGradient: dw, biasGradient: db, workspace: ws)
                 },
             ]
+            let phases = (0..<repeats).compactMap { _ in ws.winogradForwardPhases(shape, input: x, weights: w, output: y) }
             rows.append(KernelBenchmarkRow(
                 name: "\(spec.name) conv\(index + 1)",
                 shape: "\(shape.height)x\(shape.width)x\(shape.inChannels) → \(shape.outHeight)x\(shape.outWidth)x\(shape.outChannels), k\(shape.kernelHeight) s\(shape.stride) p\(shape.padding), \(algorithm)",
-                gflops: rates, peakGflops: peak(threads)))
+                gflops: rates, peakGflops: peak(threads),
+                forwardPhases: phases.isEmpty ? nil : WinogradPhaseShares(inputTransform: median(phases.map(\.inputTransform)),
+                                                                          products: median(phases.map(\.products)),
+                                                                          outputTransform: median(phases.map(\.outputTransform)))))
         }
     }
     return rows
