@@ -108,9 +108,12 @@ public struct OutputEpilogue {
 
 /// Y = conv(X, W), finished by `epilogue`, for tiles first..<first+count, with W transformed by
 /// `winogradTransformWeights`. `scratch` holds positions × tilesPerTask × (Cin + Cout) floats.
+/// `phaseEnded` is called after the input transform (0), the products (1) and the output
+/// transform (2), for `bench --kernels` to time them.
 public func winogradConvolveTiles(m: Int, _ g: ConvGeometry, input x: UnsafePointer<Float>, transformedWeights u: UnsafePointer<Float>,
                                   epilogue: OutputEpilogue, output y: UnsafeMutablePointer<Float>,
-                                  first: Int, count: Int, scratch: UnsafeMutablePointer<Float>) {
+                                  first: Int, count: Int, scratch: UnsafeMutablePointer<Float>,
+                                  phaseEnded: (_ phase: Int) -> Void = { _ in }) {
     func run<W: WinogradTransforms>(_: W.Type) {
         let tiles = Tiles<W>(g), cin = g.inChannels, cout = g.outChannels
         let uPerPosition = winogradWeightsPerPosition(k: cin, n: cout)
@@ -119,13 +122,16 @@ public func winogradConvolveTiles(m: Int, _ g: ConvGeometry, input x: UnsafePoin
         withUnsafeTemporaryAllocation(of: SIMD16<Float>.self, capacity: W.positions) { buffer in
             let e = buffer.baseAddress!
             tiles.transformInputs(x, first: first, count: count, into: v, OperandLayout(perPosition: vPerPosition, row: cin), scratch: e)
+            phaseEnded(0)
             // M[ξ] = V[ξ]·U[ξ] for each position.
             for xi in 0..<W.positions {
                 gemmBlock(kc: cin, a: v + xi * vPerPosition, lda: cin, rows: count, packedB: u + xi * uPerPosition,
                           columns: cout, c: product + xi * mPerPosition, ldc: cout)
             }
+            phaseEnded(1)
             tiles.transformOutputs(product, OperandLayout(perPosition: mPerPosition, row: cout), first: first, count: count, epilogue: epilogue,
                                    into: y, scratch: e)
+            phaseEnded(2)
         }
     }
     m == 2 ? run(WinogradF2.self) : run(WinogradF4.self)
