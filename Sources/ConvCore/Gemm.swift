@@ -34,7 +34,7 @@ public final class GemmScratch: @unchecked Sendable {
 
     public init(workers: Int, kernels: ConvKernelSet = .best) {
         self.kernels = kernels
-        packedA = (0..<workers).map { _ in .allocate(capacity: GemmScratch.mcMax * GemmScratch.kc) }
+        packedA = (0..<workers).map { _ in allocateAligned(Float.self, capacity: GemmScratch.mcMax * GemmScratch.kc) }
     }
 
     /// Grows the shared buffer to hold a packed K×N op(B). Networks call it while they are built,

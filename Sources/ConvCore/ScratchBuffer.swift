@@ -1,3 +1,15 @@
+/// `count` elements (at least one) starting on a 64-byte boundary: a cache line, and one zmm
+/// register. glibc's large blocks start 16 bytes past a page, so a plain `allocate(capacity:)`
+/// made every 512-bit access straddle two cache lines (and every second 256-bit one); that cost
+/// the Winograd layers 7–9 %. Free it with `deallocate()` as usual.
+///
+///     let activations = allocateAligned(Float.self, capacity: batch * pixels * channels)
+public func allocateAligned<Element>(_: Element.Type, capacity count: Int) -> UnsafeMutablePointer<Element> {
+    let count = max(count, 1)
+    return UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Element>.stride, alignment: 64)
+        .bindMemory(to: Element.self, capacity: count)
+}
+
 /// Scratch that grows when a larger size is reserved (its contents are not kept): floats, or
 /// the 32-bit bfloat16 pairs of the bf16 products. Workspaces reserve while a network is
 /// built, so that no training step allocates.
@@ -6,7 +18,7 @@ final class ScratchBuffer<Element: ExpressibleByIntegerLiteral>: @unchecked Send
     private(set) var capacity = 1
 
     init() {
-        pointer = .allocate(capacity: 1)
+        pointer = allocateAligned(Element.self, capacity: 1)
         pointer.initialize(to: 0)
     }
 
@@ -14,7 +26,7 @@ final class ScratchBuffer<Element: ExpressibleByIntegerLiteral>: @unchecked Send
     func reserve(_ count: Int, zeroed: Bool = false) {
         guard count > capacity else { return }
         pointer.deallocate()
-        pointer = .allocate(capacity: count)
+        pointer = allocateAligned(Element.self, capacity: count)
         if zeroed { pointer.initialize(repeating: 0, count: count) }
         capacity = count
     }

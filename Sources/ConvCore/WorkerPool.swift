@@ -38,7 +38,7 @@ public final class WorkerPool: @unchecked Sendable {
         precondition(threads >= 1, "a worker pool needs at least one thread")
         self.threads = threads
         shared = Shared(helpers: threads - 1)
-        partials = .allocate(capacity: 1)
+        partials = allocateAligned(Double.self, capacity: 1)
         for worker in 1..<max(threads, 1) {
             let shared = self.shared
             let thread = Thread { shared.helperLoop(worker: worker) }
@@ -67,7 +67,7 @@ public final class WorkerPool: @unchecked Sendable {
     public func reservePartialSums(_ count: Int) {
         guard count > partialCapacity else { return }
         partials.deallocate()
-        partials = .allocate(capacity: count)
+        partials = allocateAligned(Double.self, capacity: count)
         partialCapacity = count
     }
 

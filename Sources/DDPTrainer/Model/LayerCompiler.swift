@@ -95,14 +95,14 @@ struct LayerCompiler {
     }
 
     mutating func floats(_ n: Int) -> UnsafeMutablePointer<Float> {
-        let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
+        let p = allocateAligned(Float.self, capacity: n)
         p.initialize(repeating: 0, count: max(n, 1))
         owned.append(UnsafeMutableRawPointer(p))
         return p
     }
 
     mutating func doubles(_ n: Int) -> UnsafeMutablePointer<Double> {
-        let p = UnsafeMutablePointer<Double>.allocate(capacity: max(n, 1))
+        let p = allocateAligned(Double.self, capacity: n)
         p.initialize(repeating: 0, count: max(n, 1))
         owned.append(UnsafeMutableRawPointer(p))
         return p
@@ -160,7 +160,7 @@ struct LayerCompiler {
                     op = .reluInConvolution
                 }
             case let .maxPool(shape):
-                let argmax = UnsafeMutablePointer<Int32>.allocate(capacity: maxBatch * node.outputSize)
+                let argmax = allocateAligned(Int32.self, capacity: maxBatch * node.outputSize)
                 owned.append(UnsafeMutableRawPointer(argmax))
                 let relu: Bool
                 if case .reluInMaxPool = out.last?.op { relu = true } else { relu = false }

@@ -50,7 +50,7 @@ public final class Optimizer {
         self.config = config
         count = tensors.reduce(0) { $0 + $1.count }
         let n = config.kind == .adam ? 2 * count : count
-        state = .allocate(capacity: max(n, 1))
+        state = allocateAligned(Float.self, capacity: n)
         state.initialize(repeating: 0, count: max(n, 1))
         var segments: [(range: Range<Int>, decay: Float)] = []
         for t in tensors {

@@ -32,7 +32,7 @@ public func runKernelBenchmark(models: [ModelSpec], batch: Int, threads: Int, re
     }
 
     let n = 1024
-    let a = randomBuffer(n * n), b = randomBuffer(n * n), c = UnsafeMutablePointer<Float>.allocate(capacity: n * n)
+    let a = randomBuffer(n * n), b = randomBuffer(n * n), c = allocateAligned(Float.self, capacity: n * n)
     defer { a.deallocate(); b.deallocate(); c.deallocate() }
     let ws = ConvWorkspace(threads: threads, precision: precision)
     // Weight gradients are summed over the sample groups training uses, not sample by sample.
@@ -104,7 +104,7 @@ func convolutionShapes(of spec: ModelSpec, batch: Int) -> [ConvShape] {
 }
 
 private func randomBuffer(_ count: Int) -> UnsafeMutablePointer<Float> {
-    let p = UnsafeMutablePointer<Float>.allocate(capacity: count)
+    let p = allocateAligned(Float.self, capacity: count)
     var rng = KeyedRandom(seed: UInt64(count), stream: .synthetic)
     for i in 0..<count { p[i] = rng.nextFloat() - 0.5 }
     return p
