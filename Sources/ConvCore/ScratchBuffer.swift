@@ -1,7 +1,7 @@
 /// `count` elements (at least one) starting on a 64-byte boundary: a cache line, and one zmm
 /// register. glibc's large blocks start 16 bytes past a page, so a plain `allocate(capacity:)`
 /// made every 512-bit access straddle two cache lines (and every second 256-bit one); that cost
-/// the Winograd layers 7–9 %. Free it with `deallocate()` as usual.
+/// the Winograd layers 6–9 %. Free it with `deallocate()` as usual.
 ///
 ///     let activations = allocateAligned(Float.self, capacity: batch * pixels * channels)
 public func allocateAligned<Element>(_: Element.Type, capacity count: Int) -> UnsafeMutablePointer<Element> {
