@@ -37,9 +37,12 @@ public enum WinogradGradientSplit: String, Sendable {
 /// `positions`: all tiles are transformed first; then one task per position and block of
 /// `positionRows` tiles multiplies them by that position's U; then all are transformed back.
 ///
-/// `automatic` takes `positions` where U takes 1 MB or more (`DDPTRAIN_WINOGRAD_CONVOLUTION` =
-/// `tiles` or `positions` forces one, for comparison). VGG-11 trained 1.05–1.10× faster with it
-/// (two alternated pairs, beside a training run).
+/// `automatic` takes `positions` where U takes 8 MB or more (`DDPTRAIN_WINOGRAD_CONVOLUTION` =
+/// `tiles` or `positions` forces one, for comparison): VGG-11's 256- and 512-channel layers at
+/// 8x8 and 4x4 pixels. Below that the tasks find U in the last-level cache, while the split by
+/// positions streams V and M through memory: VGG-11's conv2 (64 → 128 channels at 16x16, U 1.2
+/// MB) took 8.0 ms forward by positions and 4.3–4.6 by tiles on a Zen4, conv6 (512 → 512 at 4x4,
+/// U 16 MB) 12.7 by positions and 13.8–15.3 by tiles (alternated runs, either kernel set).
 public enum WinogradConvolutionSplit: String, Sendable {
     case automatic, tiles, positions
 
@@ -76,7 +79,7 @@ extension WinogradAlgorithm {
         switch split {
         case .tiles: return false
         case .positions: return true
-        case .automatic: return positions * s.inChannels * s.outChannels >= 1 << 18
+        case .automatic: return positions * s.inChannels * s.outChannels >= 1 << 21
         }
     }
 
