@@ -71,10 +71,14 @@ extension ConvWorkspace {
     /// Y = conv(X, W) (+ bias), then max(·, 0) with `relu`.
     func winogradForward(_ algorithm: WinogradAlgorithm, _ s: ConvShape, input x: UnsafePointer<Float>,
                          weights w: UnsafePointer<Float>, bias: UnsafePointer<Float>?, relu: Bool, output y: UnsafeMutablePointer<Float>) {
-        let cin = s.inChannels, cout = s.outChannels
-        let weights = (origin: w, yStride: 3 * cin * cout, xStride: cin * cout, kStride: cout, nStride: 1)
-        transformWeights(algorithm, k: cin, n: cout, weights)
+        transformForwardWeights(algorithm, s, w)
         convolve(algorithm, s, input: x, epilogue: OutputEpilogue(bias: bias, relu: relu), output: y)
+    }
+
+    /// The forward pass's U: W as [ky][kx][ci][co], rows input channels.
+    func transformForwardWeights(_ algorithm: WinogradAlgorithm, _ s: ConvShape, _ w: UnsafePointer<Float>) {
+        let cin = s.inChannels, cout = s.outChannels
+        transformWeights(algorithm, k: cin, n: cout, (origin: w, yStride: 3 * cin * cout, xStride: cin * cout, kStride: cout, nStride: 1))
     }
 
     /// dX = the convolution of dY, padded by 2 − padding, with the flipped, channel-transposed kernel.

@@ -23,10 +23,10 @@ extension ConvWorkspace {
                                       output y: UnsafeMutablePointer<Float>) -> WinogradPhaseShares? {
         guard let algorithm = s.winogradDataPasses, !algorithm.convolvesByPositions(s, winogradConvolutionSplit),
               !bfloat16Products(algorithm) else { return nil }
-        let cin = s.inChannels, cout = s.outChannels, m = algorithm.m
-        transformWeights(algorithm, k: cin, n: cout, (origin: w, yStride: 3 * cin * cout, xStride: cin * cout, kStride: cout, nStride: 1))
-        let tiles = algorithm.tiles(s), perTask = algorithm.tilesPerTask, u = UnsafePointer(packedWeights), scratch = winogradScratch
-        var nanoseconds = [UInt64](repeating: 0, count: 3), last = DispatchTime.now().uptimeNanoseconds
+        transformForwardWeights(algorithm, s, w)
+        let m = algorithm.m, tiles = algorithm.tiles(s), perTask = algorithm.tilesPerTask
+        let u = UnsafePointer(packedWeights), scratch = winogradScratch
+        var nanoseconds = [UInt64](repeating: 0, count: 3), last: UInt64 = 0
         func phaseEnded(_ phase: Int) {
             let now = DispatchTime.now().uptimeNanoseconds
             nanoseconds[phase] += now - last
@@ -35,7 +35,7 @@ extension ConvWorkspace {
         for first in stride(from: 0, to: tiles, by: perTask) {
             let count = min(perTask, tiles - first)
             last = DispatchTime.now().uptimeNanoseconds
-            switch kernels.forColumns(cout) {
+            switch kernels.forColumns(s.outChannels) {
             case .avx2:
                 ConvKernels.winogradConvolveTiles(m: m, s.geometry, input: x, transformedWeights: u, epilogue: .init(), output: y,
                                                   first: first, count: count, scratch: scratch, phaseEnded: phaseEnded)

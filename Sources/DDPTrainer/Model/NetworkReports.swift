@@ -15,7 +15,7 @@ extension Network {
                     out.append(LayerSummary(name: name, outputShape: shape, forwardFlops: f,
                                             backwardFlops: layer.index == 0 ? f : 2 * f, bfloat16: bfloat16))
                 }
-                // Right after the layer's name, where the bench table's narrow column still shows it.
+                // Right after the layer's name, so a reader scanning the names sees it first.
                 func tag(_ bfloat16: Bool) -> String { bfloat16 ? " bf16" : "" }
                 switch layer.op {
                 case let .conv(s, _, b, _):
