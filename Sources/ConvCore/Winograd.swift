@@ -42,10 +42,14 @@ extension ConvShape {
     public var winogradDataPasses: WinogradAlgorithm? { usesPixelPairs ? nil : winograd }
 
     /// The Winograd algorithm this convolution runs, if any: 3x3, stride 1, and channel counts
-    /// that are whole SIMD16 vectors. F(4x4) does 44 % fewer products than F(2x2) but carries
-    /// more transform work per tile; it wins once the image has a few 4x4 tiles a side (measured
-    /// with `ddptrain bench --kernels`). `DDPTRAIN_WINOGRAD=0` turns Winograd off, `=2` or `=4`
-    /// forces one algorithm, for comparison.
+    /// that are whole SIMD16 vectors. F(4x4) where its three passes do fewer products than
+    /// F(2x2)'s (`products`): from 7 pixels a side, and at 3 and 4, where one 4x4 tile covers
+    /// the image. Where the counts tie (5 and 6 pixels) F(2x2)'s cheaper transforms win.
+    /// Measured with `ddptrain bench` on two-layer models (Zen4, 2 threads, forward and backward
+    /// alike): F(4x4) took 7–37 % less time than F(2x2) at 4x4 pixels from 16 to 512 channels
+    /// (VGG-11's conv5 and conv6), 14–34 % at 7x7, 20–30 % at 3x3 with 256 channels (the same
+    /// with 64); at 6x6, F(2x2) took 10–30 % less.
+    /// `DDPTRAIN_WINOGRAD=0` turns Winograd off, `=2` or `=4` forces one algorithm, for comparison.
     public var winograd: WinogradAlgorithm? {
         guard kernelHeight == 3 && kernelWidth == 3 && stride == 1 && padding <= 2
                 && inChannels % 16 == 0 && outChannels % 16 == 0 else { return nil }
@@ -53,8 +57,16 @@ extension ConvShape {
         case "0": return nil
         case "2": return .f2x2
         case "4": return .f4x4
-        default: return min(outHeight, outWidth, height, width) >= 8 ? .f4x4 : .f2x2
+        default: return products(.f4x4) < products(.f2x2) ? .f4x4 : .f2x2
         }
+    }
+
+    /// Per-position products per image and channel pair of `algorithm`'s three passes: the
+    /// forward pass and the weight gradient over the output's tiles, the input gradient over the input's.
+    func products(_ algorithm: WinogradAlgorithm) -> Int {
+        let m = algorithm.m
+        func tiles(_ h: Int, _ w: Int) -> Int { ((h + m - 1) / m) * ((w + m - 1) / m) }
+        return algorithm.positions * (2 * tiles(outHeight, outWidth) + tiles(height, width))
     }
 }
 

@@ -19,7 +19,8 @@ extension ConvWorkspace {
     /// float32, bf16 F(4x4) was off by 22–31 % of the outputs' rms in the worst element, bf16
     /// F(2x2) by 1.4–2.0 %, about what rounding a direct convolution's operands gives
     /// (BFloat16ProductTests). And running those layers as bf16 F(2x2) instead, with 1.78x
-    /// F(4x4)'s products, was no faster than float32 F(4x4) (model M, see BENCHMARKS.md).
+    /// F(4x4)'s products, was no faster than float32 F(4x4) (model M, see BENCHMARKS.md; at
+    /// VGG-11's 4x4 layers bf16 F(2x2) was 1–1.5 ms faster forward and the same backward).
     func bfloat16Products(_ algorithm: WinogradAlgorithm) -> Bool { precision == .bfloat16 && algorithm == .f2x2 }
 
     /// Whether any pass of `s` multiplies in bf16, for reports: the forward pass and input

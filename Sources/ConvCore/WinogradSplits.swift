@@ -12,7 +12,7 @@ import Foundation
 /// `groups`: one task per sample group, which sums its tiles' products into the whole dU
 /// (positions × Cin × Cout floats) and transforms it to its dW; the groups' dW are then added
 /// in their tree order. Where dU is large and a group's tiles few (VGG's 512-channel layers
-/// at 2x2 and 4x4 pixels: 16 MB of dU for 8 tiles) that streams every group's dU and dW
+/// at 2x2 and 4x4 pixels: 16 and 38 MB of dU for 8 tiles) that streams every group's dU and dW
 /// through memory for a handful of products per float.
 ///
 /// `blocks`: every tile's transformed operands are written once for the whole batch; then one
@@ -32,7 +32,7 @@ public enum WinogradGradientSplit: String, Sendable {
 ///
 /// `tiles`: one task per `tilesPerTask` tiles transforms them, multiplies them by every
 /// position's transformed weights U and transforms the products back. Each task reads all of
-/// U: 16 MB for VGG-11's 512-channel layers, read 11 times per pass at 4x4 pixels.
+/// U: 38 MB for VGG-11's 512-channel layers at 4x4 pixels (F(4x4)), read 6 times per pass.
 ///
 /// `positions`: all tiles are transformed first; then one task per position and block of
 /// `positionRows` tiles multiplies them by that position's U; then all are transformed back.
@@ -41,8 +41,9 @@ public enum WinogradGradientSplit: String, Sendable {
 /// `tiles` or `positions` forces one, for comparison): VGG-11's 256- and 512-channel layers at
 /// 8x8 and 4x4 pixels. Below that the tasks find U in the last-level cache, while the split by
 /// positions streams V and M through memory: VGG-11's conv2 (64 → 128 channels at 16x16, U 1.2
-/// MB) took 8.0 ms forward by positions and 4.3–4.6 by tiles on a Zen4, conv6 (512 → 512 at 4x4,
-/// U 16 MB) 12.7 by positions and 13.8–15.3 by tiles (alternated runs, either kernel set).
+/// MB) took 8.0 ms forward by positions and 4.3–4.6 by tiles on a Zen4 (alternated runs,
+/// either kernel set), conv6 (512 → 512 at 4x4, U 38 MB) 11.4–13.3 by positions and 14.0–16.6
+/// by tiles.
 public enum WinogradConvolutionSplit: String, Sendable {
     case automatic, tiles, positions
 

@@ -88,20 +88,27 @@ import Testing
         ConvShape(batch: 2, height: 6, width: 7, inChannels: 15, outChannels: 33, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1),
         ConvShape(batch: 2, height: 5, width: 5, inChannels: 16, outChannels: 32, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 0),
         ConvShape(batch: 2, height: 7, width: 7, inChannels: 9, outChannels: 20, kernelHeight: 3, kernelWidth: 3, stride: 2, padding: 1),
-        // Winograd (3x3, stride 1, channels a multiple of 16), F(2x2) on small images and F(4x4)
-        // from 8 pixels a side: sizes that leave partial tiles, more tiles than one task holds,
-        // padding 0, 1 and 2.
+        // Winograd (3x3, stride 1, channels a multiple of 16; the 5x5 one above too), F(4x4)
+        // where it does fewer products, F(2x2) at 5 or 6 pixels a side and at 2: sizes that leave
+        // partial tiles, more tiles than one task holds, padding 0, 1 and 2.
         ConvShape(batch: 2, height: 6, width: 5, inChannels: 16, outChannels: 48, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 2),
         ConvShape(batch: 3, height: 9, width: 9, inChannels: 32, outChannels: 16, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1),
         ConvShape(batch: 2, height: 10, width: 11, inChannels: 16, outChannels: 16, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 0),
         ConvShape(batch: 1, height: 8, width: 8, inChannels: 16, outChannels: 32, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 2),
+        ConvShape(batch: 2, height: 5, width: 6, inChannels: 16, outChannels: 48, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 1),
+        ConvShape(batch: 3, height: 4, width: 4, inChannels: 32, outChannels: 16, kernelHeight: 3, kernelWidth: 3, stride: 1, padding: 0),
     ]
 
-    @Test("Winograd is chosen where it applies: F(2x2) on small images, F(4x4) from 8 pixels a side")
+    @Test("Winograd is chosen where it applies: F(4x4) where its three passes do fewer products than F(2x2)'s")
     func winogradChoice() {
         let shapes = LayerGradientTests.convShapes
-        #expect(shapes.filter { $0.winograd == .f2x2 }.count == 2)
-        #expect(shapes.filter { $0.winograd == .f4x4 }.count == 3)
+        #expect(shapes.filter { $0.winograd == .f2x2 }.map { [$0.height, $0.width] } == [[5, 6], [4, 4]])
+        #expect(shapes.filter { $0.winograd == .f4x4 }.count == 5)
+        // 4x4 and 7x7 images (VGG-11's conv5 and conv6; S's conv3 has 6x6 in, 4x4 out) take F(4x4), 5x5 and 6x6 F(2x2).
+        for (side, padding, algorithm) in [(4, 1, WinogradAlgorithm.f4x4), (7, 1, .f4x4), (6, 0, .f4x4), (5, 1, .f2x2), (6, 1, .f2x2), (2, 1, .f2x2)] {
+            let s = ConvShape(batch: 1, height: side, width: side, inChannels: 64, outChannels: 64, kernelHeight: 3, kernelWidth: 3, padding: padding)
+            #expect(s.winograd == algorithm, "\(side)x\(side), padding \(padding)")
+        }
         #expect(shapes.filter { $0.stride != 1 || $0.inChannels % 16 != 0 }.allSatisfy { $0.winograd == nil })
     }
 

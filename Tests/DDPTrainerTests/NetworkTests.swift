@@ -168,16 +168,25 @@ import Testing
         }
     }
 
-    /// VGG-11's 4x4 layers run F(2x2) in bf16 (forward and input gradient); its 2x2 layers run on
-    /// pixel pairs with the weight gradient split by blocks, all float32, so they are not reported.
-    @Test("under bf16, the layers reported as multiplying in bf16 are the ones that do (VGG-11)",
+    /// A layer at 6x6 pixels runs F(2x2), in bf16 (forward, input gradient and weight gradient);
+    /// one at 3x3 runs F(4x4), which stays float32. VGG-11's 4x4 layers run F(4x4) too, and its
+    /// 2x2 layers run on pixel pairs with the weight gradient split by blocks, all float32, so of
+    /// its layers only the dense one is reported.
+    @Test("under bf16, the layers reported as multiplying in bf16 are the ones that do",
           .enabled(if: Precision.bfloat16.unavailableReason == nil, "needs avx512_bf16: \(Precision.bfloat16.unavailableReason ?? "")"))
     func bfloat16Report() {
-        let net = Network(spec: .vgg11, maxBatch: 64, threads: 1, precision: .bfloat16)
-        #expect(net.layerSummaries.filter(\.bfloat16).map(\.name).map { $0.prefix { $0 != " " } } == ["conv5", "conv6", "dense1"])
-        #expect(net.layerSummaries.filter(\.bfloat16).allSatisfy { $0.name.contains(" bf16 ") })
-        #expect(net.bfloat16Summary?.hasPrefix("bf16 products in 3 of 9 layers with products (conv5, conv6, dense1: ") == true,
-                "\(net.bfloat16Summary ?? "nil")")
+        let spec = ModelSpec(name: "f2x2-probe", inputHeight: 6, inputWidth: 6, inputChannels: 16, classes: 10,
+                             layers: [.conv(outChannels: 32, kernel: 3, padding: 1), .relu, .maxPool(size: 2, stride: 2),
+                                      .conv(outChannels: 32, kernel: 3, padding: 1), .flatten, .dense(outputs: 10)])
+        let probe = Network(spec: spec, maxBatch: 8, threads: 1, precision: .bfloat16)
+        #expect(probe.layerSummaries.filter(\.bfloat16).map(\.name).map { $0.prefix { $0 != " " } } == ["conv1", "dense1"])
+        #expect(probe.layerSummaries.filter(\.bfloat16).allSatisfy { $0.name.contains(" bf16 ") })
+        #expect(probe.layerSummaries.contains { $0.name.hasPrefix("conv2 ") && $0.name.contains("F(4x4,3x3)") && !$0.bfloat16 })
+        #expect(probe.bfloat16Summary?.hasPrefix("bf16 products in 2 of 3 layers with products (conv1, dense1: ") == true,
+                "\(probe.bfloat16Summary ?? "nil")")
+        let vgg = Network(spec: .vgg11, maxBatch: 64, threads: 1, precision: .bfloat16)
+        #expect(vgg.bfloat16Summary?.hasPrefix("bf16 products in 1 of 9 layers with products (dense1: ") == true,
+                "\(vgg.bfloat16Summary ?? "nil")")
         #expect(Network(spec: .vgg11, maxBatch: 64, threads: 1).bfloat16Summary == nil)
     }
 
