@@ -37,13 +37,13 @@ public enum WinogradGradientSplit: String, Sendable {
 /// `positions`: all tiles are transformed first; then one task per position and block of
 /// `positionRows` tiles multiplies them by that position's U; then all are transformed back.
 ///
-/// `automatic` takes `positions` where U takes 8 MB or more (`DDPTRAIN_WINOGRAD_CONVOLUTION` =
-/// `tiles` or `positions` forces one, for comparison): VGG-11's 256- and 512-channel layers at
-/// 8x8 and 4x4 pixels. Below that the tasks find U in the last-level cache, while the split by
-/// positions streams V and M through memory: VGG-11's conv2 (64 → 128 channels at 16x16, U 1.2
-/// MB) took 8.0 ms forward by positions and 4.3–4.6 by tiles on a Zen4 (alternated runs,
-/// either kernel set), conv6 (512 → 512 at 4x4, U 38 MB) 11.4–13.3 by positions and 14.0–16.6
-/// by tiles.
+/// `automatic` takes `positions` where U takes 16 MB or more (`DDPTRAIN_WINOGRAD_CONVOLUTION` =
+/// `tiles` or `positions` forces one, for comparison): VGG-11's 512-channel layers at 4x4 pixels.
+/// Below that the tasks find U in the last-level cache, while the split by positions streams V
+/// and M through memory. On a Zen4 (alternated runs, either kernel set), forward ms per step:
+/// VGG-11's conv2 (64 → 128 channels at 16x16, U 1.2 MB) 8.0 by positions and 4.3–4.6 by tiles,
+/// conv4 (256 → 256 at 8x8, U 9.4 MB) 8.3–10.2 and 7.3–8.5, conv5 (256 → 512 at 4x4, U 19 MB)
+/// 6.1–6.9 and 7.5–8.7, conv6 (512 → 512 at 4x4, U 38 MB) 11.4–13.3 and 14.0–16.6.
 public enum WinogradConvolutionSplit: String, Sendable {
     case automatic, tiles, positions
 
@@ -80,7 +80,7 @@ extension WinogradAlgorithm {
         switch split {
         case .tiles: return false
         case .positions: return true
-        case .automatic: return positions * s.inChannels * s.outChannels >= 1 << 21
+        case .automatic: return positions * s.inChannels * s.outChannels >= 1 << 22
         }
     }
 
