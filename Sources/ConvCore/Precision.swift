@@ -6,8 +6,8 @@ import Foundation
 /// `bfloat16` rounds the operands of some products to bfloat16 and multiplies them with
 /// `vdpbf16ps` (AVX512_BF16), accumulating in float32: the dense layers' three products, and
 /// Winograd F(2x2) layers' per-position products (forward and input gradient; the weight
-/// gradient too where it is split by sample groups): layers at 5 or 6 pixels a side, or 2 or
-/// fewer (`ConvShape.winograd`). Winograd F(4x4) layers stay float32
+/// gradient too where it is split by sample groups): with padding 1, layers at 5 or 6 pixels a
+/// side, or 2 or fewer (`ConvShape.winograd`). Winograd F(4x4) layers stay float32
 /// (`ConvWorkspace.bfloat16Products` says why), and so do the other convolutions.
 public enum Precision: String, Sendable, CaseIterable, Codable {
     case float32 = "fp32", bfloat16 = "bf16"
