@@ -64,9 +64,7 @@ extension ConvShape {
     /// Per-position products per image and channel pair of `algorithm`'s three passes: the
     /// forward pass and the weight gradient over the output's tiles, the input gradient over the input's.
     func products(_ algorithm: WinogradAlgorithm) -> Int {
-        let m = algorithm.m
-        func tiles(_ h: Int, _ w: Int) -> Int { ((h + m - 1) / m) * ((w + m - 1) / m) }
-        return algorithm.positions * (2 * tiles(outHeight, outWidth) + tiles(height, width))
+        algorithm.positions * (2 * algorithm.tilesPerImage(self) + algorithm.tilesPerImage(inputGradientConvolution))
     }
 }
 
