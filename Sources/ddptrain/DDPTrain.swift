@@ -15,13 +15,17 @@ struct DDPTrain: ParsableCommand {
 
     /// Under mpirun every rank parses the same command line: a mistake in it, `--help` or `help`
     /// is reported by rank 0 alone, not once per rank. Errors while running are each rank's own.
+    ///
+    /// The other ranks leave a bad command line with status 0: rank 0's own non-zero status fails
+    /// the job. Had they exited non-zero at once, mpirun would print its abort banner while still
+    /// forwarding rank 0's message, and could split that message in two.
     static func main() {
         let otherRank = (Communicator.environmentInt("OMPI_COMM_WORLD_RANK") ?? 0) > 0
         var command: ParsableCommand
         do {
             command = try parseAsRoot()
         } catch {
-            if otherRank { Foundation.exit(exitCode(for: error).rawValue) }
+            if otherRank { Foundation.exit(0) }
             exit(withError: error)
         }
         // `--help` and `help` parse to ArgumentParser's own help command, which prints when run.
