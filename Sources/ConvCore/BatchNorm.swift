@@ -17,7 +17,8 @@
 /// slices are added in image order within each sample group and the groups in their tree order
 /// (`SampleGroups`), so the result depends neither on the thread count nor on how many ranks
 /// share the batch. Channels are contiguous per pixel, so every kernel works
-/// 16 channels at a time (a narrower last block is padded in registers).
+/// 16 channels at a time (a narrower last block is padded in registers). A norm that also does
+/// the max pool after it has the same phases in BatchNormPooling.swift.
 
 /// The extent of a normalised tensor: `batch` images of `pixels` (height·width) positions with
 /// `channels` values each, channels innermost.
@@ -62,17 +63,24 @@ public func batchNormForward(_ s: NormShape, input x: UnsafePointer<Float>, mean
                              invStd: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
                              residual: UnsafePointer<Float>? = nil, output y: UnsafeMutablePointer<Float>, relu: Bool = false,
                              pool: WorkerPool) {
-    let c = s.channels
     forEachPositionRange(s, pool: pool) { first, last in
-        forEachBlockOf16(c) { c0, width in
-            let m = loadVector(mean + c0, count: width), b = loadVector(shift + c0, count: width)
-            let k = loadVector(invStd + c0, count: width) * loadVector(scale + c0, count: width)
-            for i in first..<last {
-                let at = i * c + c0
-                var v = b.addingProduct(loadVector(x + at, count: width) - m, k)
-                if let residual { v += loadVector(residual + at, count: width) }
-                storeVector(y + at, relu ? pointwiseMax(v, SIMD16(repeating: 0)) : v, count: width)
-            }
+        normalize(channels: s.channels, positions: first..<last, input: x, mean: mean, invStd: invStd, scale: scale, shift: shift,
+                  residual: residual, output: y, relu: relu)
+    }
+}
+
+/// `batchNormForward` at `positions` (indices of whole pixels from `x` and `y`).
+@inline(__always) func normalize(channels c: Int, positions: Range<Int>, input x: UnsafePointer<Float>, mean: UnsafePointer<Float>,
+                                 invStd: UnsafePointer<Float>, scale: UnsafePointer<Float>, shift: UnsafePointer<Float>,
+                                 residual: UnsafePointer<Float>?, output y: UnsafeMutablePointer<Float>, relu: Bool) {
+    forEachBlockOf16(c) { c0, width in
+        let m = loadVector(mean + c0, count: width), b = loadVector(shift + c0, count: width)
+        let k = loadVector(invStd + c0, count: width) * loadVector(scale + c0, count: width)
+        for i in positions {
+            let at = i * c + c0
+            var v = b.addingProduct(loadVector(x + at, count: width) - m, k)
+            if let residual { v += loadVector(residual + at, count: width) }
+            storeVector(y + at, relu ? pointwiseMax(v, SIMD16(repeating: 0)) : v, count: width)
         }
     }
 }
@@ -119,20 +127,27 @@ public func batchNormBackwardStatistics(_ s: NormShape, input x: UnsafePointer<F
     let c = s.channels, perImage = s.pixels * c
     let partials = pool.partialSums(s.partialSumCount)
     pool.run(tasks: s.batch) { n, _ in
-        let out = partials + n * 2 * c
-        forEachBlockOf16(c) { c0, width in
-            let m = loadVector(mean + c0, count: width), r = loadVector(invStd + c0, count: width)
-            let acc = if let relu {
-                gradientSums(relu.channels(c0, width: width, mean: m, invStd: r), x: x, dy: dy, first: n * perImage + c0,
-                             stride: c, count: s.pixels, width: width, mean: m, invStd: r)
-            } else {
-                gradientSums(Unfiltered(), x: x, dy: dy, first: n * perImage + c0, stride: c, count: s.pixels, width: width,
-                             mean: m, invStd: r)
-            }
-            acc.store(first: out + c0, second: out + c + c0, count: width)
-        }
+        imageGradientSums(s, input: x + n * perImage, outputGradient: dy + n * perImage, mean: mean, invStd: invStd, relu: relu,
+                          into: partials + n * 2 * c)
     }
     addImageSums(partials, images: s.batch, width: 2 * c, groups: pool.sampleGroups, into: sums)
+}
+
+/// One image's Σ dy and Σ dy·x̂ (`batchNormBackwardStatistics`) at `out` and `out + channels`.
+@inline(__always) func imageGradientSums(_ s: NormShape, input x: UnsafePointer<Float>, outputGradient dy: UnsafePointer<Float>,
+                                         mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>, relu: FusedReLU?,
+                                         into out: UnsafeMutablePointer<Double>) {
+    let c = s.channels
+    forEachBlockOf16(c) { c0, width in
+        let m = loadVector(mean + c0, count: width), r = loadVector(invStd + c0, count: width)
+        let acc = if let relu {
+            gradientSums(relu.channels(c0, width: width, mean: m, invStd: r), x: x, dy: dy, first: c0,
+                         stride: c, count: s.pixels, width: width, mean: m, invStd: r)
+        } else {
+            gradientSums(Unfiltered(), x: x, dy: dy, first: c0, stride: c, count: s.pixels, width: width, mean: m, invStd: r)
+        }
+        acc.store(first: out + c0, second: out + c + c0, count: width)
+    }
 }
 
 /// The training-mode input gradient, dx = scale·invStd·(dy − Σdy/count − x̂·Σ(dy·x̂)/count), with
@@ -143,24 +158,32 @@ public func batchNormBackwardData(_ s: NormShape, input x: UnsafePointer<Float>,
                                   mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>, scale: UnsafePointer<Float>,
                                   relu: FusedReLU? = nil, sums: UnsafePointer<Double>, count: Int,
                                   inputGradient dx: UnsafeMutablePointer<Float>, pool: WorkerPool) {
-    let c = s.channels
     precondition(count > 0, "batch norm needs a positive count")
     forEachPositionRange(s, pool: pool) { first, last in
-        forEachBlockOf16(c) { c0, width in
-            var meanDy = SIMD16<Float>(), meanDyXhat = SIMD16<Float>()
-            for l in 0..<width {
-                meanDy[l] = Float(sums[c0 + l] / Double(count))
-                meanDyXhat[l] = Float(sums[c + c0 + l] / Double(count))
-            }
-            let m = loadVector(mean + c0, count: width), r = loadVector(invStd + c0, count: width)
-            let k = r * loadVector(scale + c0, count: width)
-            if let relu {
-                centredGradients(relu.channels(c0, width: width, mean: m, invStd: r), x: x, dy: dy, dx: dx, positions: first..<last,
-                                 stride: c, c0: c0, width: width, mean: m, invStd: r, k: k, meanDy: meanDy, meanDyXhat: meanDyXhat)
-            } else {
-                centredGradients(Unfiltered(), x: x, dy: dy, dx: dx, positions: first..<last, stride: c, c0: c0, width: width,
-                                 mean: m, invStd: r, k: k, meanDy: meanDy, meanDyXhat: meanDyXhat)
-            }
+        inputGradients(channels: s.channels, positions: first..<last, input: x, outputGradient: dy, mean: mean, invStd: invStd,
+                       scale: scale, relu: relu, sums: sums, count: count, inputGradient: dx)
+    }
+}
+
+/// `batchNormBackwardData` at `positions` (indices of whole pixels from `x`, `dy` and `dx`).
+@inline(__always) func inputGradients(channels c: Int, positions: Range<Int>, input x: UnsafePointer<Float>,
+                                      outputGradient dy: UnsafePointer<Float>, mean: UnsafePointer<Float>, invStd: UnsafePointer<Float>,
+                                      scale: UnsafePointer<Float>, relu: FusedReLU?, sums: UnsafePointer<Double>, count: Int,
+                                      inputGradient dx: UnsafeMutablePointer<Float>) {
+    forEachBlockOf16(c) { c0, width in
+        var meanDy = SIMD16<Float>(), meanDyXhat = SIMD16<Float>()
+        for l in 0..<width {
+            meanDy[l] = Float(sums[c0 + l] / Double(count))
+            meanDyXhat[l] = Float(sums[c + c0 + l] / Double(count))
+        }
+        let m = loadVector(mean + c0, count: width), r = loadVector(invStd + c0, count: width)
+        let k = r * loadVector(scale + c0, count: width)
+        if let relu {
+            centredGradients(relu.channels(c0, width: width, mean: m, invStd: r), x: x, dy: dy, dx: dx, positions: positions,
+                             stride: c, c0: c0, width: width, mean: m, invStd: r, k: k, meanDy: meanDy, meanDyXhat: meanDyXhat)
+        } else {
+            centredGradients(Unfiltered(), x: x, dy: dy, dx: dx, positions: positions, stride: c, c0: c0, width: width,
+                             mean: m, invStd: r, k: k, meanDy: meanDy, meanDyXhat: meanDyXhat)
         }
     }
 }
@@ -228,8 +251,8 @@ private struct DoubleSums {
 
 /// out[j] = Σ_n partials[n·width + j]: image order within each sample group, then the groups'
 /// tree. The partials are overwritten.
-private func addImageSums(_ partials: UnsafeMutablePointer<Double>, images: Int, width: Int, groups: SampleGroups,
-                          into out: UnsafeMutablePointer<Double>) {
+func addImageSums(_ partials: UnsafeMutablePointer<Double>, images: Int, width: Int, groups: SampleGroups,
+                  into out: UnsafeMutablePointer<Double>) {
     let count = groups.count(batch: images)
     for g in 0..<count {
         let samples = groups.samples(g, batch: images), first = partials + samples.lowerBound * width

@@ -22,60 +22,65 @@ public struct PoolShape: Sendable, Equatable {
 /// applied by `maxPoolBackward(…, reluOutput: y)`; the same numbers as ReLU then pool.
 public func maxPoolForward(_ s: PoolShape, input x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
                            argmax: UnsafeMutablePointer<Int32>, relu: Bool = false, pool: WorkerPool) {
+    let perImage = s.height * s.width * s.channels, perImageOut = s.outHeight * s.outWidth * s.channels
+    pool.run(tasks: s.batch) { n, _ in
+        maxPoolImage(s, image: x + n * perImage, output: y + n * perImageOut, argmax: argmax + n * perImageOut, relu: relu)
+    }
+}
+
+/// One image of `maxPoolForward`; `argmax` gets offsets within the image.
+@inline(__always) func maxPoolImage(_ s: PoolShape, image: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>,
+                                    argmax: UnsafeMutablePointer<Int32>, relu: Bool) {
     let oh = s.outHeight, ow = s.outWidth, c = s.channels
     let imageSize = s.height * s.width * c
-    pool.run(tasks: s.batch) { n, _ in
-        let image = x + n * imageSize
-        var out = y + n * oh * ow * c
-        var arg = argmax + n * oh * ow * c
-        for oy in 0..<oh {
-            for ox in 0..<ow {
-                let corner = ((oy * s.stride) * s.width + ox * s.stride) * c
-                var ch = 0
-                // 16 channels at a time: channels are contiguous in NHWC.
-                while ch + 16 <= c {
-                    var best = loadVector(image + corner + ch)
-                    var bestAt = SIMD16<Int32>(repeating: Int32(corner + ch)) &+ laneIndices16
-                    for ky in 0..<s.size {
-                        for kx in 0..<s.size where ky != 0 || kx != 0 {
-                            let at = corner + (ky * s.width + kx) * c + ch
-                            let v = loadVector(image + at)
-                            let better = v .> best
-                            best.replace(with: v, where: better)
-                            bestAt.replace(with: SIMD16<Int32>(repeating: Int32(at)) &+ laneIndices16, where: better)
-                        }
+    var out = y, arg = argmax
+    for oy in 0..<oh {
+        for ox in 0..<ow {
+            let corner = ((oy * s.stride) * s.width + ox * s.stride) * c
+            var ch = 0
+            // 16 channels at a time: channels are contiguous in NHWC.
+            while ch + 16 <= c {
+                var best = loadVector(image + corner + ch)
+                var bestAt = SIMD16<Int32>(repeating: Int32(corner + ch)) &+ laneIndices16
+                for ky in 0..<s.size {
+                    for kx in 0..<s.size where ky != 0 || kx != 0 {
+                        let at = corner + (ky * s.width + kx) * c + ch
+                        let v = loadVector(image + at)
+                        let better = v .> best
+                        best.replace(with: v, where: better)
+                        bestAt.replace(with: SIMD16<Int32>(repeating: Int32(at)) &+ laneIndices16, where: better)
                     }
-                    storeVector(out + ch, relu ? pointwiseMax(best, SIMD16(repeating: 0)) : best)
-                    UnsafeMutableRawPointer(arg + ch).storeBytes(of: bestAt, as: SIMD16<Int32>.self)
-                    ch += 16
                 }
-                // The rest (LeNet-5's 6 channels) 8 lanes at once: the lanes past the pixel's
-                // channels read the next input pixels and write the next output pixels, which
-                // are written after this one. The image's last few output pixels, whose 8 lanes
-                // would reach past the image (into the next image's, another task's), stay scalar.
-                if c - ch > 8 {
-                    windowMaximum(s, image: image, corner: corner, channel: ch, output: out, argmax: arg, relu: relu)
-                    ch += 8
-                }
-                let outputLeft = ((oh - oy) * ow - ox) * c - ch, lastRead = corner + ((s.size - 1) * s.width + s.size - 1) * c + ch
-                if c - ch > 1 && outputLeft >= 8 && lastRead + 8 <= imageSize {
-                    windowMaximum(s, image: image, corner: corner, channel: ch, output: out, argmax: arg, relu: relu)
-                    ch = c
-                }
-                while ch < c {
-                    var best = image[corner + ch], bestAt = corner + ch
-                    for ky in 0..<s.size {
-                        for kx in 0..<s.size {
-                            let at = corner + (ky * s.width + kx) * c + ch
-                            if image[at] > best { best = image[at]; bestAt = at }
-                        }
-                    }
-                    out[ch] = relu ? max(best, 0) : best
-                    arg[ch] = Int32(bestAt)
-                    ch += 1
-                }
-                out += c; arg += c
+                storeVector(out + ch, relu ? pointwiseMax(best, SIMD16(repeating: 0)) : best)
+                UnsafeMutableRawPointer(arg + ch).storeBytes(of: bestAt, as: SIMD16<Int32>.self)
+                ch += 16
             }
+            // The rest (LeNet-5's 6 channels) 8 lanes at once: the lanes past the pixel's
+            // channels read the next input pixels and write the next output pixels, which
+            // are written after this one. The image's last few output pixels, whose 8 lanes
+            // would reach past the image (into the next image's, another task's), stay scalar.
+            if c - ch > 8 {
+                windowMaximum(s, image: image, corner: corner, channel: ch, output: out, argmax: arg, relu: relu)
+                ch += 8
+            }
+            let outputLeft = ((oh - oy) * ow - ox) * c - ch, lastRead = corner + ((s.size - 1) * s.width + s.size - 1) * c + ch
+            if c - ch > 1 && outputLeft >= 8 && lastRead + 8 <= imageSize {
+                windowMaximum(s, image: image, corner: corner, channel: ch, output: out, argmax: arg, relu: relu)
+                ch = c
+            }
+            while ch < c {
+                var best = image[corner + ch], bestAt = corner + ch
+                for ky in 0..<s.size {
+                    for kx in 0..<s.size {
+                        let at = corner + (ky * s.width + kx) * c + ch
+                        if image[at] > best { best = image[at]; bestAt = at }
+                    }
+                }
+                out[ch] = relu ? max(best, 0) : best
+                arg[ch] = Int32(bestAt)
+                ch += 1
+            }
+            out += c; arg += c
         }
     }
 }
@@ -141,7 +146,7 @@ public func maxPoolBackward(_ s: PoolShape, outputGradient dy: UnsafePointer<Flo
 /// row or column of an odd size) get zero. (With LeNet-5's 6 channels, lane by lane, this took
 /// 6 times as long as the scatter, which touches a quarter of the inputs.)
 @inline(__always)
-private func routeDisjointWindows(_ s: PoolShape, outputGradient g: UnsafePointer<Float>, argmax arg: UnsafePointer<Int32>,
+func routeDisjointWindows(_ s: PoolShape, outputGradient g: UnsafePointer<Float>, argmax arg: UnsafePointer<Int32>,
                                   reluOutput y: UnsafePointer<Float>, relu: Bool, into image: UnsafeMutablePointer<Float>) {
     let w = s.width, c = s.channels, oh = s.outHeight, ow = s.outWidth, zero = SIMD16<Float>(repeating: 0)
     for iy in 0..<s.height {

@@ -80,10 +80,20 @@ import Testing
             .avgPool(size: 2, stride: 1), .tanh, .globalAvgPool, .flatten, .dense(outputs: 4),
         ])
 
+    /// VGG's blocks at odd sizes: batch norms that do the max pool after them (a 7x7 image, whose
+    /// last row and column no window covers), with and without a ReLU between.
+    static let tinyVGG = ModelSpec(
+        name: "tiny-vgg", inputHeight: 7, inputWidth: 7, inputChannels: 3, classes: 4,
+        layers: [
+            .conv(outChannels: 16, kernel: 3, stride: 1, padding: 1, bias: false), .batchNorm, .relu, .maxPool(size: 2, stride: 2),
+            .conv(outChannels: 32, kernel: 3, stride: 1, padding: 1, bias: false), .batchNorm, .maxPool(size: 2, stride: 2),
+            .relu, .flatten, .dense(outputs: 4),
+        ])
+
     @Test("whole-network gradient matches finite differences of the loss, every tensor",
-          arguments: ["tiny", "tiny-zoo"])
+          arguments: ["tiny", "tiny-zoo", "tiny-vgg"])
     func networkGradient(model: String) {
-        let net = Network(spec: model == "tiny" ? Self.tiny : Self.tinyZoo, maxBatch: 3, threads: 2)
+        let net = Network(spec: [Self.tiny, Self.tinyZoo, Self.tinyVGG].first { $0.name == model }!, maxBatch: 3, threads: 2)
         if model == "tiny-zoo" { net.labelSmoothing = 0.1 }
         net.initializeParameters(seed: 11)
         let labels = loadInput(net, batch: 3, seed: 12)
@@ -153,11 +163,19 @@ import Testing
         return bits
     }
 
-    @Test("ReLUs and residual additions done by the layers before them give the bits of separate layers",
-          arguments: ["tiny-resnet", "tiny-zoo", "resnet20", "keras-cnn"])
+    @Test("ReLUs, residual additions and max pools done by the layers before them give the bits of separate layers",
+          arguments: ["tiny-resnet", "tiny-zoo", "tiny-vgg", "resnet20", "keras-cnn", "vgg11"])
     func fusionKeepsBits(model: String) throws {
-        let spec = try #require([Self.tinyZoo, Self.tinyResNet].first { $0.name == model } ?? ModelSpec.named(model))
-        #expect(stepBits(spec, fusing: true) == stepBits(spec, fusing: false))
+        let spec = try #require([Self.tinyZoo, Self.tinyResNet, Self.tinyVGG].first { $0.name == model } ?? ModelSpec.named(model))
+        // Compared outside #expect, which would print both of VGG-11's 9 million values.
+        let fused = stepBits(spec, fusing: true), separate = stepBits(spec, fusing: false)
+        let firstDifference = fused.count == separate.count ? zip(fused, separate).enumerated().first { $0.element.0 != $0.element.1 }?.offset : 0
+        #expect(firstDifference == nil, "value \(firstDifference ?? 0) of \(separate.count) differs")
+        // Every max pool of VGG's blocks is done by the batch norm before it.
+        if model.contains("vgg") {
+            let pools = Network(spec: spec, maxBatch: 1, threads: 1).layerSummaries.map(\.name).filter { $0.hasPrefix("maxpool") }
+            #expect(!pools.isEmpty && pools.allSatisfy { $0.hasSuffix("(done by the batch norm)") }, "\(pools)")
+        }
         // And the fusion happened: every block of a ResNet ends in a norm that adds its shortcut
         // and does the ReLU after it.
         if model.contains("resnet") {

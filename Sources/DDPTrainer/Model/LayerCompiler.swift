@@ -23,6 +23,12 @@ struct CompiledLayer {
         case reluInConvolution
         /// `relu`: the pool does the ReLU before it (`reluInMaxPool`).
         case maxPool(PoolShape, argmax: UnsafeMutablePointer<Int32>, relu: Bool)
+        /// A max pool over disjoint windows of whole vectors right after a batch norm (and its
+        /// ReLU), which the norm does image by image while training (`NormPooling`,
+        /// `CompiledBatchNorm.pooled`): no training work of its own, the pooled gradient passed
+        /// on to the norm. In evaluation the norm writes its whole output (which `visualize`
+        /// reads) and the pool runs here.
+        case maxPoolInBatchNorm(PoolShape, argmax: UnsafeMutablePointer<Int32>)
         case avgPool(PoolShape)
         case globalAvgPool(pixels: Int, channels: Int)
         case dropout(rate: Float, mask: UnsafeMutablePointer<Float>)
@@ -69,6 +75,9 @@ struct CompiledBatchNorm {
     /// The shortcut's output, when the norm ends a residual block's body and adds it
     /// (`CompiledLayer.normAddingShortcut`); `relu` is then the ReLU after the block.
     var residual: UnsafePointer<Float>?
+    /// The max pool after it, when the norm does it (`CompiledLayer.Op.maxPoolInBatchNorm`), and
+    /// the pool's output buffer.
+    var pooled: (pooling: NormPooling, output: UnsafeMutablePointer<Float>)?
 }
 
 struct ResidualGradients {
@@ -165,6 +174,18 @@ struct LayerCompiler {
                 let relu: Bool
                 if case .reluInMaxPool = out.last?.op { relu = true } else { relu = false }
                 op = .maxPool(shape, argmax: argmax, relu: relu)
+                // A norm just before (or before the ReLU it does) does the pool too.
+                var at = out.count - 1
+                if at >= 0, case .reluInBatchNorm = out[at].op { at -= 1 }
+                if fusing, !relu, NormPooling.fits(shape), at >= 0, case var .batchNorm(norm) = out[at].op, norm.residual == nil {
+                    let pooledOutput = floats(maxBatch * node.outputSize)
+                    let scratch = floats(NormPooling.scratchCount(threads: workspace.pool.threads, pixels: norm.pixels, channels: norm.channels))
+                    norm.pooled = (NormPooling(shape: shape, argmax: argmax, scratch: scratch), pooledOutput)
+                    out[at] = CompiledLayer(op: .batchNorm(norm), index: out[at].index, input: out[at].input, output: out[at].output,
+                                            inputSize: out[at].inputSize, outputSize: out[at].outputSize)
+                    op = .maxPoolInBatchNorm(shape, argmax: argmax)
+                    output = pooledOutput
+                }
             case let .avgPool(shape):
                 op = .avgPool(shape)
             case let .globalAvgPool(pixels, channels):

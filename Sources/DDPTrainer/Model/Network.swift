@@ -98,9 +98,9 @@ public final class Network {
     /// Built-in models always compile; a model from a file is validated first (`ModelSpec.validate`).
     /// `sampleGroups` orders every sum over samples (`SampleGroups`): training passes its run's
     /// grouping of the global batch; the default is that of a global batch of `maxBatch`.
-    /// `fusing`: whether ReLUs, and residual additions that follow a batch norm, are done on the
-    /// way by the layers next to them (batch norms, max pools, Winograd convolutions; see
-    /// `CompiledLayer.Op`) rather than in passes of their own: the default unless
+    /// `fusing`: whether ReLUs, residual additions that follow a batch norm, and max pools that
+    /// follow one, are done on the way by the layers next to them (batch norms, max pools,
+    /// Winograd convolutions; see `CompiledLayer.Op`) rather than in passes of their own: the default unless
     /// `DDPTRAIN_FUSE_RELU=0`, which keeps them apart for comparison; the bits are the same.
     public init(spec: ModelSpec, maxBatch: Int, threads: Int, sampleGroups: SampleGroups? = nil, precision: Precision = .float32,
                 fusing: Bool = ProcessInfo.processInfo.environment["DDPTRAIN_FUSE_RELU"] != "0") {
@@ -179,6 +179,8 @@ public final class Network {
                 tanhForward(x, y, count: n * layer.outputSize, pool: pool)
             case let .maxPool(shape, argmax, relu):
                 maxPoolForward(shape.batched(n), input: x, output: y, argmax: argmax, relu: relu, pool: pool)
+            case let .maxPoolInBatchNorm(shape, argmax):
+                if key == nil { maxPoolForward(shape.batched(n), input: x, output: y, argmax: argmax, pool: pool) }
             case let .avgPool(shape):
                 avgPoolForward(shape.batched(n), input: x, output: y, pool: pool)
             case let .globalAvgPool(pixels, channels):
@@ -250,7 +252,7 @@ public final class Network {
             case .relu, .reluInConvolution:
                 dIn = dOut
                 reluBackward(output: y, outputGradient: dOut, inputGradient: dIn, count: n * layer.outputSize, pool: pool)
-            case .reluInBatchNorm, .reluInMaxPool:
+            case .reluInBatchNorm, .reluInMaxPool, .maxPoolInBatchNorm:
                 dIn = dOut
             case .sigmoid:
                 dIn = dOut
@@ -340,8 +342,13 @@ public final class Network {
                 bn.invStd[ch] = Float(1 / (Double(runningVariance[ch]) + CompiledBatchNorm.epsilon).squareRoot())
             }
         }
-        batchNormForward(shape, input: x, mean: bn.mean, invStd: bn.invStd, scale: parameters + bn.scale,
-                         shift: parameters + bn.shift, residual: bn.residual, output: y, relu: bn.relu, pool: workspace.pool)
+        if training, let pooled = bn.pooled {
+            batchNormForward(shape, input: x, mean: bn.mean, invStd: bn.invStd, scale: parameters + bn.scale, shift: parameters + bn.shift,
+                             relu: bn.relu, pooling: pooled.pooling, pooledOutput: pooled.output, pool: workspace.pool)
+        } else {
+            batchNormForward(shape, input: x, mean: bn.mean, invStd: bn.invStd, scale: parameters + bn.scale,
+                             shift: parameters + bn.shift, residual: bn.residual, output: y, relu: bn.relu, pool: workspace.pool)
+        }
     }
 
     /// Training mode only: the input gradient needs the sums over the whole global batch. With
@@ -355,8 +362,14 @@ public final class Network {
         let c = bn.channels, shape = NormShape(batch: n, pixels: bn.pixels, channels: c)
         // A ReLU after a residual addition was undone by the block (`backward`) before the norm's.
         let relu = bn.relu && bn.residual == nil ? FusedReLU(scale: parameters + bn.scale, shift: parameters + bn.shift) : nil
-        batchNormBackwardStatistics(shape, input: x, outputGradient: dy, mean: bn.mean, invStd: bn.invStd, relu: relu,
-                                    sums: bn.sums, pool: workspace.pool)
+        // With the pool done by the norm, `dy` is the pool's output gradient.
+        if let pooled = bn.pooled {
+            batchNormBackwardStatistics(shape, input: x, pooledGradient: dy, pooling: pooled.pooling, mean: bn.mean, invStd: bn.invStd,
+                                        relu: relu, sums: bn.sums, pool: workspace.pool)
+        } else {
+            batchNormBackwardStatistics(shape, input: x, outputGradient: dy, mean: bn.mean, invStd: bn.invStd, relu: relu,
+                                        sums: bn.sums, pool: workspace.pool)
+        }
         let ranks = statistics?.ranks ?? 1
         statistics?.sumAcrossRanks(bn.sums, count: 2 * c)
         let holdsGradients = (statistics?.rank ?? 0) == 0
@@ -365,9 +378,14 @@ public final class Network {
             gradients[bn.scale + ch] = holdsGradients ? Float(bn.sums[c + ch]) : 0
         }
         sink?.gradientsReady(bn.scale..<(bn.shift + c))
-        batchNormBackwardData(shape, input: x, outputGradient: dy, mean: bn.mean, invStd: bn.invStd,
-                              scale: parameters + bn.scale, relu: relu, sums: bn.sums, count: n * bn.pixels * ranks,
-                              inputGradient: dx, pool: workspace.pool)
+        let count = n * bn.pixels * ranks
+        if let pooled = bn.pooled {
+            batchNormBackwardData(shape, input: x, pooledGradient: dy, pooling: pooled.pooling, mean: bn.mean, invStd: bn.invStd,
+                                  scale: parameters + bn.scale, relu: relu, sums: bn.sums, count: count, inputGradient: dx, pool: workspace.pool)
+        } else {
+            batchNormBackwardData(shape, input: x, outputGradient: dy, mean: bn.mean, invStd: bn.invStd, scale: parameters + bn.scale,
+                                  relu: relu, sums: bn.sums, count: count, inputGradient: dx, pool: workspace.pool)
+        }
     }
 
     /// Inverted dropout: kept units are scaled by 1/(1−rate) so evaluation needs no rescaling.

@@ -34,6 +34,8 @@ extension Network {
                 case .sigmoid: add("sigmoid")
                 case .tanh: add("tanh")
                 case let .maxPool(s, _, _): add("maxpool \(s.size)x\(s.size)/\(s.stride)", [s.outHeight, s.outWidth, s.channels])
+                case let .maxPoolInBatchNorm(s, _):
+                    add("maxpool \(s.size)x\(s.size)/\(s.stride) (done by the batch norm)", [s.outHeight, s.outWidth, s.channels])
                 case let .avgPool(s): add("avgpool \(s.size)x\(s.size)/\(s.stride)", [s.outHeight, s.outWidth, s.channels])
                 case let .globalAvgPool(_, c): add("globalavgpool", [1, 1, c])
                 case let .dropout(rate, _): add("dropout \(rate)")
