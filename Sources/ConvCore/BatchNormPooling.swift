@@ -1,13 +1,14 @@
 /// A batch norm (with its fused ReLU) followed by a max pool whose windows do not overlap, over
 /// whole 16-channel vectors: VGG-11's conv → bn → relu → 2x2/2 pool. Done image by image through
-/// a scratch of one image per worker, which stays in L2: forward, the norm writes an image's
-/// output there and the pool reads it back, so the batch's whole normalised output (16 MB at
-/// VGG-11's first layer) never goes through memory; backward, the pool routes an image's gradient
-/// there and the norm's two passes read it. The same arithmetic on every value as the separate
+/// a per-worker scratch of one image (or a few small ones), which stays in L2: forward, the norm
+/// writes an image's output there and the pool reads it back, so the batch's whole normalised
+/// output (16 MB at VGG-11's first layer) never goes through memory; backward, the pool routes an
+/// image's gradient there and the norm's two passes read it. The same arithmetic on every value as the separate
 /// layers (`batchNormForward`, `maxPoolForward`, `maxPoolBackward`, the norm's backward), so the
 /// same bits.
 ///
-///     let pooling = NormPooling(shape: poolShape, argmax: argmax, scratch: scratch)  // scratch: threads × pixels × channels
+///     let scratch = allocate(NormPooling.scratchCount(threads: pool.threads, pixels: s.pixels, channels: s.channels))
+///     let pooling = NormPooling(shape: poolShape, argmax: argmax, scratch: scratch)
 ///     batchNormForward(s, input: x, mean: mean, invStd: invStd, scale: γ, shift: β, relu: true,
 ///                      pooling: pooling, pooledOutput: y, pool: pool)
 ///     batchNormBackwardStatistics(s, input: x, pooledGradient: dy, pooling: pooling, mean: mean, invStd: invStd,
@@ -19,7 +20,7 @@ public struct NormPooling {
     public let shape: PoolShape, argmax: UnsafeMutablePointer<Int32>, scratch: UnsafeMutablePointer<Float>
 
     public init(shape: PoolShape, argmax: UnsafeMutablePointer<Int32>, scratch: UnsafeMutablePointer<Float>) {
-        precondition(shape.size == shape.stride && shape.channels % 16 == 0, "a norm pools over disjoint windows of whole vectors only")
+        precondition(Self.fits(shape), "a norm pools over disjoint windows of whole vectors only")
         self.shape = shape; self.argmax = argmax; self.scratch = scratch
     }
 

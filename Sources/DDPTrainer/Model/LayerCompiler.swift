@@ -179,7 +179,8 @@ struct LayerCompiler {
                 if at >= 0, case .reluInBatchNorm = out[at].op { at -= 1 }
                 if fusing, !relu, NormPooling.fits(shape), at >= 0, case var .batchNorm(norm) = out[at].op, norm.residual == nil {
                     let pooledOutput = floats(maxBatch * node.outputSize)
-                    let scratch = floats(NormPooling.scratchCount(threads: workspace.pool.threads, pixels: norm.pixels, channels: norm.channels))
+                    let threads = workspace.pool.threads
+                    let scratch = floats(NormPooling.scratchCount(threads: threads, pixels: norm.pixels, channels: norm.channels))
                     norm.pooled = (NormPooling(shape: shape, argmax: argmax, scratch: scratch), pooledOutput)
                     out[at] = CompiledLayer(op: .batchNorm(norm), index: out[at].index, input: out[at].input, output: out[at].output,
                                             inputSize: out[at].inputSize, outputSize: out[at].outputSize)

@@ -98,10 +98,10 @@ public final class Network {
     /// Built-in models always compile; a model from a file is validated first (`ModelSpec.validate`).
     /// `sampleGroups` orders every sum over samples (`SampleGroups`): training passes its run's
     /// grouping of the global batch; the default is that of a global batch of `maxBatch`.
-    /// `fusing`: whether ReLUs, residual additions that follow a batch norm, and max pools that
-    /// follow one, are done on the way by the layers next to them (batch norms, max pools,
-    /// Winograd convolutions; see `CompiledLayer.Op`) rather than in passes of their own: the default unless
-    /// `DDPTRAIN_FUSE_RELU=0`, which keeps them apart for comparison; the bits are the same.
+    /// `fusing`: whether ReLUs, and residual additions and max pools that follow a batch norm,
+    /// are done on the way by the layers next to them (batch norms, max pools, Winograd
+    /// convolutions; see `CompiledLayer.Op`) rather than in passes of their own: the default
+    /// unless `DDPTRAIN_FUSE_RELU=0`, which keeps them apart for comparison; the bits are the same.
     public init(spec: ModelSpec, maxBatch: Int, threads: Int, sampleGroups: SampleGroups? = nil, precision: Precision = .float32,
                 fusing: Bool = ProcessInfo.processInfo.environment["DDPTRAIN_FUSE_RELU"] != "0") {
         let plan: LayerPlan
