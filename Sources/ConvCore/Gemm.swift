@@ -55,8 +55,8 @@ public func gemm(m: Int, n: Int, k: Int, a: GemmOperand, b: GemmOperand,
         if !accumulate { for i in 0..<m { (c + i * ldc).update(repeating: 0, count: n) } }
         return
     }
-    let kernels = scratch.kernels, nr = kernels.sliverWidth, kcMax = GemmScratch.kc
-    if !a.transposed && !b.transposed && m <= 96 && n % nr == 0 {
+    let kernels = scratch.kernels
+    if !a.transposed && !b.transposed && m <= 96 && n % kernels.sliverWidth == 0 {
         multiplyUnpacked(m: m, n: n, k: k, a: a, b: b, c: c, ldc: ldc, accumulate: accumulate, kernels: kernels, pool: pool)
         return
     }
@@ -64,19 +64,31 @@ public func gemm(m: Int, n: Int, k: Int, a: GemmOperand, b: GemmOperand,
         multiplyTransposedA(m: m, n: n, k: k, a: a, b: b, c: c, ldc: ldc, accumulate: accumulate, kernels: kernels, pool: pool)
         return
     }
+    packB(k: k, n: n, b, scratch: scratch, pool: pool)
+    gemmWithPackedB(m: m, n: n, k: k, a: a, c: c, ldc: ldc, accumulate: accumulate, scratch: scratch, pool: pool)
+}
+
+/// Packs op(B) (K×N) into `scratch`, for `gemmWithPackedB`: chunk p0..<p0+kc is at
+/// packedB + p0·nPadded, sliver by sliver [sliver][p][nr]. Products that share a B pack it once.
+func packB(k: Int, n: Int, _ b: GemmOperand, scratch: GemmScratch, pool: WorkerPool) {
+    let nr = scratch.kernels.sliverWidth, nPadded = roundUp(n, nr), packedB = scratch.packedB
     scratch.reserve(k: k, n: n)
-    let nPadded = roundUp(n, nr), slivers = nPadded / nr
-    // Chunk p0..<p0+kc of op(B) is at packedB + p0·nPadded, sliver by sliver [sliver][p][nr].
-    let packedB = scratch.packedB
-    pool.run(tasks: slivers) { sliver, _ in
+    pool.run(tasks: nPadded / nr) { sliver, _ in
         var p0 = 0
         while p0 < k {
-            let kc = min(kcMax, k - p0)
+            let kc = min(GemmScratch.kc, k - p0)
             packBSliver(b, p0: p0, kc: kc, j0: sliver * nr, columns: min(nr, n - sliver * nr), width: nr,
                         into: packedB + p0 * nPadded + sliver * kc * nr)
             p0 += kc
         }
     }
+}
+
+/// C[M×N] (ldc) = op(A)·B, or += when `accumulate`, with B as `packB` left it in `scratch`.
+func gemmWithPackedB(m: Int, n: Int, k: Int, a: GemmOperand, c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+                     scratch: GemmScratch, pool: WorkerPool) {
+    let kernels = scratch.kernels, nr = kernels.sliverWidth, kcMax = GemmScratch.kc
+    let nPadded = roundUp(n, nr), slivers = nPadded / nr, packedB = scratch.packedB
     // Row blocks of at most mcMax rows (an even count where there are several, so two workers
     // share them evenly) × column blocks, at least 4 tasks where the shape allows.
     var rowBlocks = max(4, (m + GemmScratch.mcMax - 1) / GemmScratch.mcMax)

@@ -61,21 +61,40 @@ extension ConvWorkspace {
                      a: dy, aPixels: s.outHeight * s.outWidth, k: s.outChannels, weights: w, transposed: true, c: dx, n: s.inChannels)
     }
 
-    /// C[·, j] = Σ over the pairs (i, tap) of pixel j, in `pairs`' order: A[·, i]·W[tap], or
+    /// C[·, j] = Σ over the pairs (i, tap) of pixel j, in tap order: A[·, i]·W[tap], or
     /// A[·, i]·W[tap]ᵀ when `transposed`, for each of `pixels` pixels j (zeros where no tap joins
     /// j). A has `aPixels` pixels of `k` channels an image, C `pixels` of `n`.
     private func sumOverPairs(_ s: ConvShape, pixels: Int, _ pairs: (_ pixel: Int, _ body: (Int, Int) -> Void) -> Void,
                               a: UnsafePointer<Float>, aPixels: Int, k: Int, weights w: UnsafePointer<Float>, transposed: Bool,
                               c: UnsafeMutablePointer<Float>, n: Int) {
-        for j in 0..<pixels {
-            var first = true
-            pairs(j) { i, tap in
-                gemm(m: s.batch, n: n, k: k, a: GemmOperand(a + i * k, stride: aPixels * k),
-                     b: GemmOperand(w + tap * s.inChannels * s.outChannels, stride: s.outChannels, transposed: transposed),
-                     c: c + j * n, ldc: pixels * n, accumulate: !first, scratch: gemmScratch, pool: pool)
-                first = false
+        // Tap by tap, so that each W[tap] comes from memory once and from cache for its other
+        // pixels, and a transposed W[tap] is packed once for all of them (at 2x2 pixels, 9 times
+        // a pass instead of 16); each pixel still adds its pairs in tap order.
+        withUnsafeTemporaryAllocation(of: Bool.self, capacity: pixels) { started in
+            started.initialize(repeating: false)
+            for tap in 0..<s.kernelHeight * s.kernelWidth {
+                let b = GemmOperand(w + tap * s.inChannels * s.outChannels, stride: s.outChannels, transposed: transposed)
+                var packed = false
+                for j in 0..<pixels {
+                    pairs(j) { i, pairTap in
+                        guard pairTap == tap else { return }
+                        let a = GemmOperand(a + i * k, stride: aPixels * k)
+                        if transposed {
+                            if !packed { packB(k: k, n: n, b, scratch: gemmScratch, pool: pool) }
+                            packed = true
+                            gemmWithPackedB(m: s.batch, n: n, k: k, a: a, c: c + j * n, ldc: pixels * n, accumulate: started[j],
+                                            scratch: gemmScratch, pool: pool)
+                        } else {
+                            gemm(m: s.batch, n: n, k: k, a: a, b: b, c: c + j * n, ldc: pixels * n, accumulate: started[j],
+                                 scratch: gemmScratch, pool: pool)
+                        }
+                        started[j] = true
+                    }
+                }
             }
-            if first { for image in 0..<s.batch { (c + (image * pixels + j) * n).update(repeating: 0, count: n) } }
+            for j in 0..<pixels where !started[j] {
+                for image in 0..<s.batch { (c + (image * pixels + j) * n).update(repeating: 0, count: n) }
+            }
         }
     }
 }
