@@ -71,8 +71,8 @@ public func gemm(m: Int, n: Int, k: Int, a: GemmOperand, b: GemmOperand,
 /// Packs op(B) (K×N) into `scratch`, for `gemmWithPackedB`: chunk p0..<p0+kc is at
 /// packedB + p0·nPadded, sliver by sliver [sliver][p][nr]. Products that share a B pack it once.
 func packB(k: Int, n: Int, _ b: GemmOperand, scratch: GemmScratch, pool: WorkerPool) {
+    scratch.reserve(k: k, n: n)  // before taking the pointer: growing moves the buffer
     let nr = scratch.kernels.sliverWidth, nPadded = roundUp(n, nr), packedB = scratch.packedB
-    scratch.reserve(k: k, n: n)
     pool.run(tasks: nPadded / nr) { sliver, _ in
         var p0 = 0
         while p0 < k {

@@ -78,14 +78,14 @@ extension ConvWorkspace {
                 for j in 0..<pixels {
                     pairs(j) { i, pairTap in
                         guard pairTap == tap else { return }
-                        let a = GemmOperand(a + i * k, stride: aPixels * k)
+                        let pixel = GemmOperand(a + i * k, stride: aPixels * k)
                         if transposed {
                             if !packed { packB(k: k, n: n, b, scratch: gemmScratch, pool: pool) }
                             packed = true
-                            gemmWithPackedB(m: s.batch, n: n, k: k, a: a, c: c + j * n, ldc: pixels * n, accumulate: started[j],
+                            gemmWithPackedB(m: s.batch, n: n, k: k, a: pixel, c: c + j * n, ldc: pixels * n, accumulate: started[j],
                                             scratch: gemmScratch, pool: pool)
                         } else {
-                            gemm(m: s.batch, n: n, k: k, a: a, b: b, c: c + j * n, ldc: pixels * n, accumulate: started[j],
+                            gemm(m: s.batch, n: n, k: k, a: pixel, b: b, c: c + j * n, ldc: pixels * n, accumulate: started[j],
                                  scratch: gemmScratch, pool: pool)
                         }
                         started[j] = true
