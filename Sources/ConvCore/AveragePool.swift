@@ -82,12 +82,3 @@ public func globalAvgPoolBackward(batch: Int, pixels: Int, channels: Int, output
         }
     }
 }
-
-/// Calls `body(image)` for every image, in tasks of consecutive images worth about
-/// `elementwiseChunk` floats (a global pool's 8x8 images are too small for a task each).
-@inline(__always) private func forEachImageGroup(batch: Int, floatsPerImage: Int, pool: WorkerPool, _ body: (_ image: Int) -> Void) {
-    let perTask = max(1, elementwiseChunk / max(floatsPerImage, 1))
-    pool.run(tasks: (batch + perTask - 1) / perTask) { t, _ in
-        for n in (t * perTask)..<min(batch, (t + 1) * perTask) { body(n) }
-    }
-}

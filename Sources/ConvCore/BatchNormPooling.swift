@@ -27,7 +27,8 @@ public struct NormPooling {
     /// Whether a pool of `shape` can be done by the norm before it.
     public static func fits(_ shape: PoolShape) -> Bool { shape.size == shape.stride && shape.channels % 16 == 0 }
 
-    /// Floats of scratch for `threads` workers and images of `pixels` × `channels`: a task's images.
+    /// Floats of scratch for `threads` workers and images of `pixels` × `channels`: a task's
+    /// images (`forEachImageGroup`'s tasks hold one image or at most `elementwiseChunk` floats).
     public static func scratchCount(threads: Int, pixels: Int, channels: Int) -> Int {
         threads * max(pixels * channels, elementwiseChunk)
     }
@@ -89,15 +90,13 @@ public func batchNormBackwardData(_ s: NormShape, input x: UnsafePointer<Float>,
     }
 }
 
-/// Calls `body(images, scratch)` for the batch in tasks of one image or, for small images, as many
-/// as make `elementwiseChunk` floats (VGG-11's last norm has 2x2 images, too small to pay for a
-/// task each, or for the per-channel constants each pass sets up), with the worker's scratch.
+/// Calls `body(images, scratch)` for the batch in `forEachImageGroup`'s tasks (one image, or a
+/// few small ones: VGG-11's last norm has 2x2 images), with the worker's scratch.
 @inline(__always) private func forEachTask(_ s: NormShape, _ pooling: NormPooling, pool: WorkerPool,
                                            _ body: (_ images: Range<Int>, _ scratch: UnsafeMutablePointer<Float>) -> Void) {
-    let perImage = s.pixels * s.channels, perTask = max(1, elementwiseChunk / max(perImage, 1))
     let perWorker = NormPooling.scratchCount(threads: 1, pixels: s.pixels, channels: s.channels)
-    pool.run(tasks: (s.batch + perTask - 1) / perTask) { task, worker in
-        body((task * perTask)..<min(s.batch, (task + 1) * perTask), pooling.scratch + worker * perWorker)
+    forEachImageGroup(batch: s.batch, floatsPerImage: s.pixels * s.channels, pool: pool) { images, worker in
+        body(images, pooling.scratch + worker * perWorker)
     }
 }
 

@@ -11,6 +11,25 @@ public func forEachChunk(_ count: Int, pool: WorkerPool, _ body: (_ start: Int, 
     }
 }
 
+/// Calls `body(images, worker)` for the batch in tasks of consecutive images worth about
+/// `elementwiseChunk` floats, or of one image where an image is larger: a global pool's 8x8
+/// images and VGG-11's last batch norm's 2x2 are too small to pay for a task each.
+@inline(__always)
+func forEachImageGroup(batch: Int, floatsPerImage: Int, pool: WorkerPool, _ body: (_ images: Range<Int>, _ worker: Int) -> Void) {
+    let perTask = max(1, elementwiseChunk / max(floatsPerImage, 1))
+    pool.run(tasks: (batch + perTask - 1) / perTask) { t, worker in
+        body((t * perTask)..<min(batch, (t + 1) * perTask), worker)
+    }
+}
+
+/// The same, image by image.
+@inline(__always)
+func forEachImageGroup(batch: Int, floatsPerImage: Int, pool: WorkerPool, _ body: (_ image: Int) -> Void) {
+    forEachImageGroup(batch: batch, floatsPerImage: floatsPerImage, pool: pool) { images, _ in
+        for n in images { body(n) }
+    }
+}
+
 /// y = max(x, 0).
 public func reluForward(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, pool: WorkerPool) {
     forEachChunk(count, pool: pool) { start, end in
